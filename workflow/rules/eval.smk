@@ -1,0 +1,35 @@
+# Generation (a model job) and scoring in the sandbox (a CPU job).
+
+
+rule generate:
+    input:
+        bench=f"{R}/data/bench/{{prompt_set}}.parquet",
+        model=trained_model_input,
+    output:
+        f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl",
+    log:
+        f"{R}/logs/generate/{{experiment}}/{{prompt_set}}.log",
+    params:
+        model=model_for,
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../../envs/train.yaml"
+    script:
+        "../scripts/generate.py"
+
+
+rule score:
+    input:
+        samples=samples_for,
+        bench=lambda w: f"{R}/data/bench/{PROMPT_SET[w.benchmark]}.parquet",
+    output:
+        f"{R}/eval/{{experiment}}/{{benchmark}}.json",
+    log:
+        f"{R}/logs/score/{{experiment}}/{{benchmark}}.log",
+    threads: 2
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/score.py"
