@@ -1,0 +1,728 @@
+"""Losses on hand-worked values, their limits, and step-level invariance on a tiny model.
+
+Hand examples build logits as log-probabilities (`logits = log(p)`), so log softmax returns
+log(p) exactly and each expected value is a short sum of logs written out in a comment.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from faulttune.losses import (
+    CCTHead,
+    cct_loss,
+    count_targets,
+    dpo_loss,
+    fgit_loss,
+    fgit_weights,
+    focused_dpo_loss,
+    focused_preference_masks,
+    preference_logps,
+    rpo_loss,
+    segment_mean_prob,
+    select_granularity,
+    sequence_logps,
+    sft_loss,
+    target_dpo_loss,
+    target_rpo_loss,
+    token_hinge_terms,
+    token_logps,
+)
+
+IGN = -100
+
+
+def prob_logits(rows: list[list[list[float]]]) -> torch.Tensor:
+    """[B, T, V] logits whose softmax is exactly the given probability rows."""
+    return torch.tensor(rows, dtype=torch.float64).log()
+
+
+# ---------------------------------------------------------------------------------------------
+# token_logps / sequence_logps / preference_logps
+
+
+def naive_token_logps(logits, labels, mask=None):
+    logps = logits[:, :-1].double().log_softmax(-1)
+    targets = labels[:, 1:]
+    picked = logps.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    keep = (targets >= 0).double()
+    if mask is not None:
+        keep = keep * mask[:, 1:].double()
+    return picked * keep
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_token_logps_matches_naive_formula(dtype):
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 7, 11) * 4).to(dtype)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[0, :3] = IGN
+    labels[2, -2:] = IGN
+    mask = torch.randint(0, 2, (3, 7))
+    got = token_logps(logits, labels, mask)
+    assert got.shape == (3, 6)
+    assert got.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    torch.testing.assert_close(
+        got.double(), naive_token_logps(logits, labels, mask), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_token_logps_hand_example_and_alignment():
+    # row 0: position 0 predicts label[1] = 0 with p = .5; position 1 predicts label[2] = 2 with .5
+    logits = prob_logits([[[0.5, 0.25, 0.25], [0.2, 0.3, 0.5], [0.1, 0.1, 0.8]]])
+    labels = torch.tensor([[1, 0, 2]])
+    torch.testing.assert_close(
+        token_logps(logits, labels), torch.tensor([[math.log(0.5)] * 2]).double()
+    )
+    # mask[b, t] selects INPUT token t: only token 1 (predicted at position 0) counts
+    masked = token_logps(logits, labels, torch.tensor([[0, 1, 0]]))
+    torch.testing.assert_close(masked, torch.tensor([[math.log(0.5), 0.0]]).double())
+    torch.testing.assert_close(
+        sequence_logps(logits, labels, torch.tensor([[1, 1, 1]])),
+        torch.tensor([2 * math.log(0.5)]).double(),
+    )
+
+
+def test_token_logps_rejects_misaligned_shapes():
+    with pytest.raises(ValueError, match="labels"):
+        token_logps(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="mask"):
+        token_logps(torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 2))
+
+
+def test_preference_logps_splits_chosen_then_rejected():
+    # 2 pairs -> 4 rows: chosen0, chosen1, rejected0, rejected1; T = 3, V = 2
+    p = [
+        [[0.5, 0.5], [0.25, 0.75], [0.5, 0.5]],  # chosen0: token1=0 (.5), token2=1 (.75)
+        [[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]],  # chosen1: token1=0 (.9), token2=0 (.6)
+        [[0.2, 0.8], [0.3, 0.7], [0.5, 0.5]],  # rejected0: token1=1 (.8), token2=1 (.7)
+        [[0.4, 0.6], [0.1, 0.9], [0.5, 0.5]],  # rejected1: token1=0 (.4), token2=1 (.9)
+    ]
+    labels = torch.tensor([[0, 0, 1], [0, 0, 0], [0, 1, 1], [0, 0, 1]])
+    chosen_mask = torch.tensor([[0, 1, 1], [0, 0, 1]])  # chosen1: only token 2
+    rejected_mask = torch.tensor([[0, 0, 1], [0, 1, 1]])  # rejected0: only token 2
+    chosen, rejected = preference_logps(prob_logits(p), labels, chosen_mask, rejected_mask)
+    expected_c = torch.tensor([math.log(0.5 * 0.75), math.log(0.6)]).double()
+    expected_r = torch.tensor([math.log(0.7), math.log(0.4 * 0.9)]).double()
+    torch.testing.assert_close(chosen, expected_c)
+    torch.testing.assert_close(rejected, expected_r)
+
+
+def test_count_targets_skips_position_zero_prompt_and_zero_mask():
+    labels = torch.tensor([[5, IGN, 3, 4], [1, 2, 3, IGN]])
+    assert int(count_targets(labels)) == 2 + 2
+    assert int(count_targets(labels, torch.tensor([[1, 1, 0, 1], [1, 1, 1, 1]]))) == 1 + 2
+
+
+# ---------------------------------------------------------------------------------------------
+# SFT
+
+
+def sft_example():
+    # B = 2, T = 3, V = 2. Row 0 targets: token1 = 0 (p .5), token2 = 1 (p .25).
+    # Row 1: token1 is prompt (-100); token2 = 0 (p .8).
+    logits = prob_logits(
+        [
+            [[0.5, 0.5], [0.75, 0.25], [0.5, 0.5]],
+            [[0.3, 0.7], [0.8, 0.2], [0.5, 0.5]],
+        ]
+    )
+    labels = torch.tensor([[1, 0, 1], [1, IGN, 0]])
+    return logits, labels
+
+
+def test_sft_loss_hand_value():
+    logits, labels = sft_example()
+    loss, metrics = sft_loss(logits, labels)
+    # (-ln .5 - ln .25 - ln .8) / 3 = (0.693147 + 1.386294 + 0.223144) / 3 = 0.767528
+    expected = -(math.log(0.5) + math.log(0.25) + math.log(0.8)) / 3
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    assert loss.item() == pytest.approx(0.767528, abs=1e-6)
+    assert metrics["target_tokens"].item() == 3
+    assert metrics["nll"].item() == pytest.approx(expected)
+
+
+def test_sft_loss_weights_and_step_normaliser():
+    logits, labels = sft_example()
+    weights = torch.tensor(
+        [[0, 2, 1], [0, 0, 1]]
+    )  # token1 of row 0 counts twice, row 1 token1 none
+    loss, _ = sft_loss(logits, labels, weights)
+    # (2 * ln 2 + ln 4 + ln 1.25) / 3: the normaliser counts tokens, not the sum of weights
+    expected = (2 * math.log(2) + math.log(4) + math.log(1.25)) / 3
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    step_loss, _ = sft_loss(logits, labels, weights, num_target_tokens=6)
+    assert step_loss.item() == pytest.approx(expected / 2, abs=1e-12)
+    zero_weight, metrics = sft_loss(logits, labels, torch.tensor([[0, 0, 1], [0, 0, 1]]))
+    assert metrics["target_tokens"].item() == 2  # a weight of 0 is "not a target"
+    assert zero_weight.item() == pytest.approx((math.log(4) + math.log(1.25)) / 2, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# CCT
+
+
+def test_cct_token_hinge_hand_value():
+    # pair 0: I = 1, correct length 4, buggy length 3 -> M = 4, positions 1, 2, 3; buggy position 3
+    #   repeats its last real score 0.5. Hinges: 1-0.5+0.0 = 0.5; 1-2+0.5 -> 0; 1-1+0.5 = 0.5.
+    #   l_0 = (0.5 + 0 + 0.5) / 3 = 1/3
+    # pair 1: I = 2, both length 3: one position, hinge 1 - 0 + 1 = 2 -> l_1 = 2
+    # pair 2: identical sequences, I = M = 3 -> skipped
+    correct = torch.tensor([[9.0, 0.5, 2.0, 1.0], [0.0, 0.0, 0.0, 7.0], [1.0, 1.0, 1.0, 7.0]])
+    buggy = torch.tensor([[9.0, 0.0, 0.5, 7.0], [0.0, 0.0, 1.0, 7.0], [1.0, 1.0, 1.0, 7.0]])
+    first_diff = torch.tensor([1, 2, 3])
+    len_c, len_b = torch.tensor([4, 3, 3]), torch.tensor([3, 3, 3])
+    per_pair, valid = token_hinge_terms(correct, buggy, first_diff, len_c, len_b)
+    torch.testing.assert_close(per_pair, torch.tensor([1 / 3, 2.0, 0.0]))
+    assert valid.tolist() == [True, True, False]
+
+    logits, labels = sft_example()
+    seq_logits = prob_logits([[[0.5, 0.5], [0.1, 0.9], [0.5, 0.5]]])  # token2 = 1 with p .9
+    seq_labels = torch.tensor([[0, IGN, 1]])
+    loss, metrics = cct_loss(
+        logits,
+        labels,
+        scores_correct=correct,
+        scores_buggy=buggy,
+        first_diff=first_diff,
+        len_correct=len_c,
+        len_buggy=len_b,
+        seq_logits=seq_logits,
+        seq_labels=seq_labels,
+    )
+    l_lm = -(math.log(0.5) + math.log(0.25) + math.log(0.8)) / 3
+    l_token = (1 / 3 + 2.0) / 2  # mean over the 2 valid pairs = 7/6
+    l_seq = -math.log(0.9)
+    assert metrics["L_lm"].item() == pytest.approx(l_lm)
+    assert metrics["L_token"].item() == pytest.approx(l_token)
+    assert metrics["L_seq"].item() == pytest.approx(l_seq)
+    # alpha = 2, beta = 0.5: 0.767528 + 2 * 1.166667 + 0.5 * 0.105361 = 3.153542
+    assert loss.item() == pytest.approx(l_lm + 2 * l_token + 0.5 * l_seq, abs=1e-6)
+    assert loss.item() == pytest.approx(3.153542, abs=1e-6)
+
+
+def test_cct_with_zero_alpha_beta_is_sft():
+    torch.manual_seed(1)
+    logits = torch.randn(3, 5, 7, requires_grad=True)
+    labels = torch.randint(0, 7, (3, 5))
+    labels[:, :2] = IGN
+    scores = torch.randn(3, 5)
+    loss, _ = cct_loss(
+        logits,
+        labels,
+        scores_correct=scores,
+        scores_buggy=scores.flip(1),
+        first_diff=torch.tensor([2, 3, 1]),
+        len_correct=torch.tensor([5, 4, 5]),
+        len_buggy=torch.tensor([5, 5, 3]),
+        seq_logits=torch.randn(2, 4, 7),
+        seq_labels=torch.randint(0, 7, (2, 4)),
+        alpha=0.0,
+        beta=0.0,
+    )
+    sft, _ = sft_loss(logits, labels)
+    torch.testing.assert_close(loss, sft)
+
+
+def test_cct_rejects_bad_pairs():
+    scores = torch.zeros(1, 3)
+    with pytest.raises(ValueError, match="first_diff"):
+        token_hinge_terms(scores, scores, torch.tensor([4]), torch.tensor([3]), torch.tensor([3]))
+    with pytest.raises(ValueError, match="scores_buggy"):
+        cct_loss(torch.zeros(1, 3, 2), torch.zeros(1, 3, dtype=torch.long), scores_correct=scores)
+
+
+# ---------------------------------------------------------------------------------------------
+# FGit
+
+
+def test_fgit_weights_hand_values_range_and_gradient_at_tie():
+    p_c = torch.tensor([0.6, 0.3, 0.9, 1e-9], dtype=torch.float64)
+    p_i = torch.tensor([0.2, 0.3, 0.0, 0.5], dtype=torch.float64)
+    w = fgit_weights(p_c, p_i, 2.0)
+    # 1 + (1 - 0.4/0.8) = 1.5; tie -> lambda = 2; p_i = 0 -> 1 + (1 - 1) = 1 (the open end)
+    torch.testing.assert_close(w[:3], torch.tensor([1.5, 2.0, 1.0], dtype=torch.float64))
+    assert 1.0 < w[3].item() < 1.0 + 1e-8  # 1 + 2e-9 / 0.5: above 1, however close
+    assert fgit_weights(torch.tensor([0.0]), torch.tensor([0.0]), 3.0).item() == 3.0
+    # lambda = 3: 1 + 2 * (1 - 0.4/0.8) = 2
+    assert fgit_weights(torch.tensor([0.6]), torch.tensor([0.2]), 3.0).item() == pytest.approx(2.0)
+    tie_c = torch.tensor([0.4], requires_grad=True)
+    tie_i = torch.tensor([0.4], requires_grad=True)
+    fgit_weights(tie_c, tie_i, 2.0).sum().backward()
+    assert tie_c.grad.item() == 0.0 and tie_i.grad.item() == 0.0
+    # off the tie with p_c > p_i: dw/dp_i > 0 and dw/dp_c < 0 (METHODS 2.3)
+    pc = torch.tensor([0.6], requires_grad=True)
+    pi = torch.tensor([0.2], requires_grad=True)
+    fgit_weights(pc, pi, 2.0).sum().backward()
+    assert pc.grad.item() < 0 < pi.grad.item()
+
+
+def test_segment_mean_prob_is_h_weighted():
+    probs = torch.tensor([[0.5, 0.2, 0.9], [0.3, 0.3, 0.3]])
+    hybrid = torch.tensor([[2, 1, 0], [0, 0, 0]])
+    # (2 * 0.5 + 1 * 0.2) / 3 = 0.4; no segment -> 0
+    torch.testing.assert_close(segment_mean_prob(probs, hybrid), torch.tensor([0.4, 0.0]))
+
+
+def fgit_example():
+    # y_c: T = 4, targets tokens 1..3 with p = .5, .25, .8; H_c marks token 2 (edited, 2) and
+    # token 3 (same line, 1). y_i: T = 4, H_i marks token 2 with p .1 (token 3 p .6, unmarked).
+    logits_c = prob_logits([[[0.5, 0.5], [0.75, 0.25], [0.2, 0.8], [0.5, 0.5]]])
+    labels_c = torch.tensor([[IGN, 0, 1, 1]])
+    hybrid_c = torch.tensor([[0, 0, 2, 1]])
+    logits_i = prob_logits([[[0.5, 0.5], [0.9, 0.1], [0.4, 0.6], [0.5, 0.5]]])
+    labels_i = torch.tensor([[IGN, 0, 1, 1]])
+    hybrid_i = torch.tensor([[0, 0, 1, 0]])
+    return logits_c, labels_c, hybrid_c, logits_i, labels_i, hybrid_i
+
+
+def test_fgit_loss_dynamic_hand_value():
+    loss, metrics = fgit_loss(*fgit_example(), lam=2.0)
+    # p_c = (2 * .25 + 1 * .8) / 3 = 0.433333; p_i = 0.1
+    # w = 1 + (1 - 0.333333 / 0.533333) = 1.375
+    # L = (ln 2 + 1.375 * (ln 4 + ln 1.25)) / 3 = (0.693147 + 2.212977) / 3 = 0.968708
+    w = 1 + (1 - (1.3 / 3 - 0.1) / (1.3 / 3 + 0.1))
+    assert w == pytest.approx(1.375)
+    expected = (math.log(2) + w * (math.log(4) + math.log(1.25))) / 3
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    assert loss.item() == pytest.approx(0.968708, abs=1e-6)
+    assert metrics["mean_weight"].item() == pytest.approx(1.375)
+    assert metrics["p_c"].item() == pytest.approx(1.3 / 3)
+    assert metrics["p_i"].item() == pytest.approx(0.1)
+
+
+def test_fgit_fixed_weight_hand_value_and_sft_limits():
+    example = fgit_example()
+    logits_c, labels_c = example[0], example[1]
+    sft, _ = sft_loss(logits_c, labels_c)
+    fixed2, _ = fgit_loss(*example, weighting="fixed", fixed_weight=2.0)
+    # (ln 2 + 2 * (ln 4 + ln 1.25)) / 3
+    assert fixed2.item() == pytest.approx((math.log(2) + 2 * (math.log(4) + math.log(1.25))) / 3)
+    fixed1, _ = fgit_loss(
+        logits_c, labels_c, example[2], None, None, None, weighting="fixed", fixed_weight=1.0
+    )
+    lam1, _ = fgit_loss(*example, lam=1.0)
+    assert fixed1.item() == pytest.approx(sft.item(), abs=1e-12)
+    assert lam1.item() == pytest.approx(sft.item(), abs=1e-12)
+
+
+def test_fgit_lambda_one_is_sft_with_gradients():
+    torch.manual_seed(2)
+    logits_c = torch.randn(3, 6, 9, requires_grad=True)
+    logits_i = torch.randn(3, 6, 9, requires_grad=True)
+    labels_c, labels_i = torch.randint(0, 9, (3, 6)), torch.randint(0, 9, (3, 6))
+    labels_c[:, :2] = IGN
+    hybrid_c, hybrid_i = torch.randint(0, 3, (3, 6)), torch.randint(0, 3, (3, 6))
+    loss, _ = fgit_loss(logits_c, labels_c, hybrid_c, logits_i, labels_i, hybrid_i, lam=1.0)
+    sft, _ = sft_loss(logits_c, labels_c)
+    torch.testing.assert_close(loss, sft)
+    grad_fgit = torch.autograd.grad(loss, logits_c)[0]
+    grad_sft = torch.autograd.grad(sft, logits_c)[0]
+    torch.testing.assert_close(grad_fgit, grad_sft)
+
+
+def test_fgit_edge_cases_and_gradient_into_incorrect_pass():
+    logits_c, labels_c, hybrid_c, logits_i, labels_i, _ = fgit_example()
+    # H_i all zero (pure deletion in y_i): p_i := p_c, so w = lambda = 2
+    _, metrics = fgit_loss(
+        logits_c, labels_c, hybrid_c, logits_i, labels_i, torch.zeros(1, 4), lam=2.0
+    )
+    assert metrics["mean_weight"].item() == pytest.approx(2.0)
+    # no segment in y_c: plain SFT whatever the weight
+    no_seg, metrics = fgit_loss(
+        logits_c, labels_c, torch.zeros(1, 4), logits_i, labels_i, torch.ones(1, 4)
+    )
+    assert no_seg.item() == pytest.approx(sft_loss(logits_c, labels_c)[0].item(), abs=1e-12)
+    assert metrics["segment_rows"].item() == 0
+    # dynamic: the incorrect forward pass receives gradient through w (y_i has no NLL of its own)
+    leaf_i = logits_i.clone().requires_grad_(True)
+    loss, _ = fgit_loss(logits_c, labels_c, hybrid_c, leaf_i, labels_i, fgit_example()[5])
+    loss.backward()
+    assert leaf_i.grad[0, 1].abs().sum() > 0  # position 1 predicts the marked token 2
+    assert leaf_i.grad[0, 2].abs().sum() == 0  # token 3 of y_i is not in H_i
+    with pytest.raises(ValueError, match="'dynamic' or 'fixed'"):
+        fgit_loss(*fgit_example(), weighting="linear")
+
+
+def test_select_granularity():
+    hybrid = torch.tensor([[0, 1, 2, 1, 0]])
+    assert select_granularity(hybrid, "hybrid").tolist() == [[0, 1, 2, 1, 0]]
+    assert select_granularity(hybrid, "line").tolist() == [[0, 1, 1, 1, 0]]
+    assert select_granularity(hybrid, "token").tolist() == [[0, 0, 1, 0, 0]]
+    with pytest.raises(ValueError, match="'line', 'token' or 'hybrid'"):
+        select_granularity(hybrid, "char")
+
+
+# ---------------------------------------------------------------------------------------------
+# DPO family
+
+
+def dpo_example():
+    # pair 0: chosen ratio -1 - (-2) = 1, rejected -3 - (-2) = -1 -> beta * delta = 0.5 * 2 = 1
+    # pair 1: chosen ratio 0, rejected -1 - (-2) = 1 -> beta * delta = 0.5 * -1 = -0.5
+    return (
+        torch.tensor([-1.0, -2.0]),
+        torch.tensor([-3.0, -1.0]),
+        torch.tensor([-2.0, -2.0]),
+        torch.tensor([-2.0, -2.0]),
+    )
+
+
+def test_dpo_loss_hand_value_and_metrics():
+    loss, metrics = dpo_loss(*dpo_example(), beta=0.5)
+    # (ln(1 + e^-1) + ln(1 + e^0.5)) / 2 = (0.313262 + 0.974077) / 2 = 0.643670
+    expected = (math.log1p(math.exp(-1)) + math.log1p(math.exp(0.5))) / 2
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert loss.item() == pytest.approx(0.643670, abs=1e-6)
+    assert metrics["rewards/chosen"].item() == pytest.approx((0.5 + 0.0) / 2)
+    assert metrics["rewards/rejected"].item() == pytest.approx((-0.5 + 0.5) / 2)
+    assert metrics["rewards/accuracies"].item() == pytest.approx(0.5)
+    assert metrics["rewards/margins"].item() == pytest.approx((1.0 - 0.5) / 2)
+    step_loss, _ = dpo_loss(*dpo_example(), beta=0.5, num_pairs=8)
+    assert step_loss.item() == pytest.approx(expected * 2 / 8, abs=1e-6)
+
+
+def test_rpo_adds_token_mean_chosen_nll():
+    # chosen completions of 2 and 4 tokens: NLL = -(-1 - 2) / 6 = 0.5
+    lengths = torch.tensor([2, 4])
+    loss, metrics = rpo_loss(*dpo_example(), lengths, beta=0.5, alpha=1.0)
+    dpo, _ = dpo_loss(*dpo_example(), beta=0.5)
+    assert loss.item() == pytest.approx(dpo.item() + 0.5, abs=1e-6)
+    assert metrics["nll"].item() == pytest.approx(0.5)
+    target, _ = target_rpo_loss(*dpo_example(), lengths, beta=0.5, alpha=2.0, num_chosen_tokens=12)
+    assert target.item() == pytest.approx(dpo.item() + 2 * 3 / 12, abs=1e-6)
+    zero_alpha, _ = rpo_loss(*dpo_example(), lengths, beta=0.5, alpha=0.0)
+    assert zero_alpha.item() == pytest.approx(dpo.item(), abs=1e-7)
+
+
+def preference_batch():
+    # 1 pair, T = 4, V = 2, prompt = token 0. chosen completion tokens 1..3, rejected tokens 1..3.
+    policy = prob_logits(
+        [
+            [[0.5, 0.5], [0.2, 0.8], [0.4, 0.6], [0.5, 0.5]],  # chosen: labels 0,1,1 -> .5 .8 .6
+            [[0.5, 0.5], [0.7, 0.3], [0.1, 0.9], [0.5, 0.5]],  # rejected: labels 0,1,0 -> .5 .3 .1
+        ]
+    )
+    ref = prob_logits(
+        [
+            [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]],  # uniform: every token .5
+            [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]],
+        ]
+    )
+    labels = torch.tensor([[1, 0, 1, 1], [1, 0, 1, 0]])
+    completion = torch.tensor([[0, 1, 1, 1]])
+    return policy, ref, labels, completion
+
+
+def test_target_dpo_masks_only_the_rejected_error_lines():
+    policy, ref, labels, completion = preference_batch()
+    error_lines = torch.tensor([[0, 0, 1, 1]])  # D-: rejected tokens 2 and 3
+    pc, pr = preference_logps(policy, labels, completion, error_lines)
+    rc, rr = preference_logps(ref, labels, completion, error_lines)
+    loss, _ = target_dpo_loss(pc, pr, rc, rr, beta=1.0)
+    # K+ = ln(.5*.8*.6) - 3 ln .5 = ln(1.92); K-' = ln(.3*.1) - 2 ln .5 = ln(0.12)
+    # L = -ln sigmoid(ln 1.92 - ln 0.12) = -ln sigmoid(ln 16) = ln(1 + 1/16) = 0.060625
+    assert loss.item() == pytest.approx(math.log1p(1 / 16), abs=1e-9)
+    # an all-ones (whole completion) rejected mask gives plain DPO
+    pc, pr = preference_logps(policy, labels, completion, completion)
+    rc, rr = preference_logps(ref, labels, completion, completion)
+    target_all, _ = target_dpo_loss(pc, pr, rc, rr, beta=1.0)
+    dpo, _ = dpo_loss(pc, pr, rc, rr, beta=1.0)
+    assert target_all.item() == dpo.item()
+    # K-  = ln(.5*.3*.1) - 3 ln .5 = ln 0.12 as well here, so compare with the explicit formula
+    assert dpo.item() == pytest.approx(math.log1p(1 / 16), abs=1e-9)
+
+
+def test_target_dpo_all_ones_mask_equals_dpo_on_random_logits():
+    torch.manual_seed(3)
+    logits, ref_logits = torch.randn(4, 6, 9), torch.randn(4, 6, 9)
+    labels = torch.randint(0, 9, (4, 6))
+    completion = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 0]])
+    pc, pr = preference_logps(logits, labels, completion, completion)
+    rc, rr = preference_logps(ref_logits, labels, completion, completion)
+    target, _ = target_dpo_loss(pc, pr, rc, rr, beta=0.1)
+    dpo, _ = dpo_loss(pc, pr, rc, rr, beta=0.1)
+    assert target.item() == dpo.item()
+    partial = completion * torch.tensor([[0, 0, 0, 1, 1, 0]])
+    pr_masked = preference_logps(logits, labels, completion, partial)[1]
+    rr_masked = preference_logps(ref_logits, labels, completion, partial)[1]
+    assert target_dpo_loss(pc, pr_masked, rc, rr_masked, beta=0.1)[0].item() != dpo.item()
+
+
+def test_focused_masks_and_loss_hand_value():
+    # chosen completion = tokens 1..5: prefix 1, middle 2-3, suffix 4-5
+    # pair 1: empty chosen middle (rejected inserted code at 3): suffix starts at 3
+    completion = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0]])
+    chosen_middle = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]])
+    rejected_middle = torch.tensor([[0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]])
+    weights, rejected_mask = focused_preference_masks(completion, chosen_middle, rejected_middle)
+    assert weights.tolist() == [[0, 0, 2, 2, 1, 1], [0, 0, 0, 1, 1, 0]]
+    assert rejected_mask.tolist() == [[0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]]
+
+    policy, ref, labels, completion = preference_batch()
+    weights, rejected_mask = focused_preference_masks(
+        completion, torch.tensor([[0, 0, 1, 0]]), torch.tensor([[0, 0, 1, 0]])
+    )
+    assert weights.tolist() == [[0, 0, 2, 1]]  # prefix token 1, middle token 2, suffix token 3
+    pc, pr = preference_logps(policy, labels, weights, rejected_mask)
+    rc, rr = preference_logps(ref, labels, weights, rejected_mask)
+    loss, _ = focused_dpo_loss(pc, pr, rc, rr, beta=1.0)
+    # chosen: 2 * (ln .8 - ln .5) + (ln .6 - ln .5) = ln(1.6^2 * 1.2) = ln 3.072
+    # rejected middle: ln .3 - ln .5 = ln 0.6 -> L = ln(1 + 0.6 / 3.072) = ln 1.1953125 = 0.178408
+    assert loss.item() == pytest.approx(math.log1p(0.6 / 3.072), abs=1e-9)
+    assert loss.item() == pytest.approx(0.178408, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Invariance and properties on a tiny Llama (float64, CPU)
+
+VOCAB, BATCH, MICRO = 40, 8, 2
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    transformers = pytest.importorskip("transformers")
+
+    def build(seed: int):
+        torch.manual_seed(seed)
+        config = transformers.LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            attn_implementation="eager",
+        )
+        return transformers.LlamaForCausalLM(config).double()
+
+    policy, reference = build(0), build(1).eval()
+    torch.manual_seed(2)
+    head = CCTHead(32).double()
+    return policy, reference, head, make_pairs(torch.Generator().manual_seed(3))
+
+
+def first_difference(a: list[int], b: list[int]) -> int:
+    """First index where a and b differ (the shorter length when one is a prefix of the other)."""
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+def make_pairs(gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """8 pairs, right-padded with id 0 to T: chosen/rejected share a prompt and a prefix, then
+    each has its own middle, then a shared suffix. Row 1 has an empty chosen middle, row 2 an
+    all-zero H_i (pure deletion), row 3 no FGit segment at all."""
+    width = 14
+
+    def rint(lo: int, hi: int) -> int:
+        return int(torch.randint(lo, hi, (1,), generator=gen))
+
+    def tokens(n: int) -> list[int]:
+        return torch.randint(1, VOCAB, (n,), generator=gen).tolist()
+
+    def pad(seq: list[int], value: int = 0) -> list[int]:
+        return seq + [value] * (width - len(seq))
+
+    def span(lo: int, hi: int) -> list[int]:
+        return [1 if lo <= i < hi else 0 for i in range(width)]
+
+    rows: dict[str, list] = {}
+    for b in range(BATCH):
+        prompt, prefix, suffix = rint(2, 5), rint(0, 3), rint(0, 3)
+        mid_c, mid_r = (0 if b == 1 else rint(1, 4)), rint(1, 4)
+        shared, tail = tokens(prompt + prefix), tokens(suffix)
+        c, r = shared + tokens(mid_c) + tail, shared + tokens(mid_r) + tail
+        start = prompt + prefix
+        seq = tokens(rint(4, width))
+        row = {
+            "c_ids": pad(c),
+            "r_ids": pad(r),
+            "c_comp": span(prompt, len(c)),
+            "r_comp": span(prompt, len(r)),
+            "c_mid": span(start, start + mid_c),
+            "r_mid": span(start, start + mid_r),
+            "first_diff": first_difference(c, r),
+            "len_c": len(c),
+            "len_r": len(r),
+            "seq_ids": pad(seq),
+            "seq_labels": pad([IGN, IGN] + seq[2:], IGN),
+            "len_seq": len(seq),
+        }
+        row["h_c"] = [0] * width if b == 3 else [2 * m for m in row["c_mid"]]
+        row["h_i"] = [0] * width if b == 2 else [2 * m for m in row["r_mid"]]
+        for key, value in row.items():
+            rows.setdefault(key, []).append(value)
+    return {k: torch.tensor(v) for k, v in rows.items()}
+
+
+def labels_from(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ids.masked_fill(mask == 0, IGN)
+
+
+def step_counts(data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Step-level normalisers over the whole batch of 8 (what the trainer would sum)."""
+    first_diff, longest = data["first_diff"], torch.maximum(data["len_c"], data["len_r"])
+    return {
+        "chosen_tokens": count_targets(labels_from(data["c_ids"], data["c_comp"])),
+        "seq_tokens": count_targets(data["seq_labels"]),
+        "pairs": torch.tensor(BATCH),
+        "cct_pairs": (longest > first_diff).sum(),
+    }
+
+
+def trim(data: dict[str, torch.Tensor], rows: slice) -> dict[str, torch.Tensor]:
+    """Rows of a micro-batch, padded only to its own longest sequence."""
+    part = {k: v[rows] for k, v in data.items()}
+    width = int(torch.maximum(part["len_c"], part["len_r"]).max())
+    seq_width = int(part["len_seq"].max())
+    for k, v in part.items():
+        if v.dim() == 2:
+            part[k] = v[:, :seq_width] if k.startswith("seq") else v[:, :width]
+    return part
+
+
+def preference_inputs(policy, reference, part, rejected_key, chosen_weights=None):
+    ids = torch.cat([part["c_ids"], part["r_ids"]])
+    attention = torch.cat([part["c_ids"], part["r_ids"]]) != 0
+    chosen_mask = part["c_comp"] if chosen_weights is None else chosen_weights
+    logits = policy(input_ids=ids, attention_mask=attention).logits
+    with torch.no_grad():
+        ref_logits = reference(input_ids=ids, attention_mask=attention).logits
+    pc, pr = preference_logps(logits, ids, chosen_mask, part[rejected_key])
+    rc, rr = preference_logps(ref_logits, ids, chosen_mask, part[rejected_key])
+    return pc, pr, rc, rr
+
+
+def run_loss(name, policy, reference, head, part, counts):
+    """One micro-batch's loss, with the step-level normalisers in `counts`."""
+    c_labels = labels_from(part["c_ids"], part["c_comp"])
+    if name in {"sft", "fgit", "fgit_fixed", "cct"}:
+        out = policy(
+            input_ids=part["c_ids"], attention_mask=part["c_ids"] != 0, output_hidden_states=True
+        )
+    if name == "sft":
+        return sft_loss(out.logits, c_labels, num_target_tokens=counts["chosen_tokens"])[0]
+    if name in {"fgit", "fgit_fixed"}:
+        logits_i = policy(input_ids=part["r_ids"], attention_mask=part["r_ids"] != 0).logits
+        return fgit_loss(
+            out.logits,
+            c_labels,
+            part["h_c"],
+            logits_i,
+            labels_from(part["r_ids"], part["r_comp"]),
+            part["h_i"],
+            lam=2.0,
+            weighting="dynamic" if name == "fgit" else "fixed",
+            num_target_tokens=counts["chosen_tokens"],
+        )[0]
+    if name == "cct":
+        buggy = policy(
+            input_ids=part["r_ids"], attention_mask=part["r_ids"] != 0, output_hidden_states=True
+        )
+        seq_logits = policy(input_ids=part["seq_ids"], attention_mask=part["seq_ids"] != 0).logits
+        return cct_loss(
+            out.logits,
+            c_labels,
+            scores_correct=head(out.hidden_states[-1]),
+            scores_buggy=head(buggy.hidden_states[-1]),
+            first_diff=part["first_diff"],
+            len_correct=part["len_c"],
+            len_buggy=part["len_r"],
+            seq_logits=seq_logits,
+            seq_labels=part["seq_labels"],
+            num_lm_tokens=counts["chosen_tokens"],
+            num_pairs=counts["cct_pairs"],
+            num_seq_tokens=counts["seq_tokens"],
+        )[0]
+    if name in {"dpo", "rpo", "target_dpo", "target_rpo"}:
+        rejected_key = "r_comp" if name in {"dpo", "rpo"} else "r_mid"
+        pc, pr, rc, rr = preference_inputs(policy, reference, part, rejected_key)
+        if name in {"dpo", "target_dpo"}:
+            return dpo_loss(pc, pr, rc, rr, beta=0.5, num_pairs=counts["pairs"])[0]
+        lengths = (c_labels[:, 1:] >= 0).sum(dim=1)
+        return rpo_loss(
+            pc,
+            pr,
+            rc,
+            rr,
+            lengths,
+            beta=0.5,
+            alpha=1.0,
+            num_pairs=counts["pairs"],
+            num_chosen_tokens=counts["chosen_tokens"],
+        )[0]
+    if name == "focused_dpo":
+        weights, rejected_mask = focused_preference_masks(
+            part["c_comp"], part["c_mid"], part["r_mid"]
+        )
+        pc, pr, rc, rr = preference_inputs(
+            policy, reference, dict(part, r_focus=rejected_mask), "r_focus", chosen_weights=weights
+        )
+        return focused_dpo_loss(pc, pr, rc, rr, beta=0.5, num_pairs=counts["pairs"])[0]
+    raise AssertionError(name)
+
+
+LOSSES = [
+    "sft",
+    "fgit",
+    "fgit_fixed",
+    "cct",
+    "dpo",
+    "rpo",
+    "target_dpo",
+    "target_rpo",
+    "focused_dpo",
+]
+
+
+def gradients(params) -> list[torch.Tensor]:
+    return [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_one_batch_of_8_equals_4_micro_batches_of_2(tiny, name):
+    policy, reference, head, data = tiny
+    params = list(policy.parameters()) + list(head.parameters())
+    counts = step_counts(data)
+
+    policy.zero_grad(set_to_none=True)
+    head.zero_grad(set_to_none=True)
+    full = run_loss(name, policy, reference, head, trim(data, slice(0, BATCH)), counts)
+    full.backward()
+    full_grads = gradients(params)
+
+    policy.zero_grad(set_to_none=True)
+    head.zero_grad(set_to_none=True)
+    summed = 0.0
+    for start in range(0, BATCH, MICRO):
+        micro = run_loss(
+            name, policy, reference, head, trim(data, slice(start, start + MICRO)), counts
+        )
+        micro.backward()  # the step-level normaliser makes a plain sum the right accumulation
+        summed += micro.item()
+    micro_grads = gradients(params)
+
+    assert summed == pytest.approx(full.item(), rel=1e-10)
+    assert any(g.abs().sum() > 0 for g in full_grads)
+    for full_g, micro_g in zip(full_grads, micro_grads, strict=True):
+        torch.testing.assert_close(micro_g, full_g, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_losses_are_finite_and_reach_every_trained_parameter(tiny, name):
+    policy, reference, head, data = tiny
+    policy.zero_grad(set_to_none=True)
+    head.zero_grad(set_to_none=True)
+    loss = run_loss(name, policy, reference, head, trim(data, slice(0, BATCH)), step_counts(data))
+    assert torch.isfinite(loss)
+    loss.backward()
+    for pname, param in policy.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), pname
+        assert param.grad.abs().sum() > 0, pname
+    if name == "cct":
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
