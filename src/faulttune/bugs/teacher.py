@@ -1,0 +1,71 @@
+"""FGit's teacher variants (METHODS §2.1): ask an LLM for incorrect-but-similar code.
+
+:func:`teacher_candidates` sends :func:`faulttune.prompts.teacher_messages` once per task and
+samples ``n_variants`` answers (FGit: 3 at temperature 0.8). The teacher answers in markdown, so
+there is no assistant pre-fill and no stop string. Candidate rows keep the raw text; code
+extraction, checks and selection happen in :func:`faulttune.bugs.pairs.select_pairs`.
+
+Candidate row schema: ``id`` (``teacher:<task_id>:<variant>``), ``task_id``, ``variant`` (int,
+0-based sample index), ``raw`` (the full answer text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from faulttune.generate.base import Backend, GenerationParams
+from faulttune.io import DataError
+from faulttune.prompts import teacher_messages
+
+# An opening fence at the start of a line, optionally tagged; the tag decides if it is Python.
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n", re.MULTILINE)
+_CLOSE = re.compile(r"```")  # the first fence after the opening closes it, even mid-line
+PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
+
+
+def extract_code_block(text: str) -> str | None:
+    """The body of the first Python (or untagged) fenced block, or ``None`` when there is none.
+
+    Tags ``python``, ``py``, ``python3`` or none count (case-insensitive); blocks tagged with
+    another language are skipped. An unclosed fence runs to the end of the text. The body is
+    returned with surrounding blank lines removed and one final newline; an empty body counts as
+    none.
+    """
+    position = 0
+    while (opening := _FENCE.search(text, position)) is not None:
+        closing = _CLOSE.search(text, opening.end())
+        body_end = closing.start() if closing else len(text)
+        if opening.group(1).lower() in PYTHON_TAGS:
+            body = text[opening.end():body_end].strip("\n")
+            return body.rstrip() + "\n" if body.strip() else None
+        if closing is None:
+            return None
+        position = closing.end()
+    return None
+
+
+def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:
+    for field in fields:
+        if not isinstance(task.get(field), str):
+            raise DataError(f"tasks row {index} ({task.get('task_id', '?')}): "
+                             f"field '{field}' missing or not a string")
+
+
+def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_variants: int = 3,
+                       temperature: float = 0.8, seed: int = 0,
+                       max_new_tokens: int = 768) -> list[dict[str, Any]]:
+    """``n_variants`` raw teacher answers per task, one row each (schema in the module doc)."""
+    for i, task in enumerate(tasks):
+        _require(task, i, ("task_id", "instruction", "solution"))
+    conversations = [teacher_messages(t["instruction"], t["solution"]) for t in tasks]
+    params = GenerationParams(n=n_variants, temperature=temperature, seed=seed, prefill="",
+                              stop=(), max_new_tokens=max_new_tokens)
+    answers = backend.chat(conversations, params) if conversations else []
+    if len(answers) != len(tasks):
+        raise RuntimeError(f"backend {backend.name} returned {len(answers)} answer lists "
+                           f"for {len(tasks)} conversations")
+    return [{"id": f"teacher:{task['task_id']}:{k}", "task_id": task["task_id"], "variant": k,
+             "raw": text}
+            for task, texts in zip(tasks, answers) for k, text in enumerate(texts)]
