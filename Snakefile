@@ -9,6 +9,9 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/bugs.smk"
+include: "workflow/rules/codeflow.smk"
+include: "workflow/rules/masks.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 

@@ -103,16 +103,24 @@ REJECTED_SCHEMA_NOTE = "rejected rows keep every input column plus `reason` (str
 
 
 def write_rejected(
-    rows: Sequence[dict[str, Any]], output: str | os.PathLike[str], stage: str
+    rows: Sequence[dict[str, Any]],
+    output: str | os.PathLike[str],
+    stage: str,
+    schema: pa.Schema | None = None,
 ) -> Path:
-    """Write rejected rows beside ``output``; each row must carry a ``reason``."""
+    """Write rejected rows beside ``output``; each row must carry a ``reason``.
+
+    ``schema`` (the rejected rows' own columns, ``reason`` included) keeps the columns typed when
+    the list is empty or a column is all null; ``stage`` is added.
+    """
     for i, row in enumerate(rows):
         if not row.get("reason"):
             raise ValueError(f"rejected row {i} of stage {stage!r} has no reason")
     path = rejected_path(output)
     enriched = [{**row, "stage": stage} for row in rows]
-    if enriched:
-        write_parquet(enriched, path)
-    else:
-        write_parquet([], path, pa.schema([("reason", pa.string()), ("stage", pa.string())]))
+    if schema is None:
+        schema = pa.schema([("reason", pa.string())]) if not enriched else None
+    if schema is not None and "stage" not in schema.names:
+        schema = schema.append(pa.field("stage", pa.string()))
+    write_parquet(enriched, path, schema)
     return path

@@ -103,7 +103,145 @@ def score(config: Mapping[str, Any], bench: str, samples: str, out: str, workers
              bench, scored_as, result["pass_at_1"], result["n_samples"])
 
 
-def report(config: Mapping[str, Any], score_files: Sequence[str], out_dir: str) -> None:
+def report(config: Mapping[str, Any], out_dir: str, **inputs: Sequence[str]) -> None:
+    """Tables, plots and the manifest; ``inputs``: scores, sensitivity, pairs, trajectories,
+    train_logs, masks (lists of files, any may be empty)."""
     from faulttune.report import write_report
 
-    write_report(config, score_files, out_dir)
+    write_report(config, out_dir, **inputs)
+
+
+def _train_tasks(train: str) -> list[dict[str, Any]]:
+    return io.read_parquet(train, required=TRAIN_SCHEMA.names)
+
+
+def _write_pairs(pairs: list[dict[str, Any]], rejected: list[dict[str, Any]], out: str,
+                 stage: str) -> None:
+    from faulttune.bugs.pairs import PAIRS_SCHEMA, REJECTED_SCHEMA, counts
+
+    io.write_parquet(pairs, out, PAIRS_SCHEMA)
+    io.write_rejected(rejected, out, stage, REJECTED_SCHEMA)
+    log.info("%s: %s", stage, counts(pairs, rejected))
+
+
+def mutate(config: Mapping[str, Any], train: str, source: str, out: str, workers: int) -> None:
+    """Verified twins by universalmutator (``mutation``) or CCT's AST injection (``cct``)."""
+    from faulttune.bugs.pairs import cct_pairs, mutation_pairs
+
+    bugs, tasks = config["bugs"], _train_tasks(train)
+    make = mutation_pairs if source == "mutation" else cct_pairs
+    pairs, rejected = make(tasks, config["seed"], bugs["max_per_task"], verify=bugs["verify"],
+                           workers=workers)
+    _write_pairs(pairs, rejected, out, f"mutate:{source}")
+
+
+def teacher_variants(config: Mapping[str, Any], train: str, out: str, threads: int = 1) -> None:
+    """FGit's teacher: ``n_variants`` raw wrong-but-similar answers per task."""
+    import torch
+
+    from faulttune.bugs.pairs import teacher_candidates
+    from faulttune.generate import make_backend
+
+    torch.set_num_threads(max(1, threads))
+    teacher = config["teacher"]
+    backend = make_backend(teacher["backend"], teacher["model"], **_backend_options(config, teacher))
+    rows = teacher_candidates(_train_tasks(train), backend, teacher["n_variants"],
+                              teacher["temperature"], config["seed"], teacher["max_new_tokens"])
+    io.write_parquet(rows, out)
+    log.info("teacher %s: %d raw variants", teacher["model"], len(rows))
+
+
+def _backend_options(config: Mapping[str, Any], section: Mapping[str, Any]) -> dict[str, Any]:
+    backend = section.get("backend", "hf")
+    if backend == "hf":
+        return {"batch_size": config["generation"]["batch_size"],
+                "precision": config["student"].get("precision", "auto")}
+    if backend == "vllm":
+        return {"tensor_parallel_size": section.get("tensor_parallel_size", 1)}
+    return {"base_url": section.get("base_url")}
+
+
+def select_pairs(config: Mapping[str, Any], train: str, candidates: str, out: str,
+                 workers: int) -> None:
+    """The most similar teacher variant per task, verified against the tests where they exist."""
+    from faulttune.bugs.pairs import select_pairs as select
+
+    pairs, rejected = select(io.read_parquet(candidates), _train_tasks(train),
+                             similarity=config["teacher"]["similarity"],
+                             verify=config["bugs"]["verify"], workers=workers)
+    _write_pairs(pairs, rejected, out, "select_pairs")
+
+
+def codeflow(config: Mapping[str, Any], train: str, mutants: str | None, out_dir: str,
+             threads: int = 1) -> None:
+    """CodeFlow debugging of every training task, then IterPref pairs (resumable)."""
+    import torch
+
+    from faulttune.codeflow import run_codeflow
+    from faulttune.generate import make_backend
+    from faulttune.models import load_tokenizer
+
+    torch.set_num_threads(max(1, threads))
+    cf, student = config["codeflow"], config["student"]["model"]
+    tokenizer = load_tokenizer(student)
+    trajectories, pairs, rejected = run_codeflow(
+        _train_tasks(train), make_backend(config["generation"]["backend"], student,
+                                          **_backend_options(config, config["generation"])),
+        max_iters=cf["max_iters"], start=cf["start"],
+        mutants=io.read_parquet(mutants) if mutants else None,
+        checkpoint=Path(out_dir) / "trajectories.checkpoint.jsonl", seed=config["seed"],
+        rejected=cf["rejected"], max_length=cf["max_length"],
+        count_tokens=lambda s: len(tokenizer(s, add_special_tokens=False).input_ids),
+        workers=threads,
+    )
+    io.write_parquet(trajectories, Path(out_dir) / "trajectories.parquet")
+    io.write_parquet(pairs, Path(out_dir) / "pairs.parquet")
+    io.write_rejected(rejected, Path(out_dir) / "pairs.parquet", "codeflow", _codeflow_rejected_schema())
+    log.info("codeflow: %d versions, %d pairs, %d without a pair",
+             len(trajectories), len(pairs), len(rejected))
+
+
+def _codeflow_rejected_schema() -> pa.Schema:
+    from faulttune.codeflow import REJECTED_COLUMNS
+
+    ints = {"rejected_iteration", "chosen_iteration", "n_iterations"}
+    return pa.schema([(c, pa.int64() if c in ints else pa.string()) for c in REJECTED_COLUMNS])
+
+
+def masks(config: Mapping[str, Any], pairs: str, kind: str, out: str) -> None:
+    """Training examples with their masks (``kind``: sft, cct, dpo, target_dpo, focused_dpo,
+    fgit-line, fgit-token, fgit-hybrid), tokenised with the student's tokenizer."""
+    from faulttune.mask_table import build_mask_rows, write_masks
+    from faulttune.models import load_tokenizer
+
+    student = config["student"]["model"]
+    base_kind, _, granularity = kind.partition("-")
+    rows = io.read_parquet(pairs)
+    if base_kind == "sft":  # the training table: the correct solutions only
+        rows = [{**r, "id": r["task_id"], "correct": r["solution"], "incorrect": r["solution"]}
+                for r in rows]
+    examples, rejected = build_mask_rows(
+        rows, load_tokenizer(student), base_kind, granularity=granularity or "hybrid",
+        seed=config["seed"], max_length=config["train"]["max_length"], source=pairs)
+    write_masks(examples, out, student)
+    io.write_rejected(rejected, out, f"masks:{kind}")
+    log.info("masks %s from %s: %d examples, %d rejected", kind, pairs, len(examples), len(rejected))
+
+
+def codeflow_pairs(config: Mapping[str, Any], train: str, trajectories: str, rejected_rule: str,
+                   out: str) -> None:
+    """IterPref pairs with another rejected-version rule (the paper's random|first|last ablation)
+    from the trajectories already computed."""
+    from faulttune.codeflow import build_pairs
+    from faulttune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(config["student"]["model"])
+    instructions = {t["task_id"]: t["instruction"] for t in _train_tasks(train)}
+    pairs, rejected = build_pairs(
+        io.read_parquet(trajectories), instructions, rejected=rejected_rule, seed=config["seed"],
+        max_length=config["codeflow"]["max_length"],
+        count_tokens=lambda s: len(tokenizer(s, add_special_tokens=False).input_ids))
+    io.write_parquet(pairs, out)
+    io.write_rejected(rejected, out, f"codeflow:{rejected_rule}", _codeflow_rejected_schema())
+    log.info("codeflow pairs (rejected=%s): %d pairs, %d without", rejected_rule, len(pairs),
+             len(rejected))

@@ -17,6 +17,15 @@ R = f"results/{config['run']}"
 EXPERIMENTS = expand_experiments(config)
 BENCHMARKS = active_benchmarks(config)
 TRAINED = [name for name, exp in EXPERIMENTS.items() if exp["method"] != "base"]
+CODEFLOW_MUTANTS = f"{R}/bugs/pairs_mutation.parquet"
+MASK_KINDS = ["sft", "cct", "dpo", "target_dpo", "focused_dpo"] + [
+    f"fgit-{g}" for g in ("line", "token", "hybrid")
+]
+PAIR_SOURCES = ["train", "mutation", "cct", "teacher", "codeflow"] + [
+    f"codeflow-{r}" for r in ("random", "first", "last")
+]
+
+
 
 
 def one_of(names):
@@ -28,6 +37,51 @@ wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     benchmark=one_of(PROMPT_SET),
     prompt_set=one_of(set(PROMPT_SET.values())),
+    kind=one_of(MASK_KINDS),
+    source=one_of(PAIR_SOURCES),
+    mut_source="mutation|cct",
+    rejected_rule="random|first|last",
+
+
+def pairs_file(source):
+    """Where the pairs of a source live (``train``: the training table itself)."""
+    if source == "train":
+        return f"{R}/data/train.parquet"
+    if source == "codeflow":
+        return f"{R}/codeflow/pairs.parquet"
+    if source.startswith("codeflow-"):
+        return f"{R}/codeflow/pairs-{source.removeprefix('codeflow-')}.parquet"
+    return f"{R}/bugs/pairs_{source}.parquet"
+
+
+def experiment_sources(exp):
+    """The pairs source of an experiment; IterPref's rejected rule picks the codeflow pair set."""
+    source = exp.get("bugs", "teacher")
+    if source == "codeflow" and exp.get("rejected", config["codeflow"]["rejected"]) != config["codeflow"]["rejected"]:
+        source = f"codeflow-{exp['rejected']}"
+    return source
+
+
+def experiment_masks(wildcards):
+    """The training-example files of an experiment (CCT also learns L_lm on the plain solutions)."""
+    exp = EXPERIMENTS[wildcards.experiment]
+    method, source = exp["method"], experiment_sources(exp)
+    kind = {
+        "sft": "sft", "cct": "cct", "dpo": "dpo", "rpo": "dpo", "target_dpo": "target_dpo",
+        "target_rpo": "target_dpo", "focused_dpo": "focused_dpo",
+        "fgit": f"fgit-{exp.get('granularity', 'hybrid')}",
+    }[method]
+    files = [f"{R}/masks/{kind}_{'train' if kind == 'sft' else source}.parquet"]
+    if method == "cct":
+        files.insert(0, f"{R}/masks/sft_train.parquet")
+    return files
+
+
+class Wildcards:
+    """Stand-in for Snakemake's wildcards object when an input function is called directly."""
+
+    def __init__(self, experiment):
+        self.experiment = experiment
 
 
 def model_for(wildcards):
@@ -49,6 +103,30 @@ def samples_for(wildcards):
 
 def score_files():
     return [f"{R}/eval/{e}/{b}.json" for e in EXPERIMENTS for b in BENCHMARKS]
+
+
+def training_masks():
+    """Every masks file some trained experiment needs."""
+    return sorted({f for name in TRAINED for f in experiment_masks(Wildcards(name))})
+
+
+def training_pairs():
+    """Every pairs file behind some trained experiment (sft trains on the table itself)."""
+    sources = {s for f in training_masks() for s in [f.rsplit("_", 1)[1].removesuffix(".parquet")]}
+    return sorted(pairs_file(s) for s in sources if s != "train")
+
+
+def report_inputs():
+    trajectories = [f"{R}/codeflow/trajectories.parquet"] if any(
+        p.startswith(f"{R}/codeflow/") for p in training_pairs()) else []
+    return {
+        "scores": score_files(),
+        "pairs": training_pairs(),
+        "trajectories": trajectories,
+        "masks": training_masks(),
+        "train_logs": [f"{R}/models/{e}/train_log.jsonl" for e in TRAINED],
+        "sensitivity": [],
+    }
 
 
 def final_outputs():

@@ -1,12 +1,22 @@
-# Tables and plots of every experiment x benchmark.
+# Tables, plots, mask examples and the run manifest; every output goes into `snakemake --report`.
 
 
 rule report:
     input:
-        scores=score_files(),
+        **report_inputs(),
     output:
-        summary=report(f"{R}/report/summary.csv", category="Summary", caption="../report/summary.rst"),
-        markdown=f"{R}/report/report.md",
+        summary=report(f"{R}/report/summary.csv", caption="../report/summary.rst", category="Summary"),
+        markdown=report(f"{R}/report/report.md", caption="../report/report_md.rst", category="Summary"),
+        pass_at_1=report(f"{R}/report/plots/pass_at_1.png", caption="../report/plots.rst", category="pass@1"),
+        sweeps=report(f"{R}/report/plots/sweeps.png", caption="../report/sweeps.rst", category="pass@1"),
+        codeflow=report(f"{R}/report/plots/codeflow.png", caption="../report/codeflow.rst", category="CodeFlow"),
+        training=report(f"{R}/report/plots/training.png", caption="../report/training.rst", category="Training"),
+        sensitivity=report(
+            f"{R}/report/plots/sensitivity.png", caption="../report/sensitivity.rst", category="Fault sensitivity"
+        ),
+        masks=report(f"{R}/report/masks.html", caption="../report/masks.rst", category="Training"),
+        manifest=report(f"{R}/report/manifest.json", caption="../report/manifest.rst", category="Provenance"),
+        made=f"{R}/report/plots/made.json",
     log:
         f"{R}/logs/report.log",
     conda:

@@ -1,7 +1,10 @@
-"""Rule report: summary.csv, report.md and plots."""
+"""Rule report: summary.csv, report.md, plots, mask examples and the manifest."""
 from pathlib import Path
 
 from faulttune.stages import log_to, report
 
+INPUTS = ("scores", "sensitivity", "pairs", "trajectories", "train_logs", "masks")
+
 with log_to(snakemake.log[0]):
-    report(snakemake.config, list(snakemake.input.scores), str(Path(snakemake.output.summary).parent))
+    report(snakemake.config, str(Path(snakemake.output.summary).parent),
+           **{key: list(snakemake.input.get(key, [])) for key in INPUTS})

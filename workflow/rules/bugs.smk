@@ -1,0 +1,48 @@
+# Wrong-but-similar twins: universalmutator, CCT's AST bug types, FGit's teacher LLM.
+
+
+rule mutate:
+    input:
+        train=f"{R}/data/train.parquet",
+    output:
+        pairs=f"{R}/bugs/pairs_{{mut_source}}.parquet",
+        rejected=f"{R}/bugs/pairs_{{mut_source}}.rejected.parquet",
+    log:
+        f"{R}/logs/mutate/{{mut_source}}.log",
+    threads: 2
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/mutate.py"
+
+
+rule teacher_variants:
+    input:
+        train=f"{R}/data/train.parquet",
+    output:
+        f"{R}/bugs/teacher.parquet",
+    log:
+        f"{R}/logs/teacher_variants.log",
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/vllm.yaml" if config["teacher"]["backend"] == "vllm" else "../../envs/train.yaml"
+    script:
+        "../scripts/teacher_variants.py"
+
+
+rule select_pairs:
+    input:
+        train=f"{R}/data/train.parquet",
+        candidates=f"{R}/bugs/teacher.parquet",
+    output:
+        pairs=f"{R}/bugs/pairs_teacher.parquet",
+        rejected=f"{R}/bugs/pairs_teacher.rejected.parquet",
+    log:
+        f"{R}/logs/select_pairs.log",
+    threads: 2
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/select_pairs.py"

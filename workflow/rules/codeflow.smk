@@ -1,0 +1,35 @@
+# CodeFlow: iterative debugging until the tests pass; IterPref pairs.
+
+
+rule codeflow:
+    input:
+        train=f"{R}/data/train.parquet",
+        mutants=CODEFLOW_MUTANTS if config["codeflow"]["start"] == "mutant" else [],
+    output:
+        trajectories=f"{R}/codeflow/trajectories.parquet",
+        pairs=f"{R}/codeflow/pairs.parquet",
+        rejected=f"{R}/codeflow/pairs.rejected.parquet",
+    log:
+        f"{R}/logs/codeflow.log",
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../../envs/train.yaml"
+    script:
+        "../scripts/codeflow.py"
+
+
+rule codeflow_pairs:
+    input:
+        train=f"{R}/data/train.parquet",
+        trajectories=f"{R}/codeflow/trajectories.parquet",
+    output:
+        pairs=f"{R}/codeflow/pairs-{{rejected_rule}}.parquet",
+        rejected=f"{R}/codeflow/pairs-{{rejected_rule}}.rejected.parquet",
+    log:
+        f"{R}/logs/codeflow_pairs/{{rejected_rule}}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/codeflow_pairs.py"

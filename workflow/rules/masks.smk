@@ -1,0 +1,15 @@
+# Training examples with their error-sensitive token masks, in the student's tokenisation.
+
+
+rule masks:
+    input:
+        pairs=lambda w: pairs_file(w.source),
+    output:
+        masks=f"{R}/masks/{{kind}}_{{source}}.parquet",
+        rejected=f"{R}/masks/{{kind}}_{{source}}.rejected.parquet",
+    log:
+        f"{R}/logs/masks/{{kind}}_{{source}}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/masks.py"
