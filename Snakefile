@@ -12,6 +12,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/bugs.smk"
 include: "workflow/rules/codeflow.smk"
 include: "workflow/rules/masks.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 

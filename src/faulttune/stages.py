@@ -105,10 +105,13 @@ def score(config: Mapping[str, Any], bench: str, samples: str, out: str, workers
 
 def report(config: Mapping[str, Any], out_dir: str, **inputs: Sequence[str]) -> None:
     """Tables, plots and the manifest; ``inputs``: scores, sensitivity, pairs, trajectories,
-    train_logs, masks (lists of files, any may be empty)."""
+    masks (lists of files, any may be empty) and ``models`` (trained model folders, whose
+    ``train_log.jsonl`` is read)."""
     from faulttune.report import write_report
 
-    write_report(config, out_dir, **inputs)
+    models = inputs.pop("models", [])
+    logs = [str(Path(m) / "train_log.jsonl") for m in models if (Path(m) / "train_log.jsonl").is_file()]
+    write_report(config, out_dir, train_logs=logs, **inputs)
 
 
 def _train_tasks(train: str) -> list[dict[str, Any]]:
@@ -245,3 +248,33 @@ def codeflow_pairs(config: Mapping[str, Any], train: str, trajectories: str, rej
     io.write_rejected(rejected, out, f"codeflow:{rejected_rule}", _codeflow_rejected_schema())
     log.info("codeflow pairs (rejected=%s): %d pairs, %d without", rejected_rule, len(pairs),
              len(rejected))
+
+
+# experiment keys that only choose the data (masks/pairs), not the trainer
+_DATA_KEYS = {"bugs", "granularity", "rejected"}
+
+
+def train_config(config: Mapping[str, Any], experiment: Mapping[str, Any]) -> Any:
+    """The trainer's config: ``train:`` defaults, then the experiment's own keys."""
+    from faulttune.train import TrainConfig
+
+    train = dict(config["train"])
+    grad_accum = train.pop("grad_accum", 1)
+    values = {**train, "micro_batch_size": max(1, train["batch_size"] // grad_accum),
+              "seed": config["seed"]}
+    values.update({k: v for k, v in experiment.items() if k not in _DATA_KEYS})
+    return TrainConfig.from_dict(values)
+
+
+def train(config: Mapping[str, Any], experiment: str, examples: Sequence[str], out_dir: str,
+          threads: int = 1) -> None:
+    """Fine-tune the student on the experiment's training examples (resumes from checkpoints)."""
+    import torch
+
+    from faulttune.config import expand_experiments
+    from faulttune.train import train_experiment
+
+    torch.set_num_threads(max(1, threads))
+    cfg = train_config(config, expand_experiments(config)[experiment])
+    log.info("training %s (%s) on %s", experiment, cfg.method, list(examples))
+    train_experiment(list(examples), config["student"]["model"], out_dir, cfg)

@@ -9,6 +9,8 @@ rule mutate:
         rejected=f"{R}/bugs/pairs_{{mut_source}}.rejected.parquet",
     log:
         f"{R}/logs/mutate/{{mut_source}}.log",
+    params:
+        settings={"bugs": config["bugs"], "seed": config["seed"]},
     threads: 2
     conda:
         "../../envs/cpu.yaml"
@@ -23,6 +25,8 @@ rule teacher_variants:
         f"{R}/bugs/teacher.parquet",
     log:
         f"{R}/logs/teacher_variants.log",
+    params:
+        settings={"teacher": config["teacher"], "seed": config["seed"]},
     threads: 2
     resources:
         gpu=1,
@@ -41,6 +45,8 @@ rule select_pairs:
         rejected=f"{R}/bugs/pairs_teacher.rejected.parquet",
     log:
         f"{R}/logs/select_pairs.log",
+    params:
+        settings={"similarity": config["teacher"]["similarity"], "verify": config["bugs"]["verify"]},
     threads: 2
     conda:
         "../../envs/cpu.yaml"

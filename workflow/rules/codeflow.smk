@@ -11,6 +11,8 @@ rule codeflow:
         rejected=f"{R}/codeflow/pairs.rejected.parquet",
     log:
         f"{R}/logs/codeflow.log",
+    params:
+        settings={"codeflow": config["codeflow"], "student": config["student"], "seed": config["seed"]},
     threads: 2
     resources:
         gpu=1,
@@ -29,6 +31,8 @@ rule codeflow_pairs:
         rejected=f"{R}/codeflow/pairs-{{rejected_rule}}.rejected.parquet",
     log:
         f"{R}/logs/codeflow_pairs/{{rejected_rule}}.log",
+    params:
+        settings={"max_length": config["codeflow"]["max_length"], "seed": config["seed"]},
     conda:
         "../../envs/cpu.yaml"
     script:

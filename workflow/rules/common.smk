@@ -124,7 +124,7 @@ def report_inputs():
         "pairs": training_pairs(),
         "trajectories": trajectories,
         "masks": training_masks(),
-        "train_logs": [f"{R}/models/{e}/train_log.jsonl" for e in TRAINED],
+        "models": [f"{R}/models/{e}" for e in TRAINED],
         "sensitivity": [],
     }
 

@@ -6,6 +6,8 @@ rule prepare_train:
         f"{R}/data/train.parquet",
     log:
         f"{R}/logs/prepare_train.log",
+    params:
+        settings={"train": config["data"]["train"], "seed": config["seed"]},
     conda:
         "../../envs/cpu.yaml"
     script:
@@ -17,6 +19,8 @@ rule prepare_benchmark:
         f"{R}/data/bench/{{prompt_set}}.parquet",
     log:
         f"{R}/logs/prepare_benchmark/{{prompt_set}}.log",
+    params:
+        settings={"seed": config["seed"], "train": config["data"]["train"], "limit": config["data"].get("benchmark_limit")},
     conda:
         "../../envs/cpu.yaml"
     script:

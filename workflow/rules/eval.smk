@@ -11,6 +11,7 @@ rule generate:
         f"{R}/logs/generate/{{experiment}}/{{prompt_set}}.log",
     params:
         model=model_for,
+        settings={"generation": config["generation"], "seed": config["seed"]},
     threads: 2
     resources:
         gpu=1,

@@ -9,6 +9,8 @@ rule masks:
         rejected=f"{R}/masks/{{kind}}_{{source}}.rejected.parquet",
     log:
         f"{R}/logs/masks/{{kind}}_{{source}}.log",
+    params:
+        settings={"student": config["student"]["model"], "max_length": config["train"]["max_length"], "seed": config["seed"]},
     conda:
         "../../envs/cpu.yaml"
     script:

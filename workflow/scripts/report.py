@@ -3,7 +3,7 @@ from pathlib import Path
 
 from faulttune.stages import log_to, report
 
-INPUTS = ("scores", "sensitivity", "pairs", "trajectories", "train_logs", "masks")
+INPUTS = ("scores", "sensitivity", "pairs", "trajectories", "models", "masks")
 
 with log_to(snakemake.log[0]):
     report(snakemake.config, str(Path(snakemake.output.summary).parent),
