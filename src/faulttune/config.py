@@ -39,7 +39,7 @@ METHOD_PARAMS: dict[str, set[str]] = {
 COMMON_PARAMS = {"method", "bugs", "lr", "epochs", "max_steps", "seed"}
 # The papers' defaults (METHODS.md); an experiment's own keys override them.
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sft": {"bugs": "teacher"},
+    "sft": {},
     "cct": {"alpha": 2.0, "beta": 0.5, "bugs": "cct"},
     "fgit": {"lambda": 2.0, "granularity": "hybrid", "weighting": "dynamic", "fixed_weight": 2.0,
              "bugs": "teacher"},

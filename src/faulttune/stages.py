@@ -53,14 +53,15 @@ def active_benchmarks(config: Mapping[str, Any]) -> list[str]:
     return names
 
 
-def prepare_train(config: Mapping[str, Any], out: str) -> None:
+def prepare_train(config: Mapping[str, Any], out: str, section: str = "train") -> None:
+    """The task table of ``data.<section>`` (``train``, or ``codeflow_train`` for CodeFlow)."""
     from faulttune.data.sources import load_training_rows
 
-    rows, rejected = load_training_rows(config["data"]["train"], config["seed"], data_dir(config))
+    source = config["data"][section]
+    rows, rejected = load_training_rows(source, config["seed"], data_dir(config))
     io.write_parquet(rows, out, TRAIN_SCHEMA)
-    io.write_rejected(rejected, out, "prepare_train")
-    log.info("training source %s: %d rows, %d rejected",
-             config["data"]["train"]["source"], len(rows), len(rejected))
+    io.write_rejected(rejected, out, f"prepare_{section}")
+    log.info("%s source %s: %d rows, %d rejected", section, source["source"], len(rows), len(rejected))
 
 
 def prepare_benchmark(config: Mapping[str, Any], name: str, out: str) -> None:

@@ -3,7 +3,7 @@
 
 rule codeflow:
     input:
-        train=f"{R}/data/train.parquet",
+        train=CODEFLOW_TASKS,
         mutants=CODEFLOW_MUTANTS if config["codeflow"]["start"] == "mutant" else [],
     output:
         trajectories=f"{R}/codeflow/trajectories.parquet",
@@ -24,7 +24,7 @@ rule codeflow:
 
 rule codeflow_pairs:
     input:
-        train=f"{R}/data/train.parquet",
+        train=CODEFLOW_TASKS,
         trajectories=f"{R}/codeflow/trajectories.parquet",
     output:
         pairs=f"{R}/codeflow/pairs-{{rejected_rule}}.parquet",

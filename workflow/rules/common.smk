@@ -18,6 +18,9 @@ EXPERIMENTS = expand_experiments(config)
 BENCHMARKS = active_benchmarks(config)
 TRAINED = [name for name, exp in EXPERIMENTS.items() if exp["method"] != "base"]
 CODEFLOW_MUTANTS = f"{R}/bugs/pairs_mutation.parquet"
+CODEFLOW_TASKS = (
+    f"{R}/data/codeflow_train.parquet" if config["data"].get("codeflow_train") else f"{R}/data/train.parquet"
+)
 MASK_KINDS = ["sft", "cct", "dpo", "target_dpo", "focused_dpo"] + [
     f"fgit-{g}" for g in ("line", "token", "hybrid")
 ]

@@ -14,6 +14,19 @@ rule prepare_train:
         "../scripts/prepare_train.py"
 
 
+rule prepare_codeflow_train:
+    output:
+        f"{R}/data/codeflow_train.parquet",
+    log:
+        f"{R}/logs/prepare_codeflow_train.log",
+    params:
+        settings={"train": config["data"].get("codeflow_train"), "seed": config["seed"]},
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/prepare_codeflow_train.py"
+
+
 rule prepare_benchmark:
     output:
         f"{R}/data/bench/{{prompt_set}}.parquet",
