@@ -1,0 +1,168 @@
+"""Contamination check: normalisation, a planted duplicate, the demo split, the prefilter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from faulttune import contamination
+from faulttune.contamination import (
+    CheckParams,
+    build_index,
+    code_tokens,
+    contamination_report,
+    decontaminate,
+    find_matches,
+    load_benchmarks,
+    ngrams,
+    self_overlaps,
+)
+from faulttune.data.sources import humaneval_split
+
+DATA_DIR = Path(os.environ.get("FAULTTUNE_DATA_DIR")
+                or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+# HumanEval/0's canonical solution with the function renamed, the docstring replaced, comments
+# added and the layout changed (2-space indents, operator spacing, a one-line `if`).
+PLANTED = """from typing import List
+def close_pairs_exist(numbers: List[float], threshold: float) -> bool:
+  \"\"\"True if two numbers are closer than threshold.\"\"\"
+  # compare every pair
+  for idx, elem in enumerate( numbers ):
+      for idx2, elem2 in enumerate( numbers ):
+          if idx != idx2:
+              distance = abs(elem-elem2)
+              if distance < threshold: return True
+  return False
+"""
+UNRELATED = [
+    {"id": "u0", "instruction": "Reverse a string.", "solution": "def rev(s):\n    return s[::-1]\n"},
+    {"id": "u1", "instruction": "Sum the squares of a list.",
+     "solution": "def sq(xs):\n    total = 0\n    for x in xs:\n        total += x * x\n    return total\n"},
+    {"id": "u2", "instruction": "Parse 'key=value' pairs, don't fail on blanks.",
+     "solution": "def parse(text):\n    return dict(p.split('=', 1) for p in text.split() if p)\n"},
+]
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load_benchmarks(["humaneval"], DATA_DIR)["humaneval"]
+
+
+def test_code_tokens_ignore_layout_and_comments_and_split_strings():
+    a = code_tokens("def f(x):\n    # add one\n    return x+1  # inline\n")
+    b = code_tokens("def f( x ) :\n  return x + 1\n")
+    assert a == b == ["def", "f", "(", "x", ")", ":", "return", "x", "+", "1"]
+    assert code_tokens('"""Return the sum."""\n') == ["Return", "the", "sum", "."]
+    # natural language that tokenize rejects (an unterminated quote) falls back to words
+    assert code_tokens("it's (easy") == ["it", "'", "s", "(", "easy"]
+
+
+def test_ngrams_by_hand():
+    assert ngrams(["a", "b", "c", "d"], 3) == {("a", "b", "c"), ("b", "c", "d")}
+    assert ngrams(["a", "b"], 3) == {("a", "b")}
+    assert ngrams([], 3) == set()
+
+
+def test_planted_duplicate_is_found_and_rejected_with_its_reason(humaneval):
+    rows = [*UNRELATED[:2], {"id": "planted", "instruction": "Check close numbers.",
+                             "solution": PLANTED}, UNRELATED[2]]
+    kept, rejected = decontaminate(rows, {"humaneval": humaneval})
+    assert [r["id"] for r in kept] == ["u0", "u1", "u2"]
+    assert [r["id"] for r in rejected] == ["planted"]
+    reason = rejected[0]["reason"]
+    assert reason.startswith("contamination: humaneval HumanEval/0 ")
+    assert "field 'solution'" in reason and ("13-grams" in reason or "near-duplicate" in reason)
+    report = contamination_report(rows, {"humaneval": humaneval})["benchmarks"]["humaneval"]
+    assert report["n_rows_flagged"] == 1 and report["overlapping_task_ids"] == ["HumanEval/0"]
+    assert report["by_kind"]["ngram"] == 1  # the renamed body keeps most of its 13-grams
+    top = report["top_matches"][0]
+    assert top["row_id"] == "planted" and top["flagged"] and top["containment"] > 0.5
+
+
+def test_pairs_columns_are_checked_too(humaneval):
+    body = humaneval[12].canonical_solution
+    pair = {"id": "p", "task_id": "x", "correct": "def g():\n    return 1\n", "incorrect": body}
+    kept, rejected = decontaminate([pair], {"humaneval": humaneval})
+    assert not kept and "HumanEval/12" in rejected[0]["reason"]
+    assert "field 'incorrect'" in rejected[0]["reason"]
+    assert "near-duplicate (token edit similarity 1.00)" in rejected[0]["reason"]
+
+
+def test_humaneval_siblings_are_the_only_self_overlap(humaneval):
+    # /108 count_nums and /145 order_by_points share the same digits_sum helper, verbatim
+    assert self_overlaps("humaneval", humaneval) == [("HumanEval/108", "HumanEval/145"),
+                                                     ("HumanEval/145", "HumanEval/108")]
+
+
+def _demo_split_report(humaneval, seed: int, n_train: int) -> dict:
+    by_id = {t.task_id: t for t in humaneval}
+    train, heldout = humaneval_split(seed, n_train)
+    assert not set(train) & set(heldout)
+    rows = [{"id": t, "instruction": by_id[t].prompt, "solution": by_id[t].canonical_solution}
+            for t in train]
+    return contamination_report(rows, {"heldout": [by_id[t] for t in heldout]})["benchmarks"]["heldout"]
+
+
+def test_demo_split_halves_do_not_overlap(humaneval):
+    # seed 1: the siblings /108 and /145 fall on the same side; nothing crosses the halves
+    result = _demo_split_report(humaneval, 1, 64)
+    assert result["n_tasks"] == 100 and result["n_rows_checked"] == 64
+    assert result["n_rows_flagged"] == 0 and result["overlapping_task_ids"] == []
+    # shared phrasing still shows, unflagged: /33 (train) and /37 (held out) share a docstring
+    closest = result["top_matches"][0]
+    assert (closest["row_id"], closest["task_id"], closest["flagged"]) == (
+        "HumanEval/33", "HumanEval/37", False)
+    assert result["n_rows_any_shared_ngram"] > 0
+
+
+def test_demo_split_with_siblings_apart_reports_exactly_them(humaneval):
+    # seed 0 puts /108 in train and /145 in the held-out half: the one genuine leak is reported
+    result = _demo_split_report(humaneval, 0, 64)
+    assert result["n_rows_flagged"] == 1 and result["overlapping_task_ids"] == ["HumanEval/145"]
+    top = result["top_matches"][0]
+    assert (top["row_id"], top["part"], top["kinds"]) == ("HumanEval/108", "code", ["ngram"])
+    # the closest docstrings (/43 vs /40 prompts, 0.899 similar) stay below the threshold
+    near = [m for m in result["top_matches"] if m["task_id"] == "HumanEval/40"]
+    assert near and not any(m["flagged"] for m in near)
+    assert max(m["similarity"] for m in near) == pytest.approx(0.899, abs=1e-3)
+
+
+def test_prefilter_limits_edit_distances(humaneval, monkeypatch):
+    calls = []
+    real = contamination.Levenshtein.normalized_similarity
+
+    def counting(a, b, **kwargs):
+        calls.append(1)
+        return real(a, b, **kwargs)
+
+    monkeypatch.setattr(contamination.Levenshtein, "normalized_similarity", counting)
+    index = build_index({"humaneval": humaneval})
+    matches = find_matches(UNRELATED * 20, index)
+    # 60 rows x 2 fields x 328 items would be 39,360 distances without the prefilter
+    assert len(calls) < 200
+    assert not any(m.flagged for m in matches)
+
+
+def test_bad_params_are_refused():
+    with pytest.raises(ValueError, match="near_threshold"):
+        CheckParams(near_threshold=1.5)
+    with pytest.raises(ValueError, match="report_floor"):
+        CheckParams(near_threshold=0.6, report_floor=0.7)
+
+
+def test_decontaminate_table_writes_kept_and_rejected(humaneval, tmp_path):
+    from faulttune.contamination import decontaminate_table
+    from faulttune.io import read_parquet, rejected_path, write_parquet
+
+    rows = [{**UNRELATED[0], "task_id": "a"},
+            {"id": "planted", "task_id": "b", "instruction": "x", "solution": PLANTED}]
+    write_parquet(rows, tmp_path / "train.parquet")
+    out = tmp_path / "clean" / "train.parquet"
+    assert decontaminate_table(tmp_path / "train.parquet", out, {"humaneval": humaneval}) == (1, 1)
+    assert [r["id"] for r in read_parquet(out)] == ["u0"]
+    rejected = read_parquet(rejected_path(out))
+    assert rejected[0]["id"] == "planted" and rejected[0]["stage"] == "decontaminate"
+    assert "HumanEval/0" in rejected[0]["reason"]

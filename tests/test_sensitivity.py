@@ -1,0 +1,173 @@
+"""Fault-sensitivity probe: pairs, exact per-token accounting, and a controlled output bias."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from faulttune.io import DataError, write_parquet
+from faulttune.models import TINY_RANDOM, load_model, load_tokenizer
+from faulttune.sensitivity import (
+    encode_response,
+    humanevalfix_pairs,
+    probe_loaded,
+    summarise,
+    twin_pairs,
+    write_sensitivity,
+)
+
+DATA_DIR = Path(os.environ.get("FAULTTUNE_DATA_DIR")
+                or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+# Hand-made pairs: each buggy twin differs from the correct program by one operator.
+PAIRS = [
+    {"task_id": "t/add", "instruction": "Add two numbers.", "family": "operator",
+     "correct": "def add(a, b):\n    return a + b\n", "incorrect": "def add(a, b):\n    return a - b\n"},
+    {"task_id": "t/mul", "instruction": "Multiply two numbers.", "family": "operator",
+     "correct": "def mul(a, b):\n    return a * b\n", "incorrect": "def mul(a, b):\n    return a / b\n"},
+    {"task_id": "t/lt", "instruction": "Is a smaller than b?", "family": "compare",
+     "correct": "def lt(a, b):\n    return a < b\n", "incorrect": "def lt(a, b):\n    return a > b\n"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model(TINY_RANDOM, precision="fp32", device="cpu"), load_tokenizer(TINY_RANDOM)
+
+
+def test_humanevalfix_pairs_differ_only_in_the_body():
+    pairs = humanevalfix_pairs(DATA_DIR)
+    assert len(pairs) == 164
+    first = pairs[0]
+    assert first["task_id"] == "Python/0" and first["family"] == "humanevalfix"
+    assert first["bug_type"] == "missing logic"
+    assert first["correct"].startswith("from typing import List\n\n\ndef has_close_elements(")
+    assert '"""' not in first["correct"]  # the declaration, not the docstring prompt
+    assert "distance = abs(elem - elem2)" in first["correct"]
+    assert "distance = elem - elem2" in first["incorrect"]
+    assert all(p["correct"] != p["incorrect"] for p in pairs)
+    counts = Counter(p["bug_type"] for p in pairs)
+    assert counts == {"value misuse": 44, "missing logic": 33, "excess logic": 31,
+                      "operator misuse": 25, "variable misuse": 23, "function misuse": 8}
+
+
+def _manual_response_logp(model, ids: list[int], start: int) -> float:
+    """Unpadded forward of one sequence; sum of log p(token t) for t >= start."""
+    with torch.inference_mode():
+        logps = model(torch.tensor([ids])).logits[0].double().log_softmax(-1)
+    return sum(logps[t - 1, ids[t]].item() for t in range(start, len(ids)))
+
+
+@pytest.mark.parametrize("shared_prompt", [True, False])
+def test_per_token_accounting_matches_a_manual_forward(tiny, shared_prompt):
+    model, tokenizer = tiny
+    # batch 3 over 8 sequences of different lengths: padding, sorting and re-ordering all happen;
+    # with a shared prompt the two responses of a pair differ in length (right padding)
+    pairs = PAIRS + [{**PAIRS[0], "task_id": "t/long", "instruction": "Add. " * 40,
+                      "incorrect": "def add(a, b):\n    # wrong\n    return a - b\n"}]
+    result = probe_loaded(model, tokenizer, pairs, batch_size=3, shared_prompt=shared_prompt)
+    for pair, row in zip(pairs, result["per_task"]):
+        for program, key in ((pair["correct"], "correct"), (pair["incorrect"], "buggy")):
+            ids, start = encode_response(tokenizer, pair["instruction"], program)
+            assert row[f"n_tokens_{key}"] == len(ids) - start
+            assert row[f"logp_{key}"] == pytest.approx(_manual_response_logp(model, ids, start),
+                                                       abs=1e-3)
+        assert row["margin_sum"] == pytest.approx(row["logp_correct"] - row["logp_buggy"])
+        assert row["margin_mean"] == pytest.approx(
+            row["logp_correct"] / row["n_tokens_correct"] - row["logp_buggy"] / row["n_tokens_buggy"])
+    # the prompt is excluded: the long instruction changes the context, not the token count
+    assert result["per_task"][3]["n_tokens_correct"] == result["per_task"][0]["n_tokens_correct"]
+    assert result["per_task"][3]["logp_correct"] != pytest.approx(result["per_task"][0]["logp_correct"])
+
+
+def _only_in(tokenizer, pairs, keep: str, drop: str) -> list[int]:
+    """Token ids of the ``keep`` responses that appear in no ``drop`` response."""
+    kept, dropped = set(), set()
+    for p in pairs:
+        ids, start = encode_response(tokenizer, p["instruction"], p[keep])
+        kept |= set(ids[start:])
+        ids, start = encode_response(tokenizer, p["instruction"], p[drop])
+        dropped |= set(ids[start:])
+    return sorted(kept - dropped)
+
+
+def _probe_with_bias(model, tokenizer, token_ids: list[int], bias: float) -> dict:
+    shift = torch.zeros(model.config.vocab_size)
+    shift[token_ids] = bias
+    handle = model.lm_head.register_forward_hook(lambda _m, _i, out: out + shift)
+    try:
+        return probe_loaded(model, tokenizer, PAIRS, batch_size=4)
+    finally:
+        handle.remove()
+
+
+def test_probe_follows_a_controlled_output_bias(tiny):
+    model, tokenizer = tiny
+    correct_only = _only_in(tokenizer, PAIRS, "correct", "incorrect")
+    buggy_only = _only_in(tokenizer, PAIRS, "incorrect", "correct")
+    assert correct_only and buggy_only
+    base = probe_loaded(model, tokenizer, PAIRS, batch_size=4)
+    toward_correct = _probe_with_bias(model, tokenizer, correct_only, 12.0)
+    toward_buggy = _probe_with_bias(model, tokenizer, buggy_only, 12.0)
+    for key in ("prefer_correct_sum", "prefer_correct_mean"):
+        assert toward_correct["overall"][key] == 1.0
+        assert toward_buggy["overall"][key] == 0.0
+    for b, up, down in zip(base["per_task"], toward_correct["per_task"], toward_buggy["per_task"]):
+        assert up["margin_sum"] > b["margin_sum"] + 5 > down["margin_sum"] + 10
+        assert up["margin_mean"] > b["margin_mean"] > down["margin_mean"]
+    assert set(toward_correct["by_family"]) == {"operator", "compare"}
+    assert toward_correct["by_family"]["operator"]["n"] == 2
+    assert toward_correct["humanevalfix"] is None and toward_correct["twins"]["n"] == 3
+
+
+def test_summarise_by_hand():
+    rows = [{"margin_sum": 2.0, "margin_mean": -0.5}, {"margin_sum": -1.0, "margin_mean": 0.25},
+            {"margin_sum": 0.0, "margin_mean": 1.0}]
+    assert summarise(rows) == {"n": 3, "prefer_correct_sum": 1 / 3, "prefer_correct_mean": 2 / 3,
+                               "mean_margin_sum": 1 / 3, "mean_margin_mean": 0.25}
+    assert summarise([]) is None
+
+
+def test_twin_pairs_filter_and_errors(tmp_path):
+    rows = [{"id": f"mutation:{p['task_id']}:0", "source": "mutation", **p} for p in PAIRS]
+    path = tmp_path / "pairs_mutation.parquet"
+    write_parquet(rows, path)
+    pairs = twin_pairs(path, task_ids=["t/add", "t/lt"])
+    assert [p["pair_id"] for p in pairs] == ["mutation:t/add:0", "mutation:t/lt:0"]
+    assert pairs[0]["bug_type"] == "" and pairs[0]["incorrect"] == PAIRS[0]["incorrect"]
+    write_parquet([{k: v for k, v in r.items() if k != "family"} for r in rows], path)
+    with pytest.raises(DataError, match="missing column.*family"):
+        twin_pairs(path)
+
+
+def test_write_sensitivity_round_trip(tiny, tmp_path):
+    model, tokenizer = tiny
+    result = probe_loaded(model, tokenizer, PAIRS[:1], batch_size=2)
+    out = write_sensitivity(result, tmp_path / "eval" / "exp" / "bug_sensitivity.json")
+    loaded = json.loads(out.read_text())
+    assert loaded["per_task"][0]["task_id"] == "t/add"
+    assert set(loaded["per_task"][0]) == {
+        "task_id", "pair_id", "family", "bug_type", "logp_correct", "logp_buggy",
+        "n_tokens_correct", "n_tokens_buggy", "margin_sum", "margin_mean"}
+    with pytest.raises(ValueError, match="missing"):
+        write_sensitivity({"overall": {}}, tmp_path / "x.json")
+
+
+def test_plot_by_bug_type_writes_a_png(tmp_path):
+    from faulttune.sensitivity import plot_by_bug_type, report
+
+    rows = [{"task_id": "Python/0", "family": "humanevalfix", "bug_type": "value misuse",
+             "margin_sum": 1.0, "margin_mean": 0.1},
+            {"task_id": "Python/1", "family": "humanevalfix", "bug_type": "missing logic",
+             "margin_sum": -1.0, "margin_mean": -0.1}]
+    result = report(rows)
+    assert result["by_bug_type"]["value misuse"]["prefer_correct_sum"] == 1.0
+    path = plot_by_bug_type({"base": result, "cct": result}, tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="no HumanEvalFix"):
+        plot_by_bug_type({"x": report(rows[:0] or [{**rows[0], "family": "mutation"}])}, tmp_path / "x.png")
