@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import os
 from pathlib import Path
 
@@ -97,30 +99,30 @@ def test_humaneval_siblings_are_the_only_self_overlap(humaneval):
                                                      ("HumanEval/145", "HumanEval/108")]
 
 
-def _demo_split_report(humaneval, seed: int, n_train: int) -> dict:
+def _split_report(humaneval, train: list[str], heldout: list[str]) -> dict:
     by_id = {t.task_id: t for t in humaneval}
-    train, heldout = humaneval_split(seed, n_train)
     assert not set(train) & set(heldout)
     rows = [{"id": t, "instruction": by_id[t].prompt, "solution": by_id[t].canonical_solution}
             for t in train]
     return contamination_report(rows, {"heldout": [by_id[t] for t in heldout]})["benchmarks"]["heldout"]
 
 
-def test_demo_split_halves_do_not_overlap(humaneval):
-    # seed 1: the siblings /108 and /145 fall on the same side; nothing crosses the halves
-    result = _demo_split_report(humaneval, 1, 64)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_demo_split_halves_do_not_overlap(humaneval, seed):
+    # the split keeps the siblings /108 and /145 on one side; nothing crosses the halves
+    result = _split_report(humaneval, *humaneval_split(seed, 64))
     assert result["n_tasks"] == 100 and result["n_rows_checked"] == 64
     assert result["n_rows_flagged"] == 0 and result["overlapping_task_ids"] == []
-    # shared phrasing still shows, unflagged: /33 (train) and /37 (held out) share a docstring
-    closest = result["top_matches"][0]
-    assert (closest["row_id"], closest["task_id"], closest["flagged"]) == (
-        "HumanEval/33", "HumanEval/37", False)
-    assert result["n_rows_any_shared_ngram"] > 0
+    assert result["n_rows_any_shared_ngram"] > 0  # shared phrasing still shows, unflagged
 
 
-def test_demo_split_with_siblings_apart_reports_exactly_them(humaneval):
-    # seed 0 puts /108 in train and /145 in the held-out half: the one genuine leak is reported
-    result = _demo_split_report(humaneval, 0, 64)
+def test_a_split_with_siblings_apart_reports_exactly_them(humaneval):
+    # a naive seeded shuffle (no sibling groups) puts /108 in train and /145 in the held-out half
+    ids = [f"HumanEval/{i}" for i in range(164)]
+    random.Random(0).shuffle(ids)
+    train, heldout = ids[:64], ids[64:]
+    assert "HumanEval/108" in train and "HumanEval/145" in heldout
+    result = _split_report(humaneval, train, heldout)
     assert result["n_rows_flagged"] == 1 and result["overlapping_task_ids"] == ["HumanEval/145"]
     top = result["top_matches"][0]
     assert (top["row_id"], top["part"], top["kinds"]) == ("HumanEval/108", "code", ["ngram"])

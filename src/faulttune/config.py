@@ -104,7 +104,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
 def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     schema = load_schema()["properties"]
     config.setdefault("seed", 0)
-    for section in ("generation", "bugs", "codeflow", "train", "teacher"):
+    for section in ("generation", "bugs", "codeflow", "train", "teacher", "sensitivity"):
         values = config.setdefault(section, {})
         for key, spec in schema[section]["properties"].items():
             if "default" in spec:

@@ -279,3 +279,40 @@ def train(config: Mapping[str, Any], experiment: str, examples: Sequence[str], o
     cfg = train_config(config, expand_experiments(config)[experiment])
     log.info("training %s (%s) on %s", experiment, cfg.method, list(examples))
     train_experiment(list(examples), config["student"]["model"], out_dir, cfg)
+
+
+def heldout_tasks(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """HumanEval tasks no experiment trains on: the demo split's held-out half, else all of them
+    (as task rows for the bugs stage)."""
+    from faulttune.bugs.pairs import task_rows
+    from faulttune.data.benchmarks import load_benchmark
+    from faulttune.data.sources import DEMO_SPLIT, humaneval_split
+
+    tasks = load_benchmark("humaneval", data_dir(config))
+    if config["data"]["train"]["source"] == DEMO_SPLIT:
+        keep = set(humaneval_split(config["seed"], config["data"]["train"].get("limit") or 64)[1])
+        tasks = [t for t in tasks if t.task_id in keep]
+    return task_rows(tasks)
+
+
+def heldout_twins(config: Mapping[str, Any], out: str, workers: int) -> None:
+    """Verified CCT twins of held-out HumanEval tasks, for the fault-sensitivity probe."""
+    from faulttune.bugs.pairs import cct_pairs
+
+    pairs, rejected = cct_pairs(heldout_tasks(config), config["seed"], 1, verify=True, workers=workers)
+    _write_pairs(pairs, rejected, out, "heldout_twins")
+
+
+def sensitivity(config: Mapping[str, Any], model: str, twins: str, out: str, threads: int = 1) -> None:
+    """Log-likelihood of correct vs buggy code: HumanEvalFix (with a benchmark folder) and the
+    held-out twins, at most ``sensitivity.limit`` pairs of each."""
+    import torch
+
+    from faulttune.sensitivity import humanevalfix_pairs, probe, twin_pairs, write_sensitivity
+
+    torch.set_num_threads(max(1, threads))
+    settings, folder = config["sensitivity"], data_dir(config)
+    limit = settings.get("limit") or None
+    pairs = (humanevalfix_pairs(folder)[:limit] if folder else []) + twin_pairs(twins)[:limit]
+    write_sensitivity(probe(model, pairs, settings["batch_size"]), out)
+    log.info("sensitivity of %s on %d pairs", model, len(pairs))

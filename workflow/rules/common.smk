@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 from faulttune.config import expand_experiments, validate_config
 from faulttune.data.bench_table import PROMPT_SET
-from faulttune.stages import active_benchmarks
+from faulttune.stages import active_benchmarks, data_dir
 
 config.update(validate_config(dict(config), source="config"))
 validate(config, "../../config/schema.yaml")
@@ -14,6 +14,7 @@ validate(config, "../../config/schema.yaml")
 os.environ.setdefault("FAULTTUNE_ROOT", workflow.basedir)
 
 R = f"results/{config['run']}"
+DATA_DIR = data_dir(config)
 EXPERIMENTS = expand_experiments(config)
 BENCHMARKS = active_benchmarks(config)
 TRAINED = [name for name, exp in EXPERIMENTS.items() if exp["method"] != "base"]
@@ -128,7 +129,9 @@ def report_inputs():
         "trajectories": trajectories,
         "masks": training_masks(),
         "models": [f"{R}/models/{e}" for e in TRAINED],
-        "sensitivity": [],
+        "sensitivity": [f"{R}/eval/{e}/bug_sensitivity.json" for e in EXPERIMENTS]
+        if config["sensitivity"]["enabled"]
+        else [],
     }
 
 

@@ -35,15 +35,29 @@ DEMO_HELDOUT = "humaneval-split-heldout"
 MBPP_TRAIN_IDS = range(601, 975)
 
 
+# HumanEval tasks that share code verbatim (the contamination check finds them): a split keeps
+# each group on one side, so the held-out half never contains code the training half has.
+HUMANEVAL_SIBLINGS = (("HumanEval/108", "HumanEval/145"),)
+
+
 def humaneval_split(seed: int, n_train: int) -> tuple[list[str], list[str]]:
-    """Seeded disjoint split of the 164 HumanEval task ids: (train, held out), each sorted."""
-    ids = [f"HumanEval/{i}" for i in range(164)]
-    if not 0 < n_train < len(ids):
-        raise ValueError(f"data.train.limit must be between 1 and {len(ids) - 1} for {DEMO_SPLIT}")
-    shuffled = ids[:]
-    random.Random(seed).shuffle(shuffled)
+    """Seeded disjoint split of the 164 HumanEval task ids: (train, held out), each sorted.
+
+    Sibling groups (:data:`HUMANEVAL_SIBLINGS`) move as one unit; a group that does not fit in
+    what is left of the training half goes to the held-out half.
+    """
+    if not 0 < n_train < 164:
+        raise ValueError(f"data.train.limit must be between 1 and 163 for {DEMO_SPLIT}")
+    grouped = {t for group in HUMANEVAL_SIBLINGS for t in group}
+    units = [list(g) for g in HUMANEVAL_SIBLINGS]
+    units += [[f"HumanEval/{i}"] for i in range(164) if f"HumanEval/{i}" not in grouped]
+    random.Random(seed).shuffle(units)
+    train: list[str] = []
+    heldout: list[str] = []
+    for unit in units:
+        (train if len(train) + len(unit) <= n_train else heldout).extend(unit)
     key = lambda t: int(t.split("/")[1])  # noqa: E731
-    return sorted(shuffled[:n_train], key=key), sorted(shuffled[n_train:], key=key)
+    return sorted(train, key=key), sorted(heldout, key=key)
 
 
 def _humaneval_rows(seed: int, limit: int | None) -> list[dict[str, Any]]:

@@ -1,0 +1,36 @@
+# The fault-sensitivity probe: does the model prefer the correct code over its buggy twin?
+
+
+rule heldout_twins:
+    output:
+        pairs=f"{R}/bugs/heldout_twins.parquet",
+        rejected=f"{R}/bugs/heldout_twins.rejected.parquet",
+    log:
+        f"{R}/logs/heldout_twins.log",
+    params:
+        settings={"seed": config["seed"], "train": config["data"]["train"]},
+    threads: 2
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/heldout_twins.py"
+
+
+rule sensitivity:
+    input:
+        model=trained_model_input,
+        twins=f"{R}/bugs/heldout_twins.parquet",
+    output:
+        f"{R}/eval/{{experiment}}/bug_sensitivity.json",
+    log:
+        f"{R}/logs/sensitivity/{{experiment}}.log",
+    params:
+        model=model_for,
+        settings={"sensitivity": config["sensitivity"], "data_dir": DATA_DIR},
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/sensitivity.py"
