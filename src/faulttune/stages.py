@@ -70,6 +70,7 @@ def prepare_benchmark(config: Mapping[str, Any], name: str, out: str) -> None:
     rows = benchmark_rows(
         name, seed=config["seed"], train_limit=config["data"]["train"].get("limit"),
         data_dir=data_dir(config), limit=config["data"].get("benchmark_limit"),
+        bigcodebench_source=config["data"]["bigcodebench"]["source"],
     )
     io.write_parquet(rows, out, BENCH_SCHEMA)
     log.info("benchmark %s: %d tasks", name, len(rows))
@@ -99,9 +100,27 @@ def score(config: Mapping[str, Any], bench: str, samples: str, out: str, workers
     from faulttune.evaluate import score_samples
 
     scored_as = io.read_parquet(bench, required=("scored_as",))[0]["scored_as"]
-    result = score_samples(scored_as, samples, out, data_dir=data_dir(config), workers=workers)
+    if scored_as.startswith("bigcodebench-"):
+        result = _score_bigcodebench(config, bench, scored_as, samples, out, workers)
+    else:
+        result = score_samples(scored_as, samples, out, data_dir=data_dir(config), workers=workers)
     log.info("%s (scored as %s): pass@1 %.4f over %d samples",
              bench, scored_as, result["pass_at_1"], result["n_samples"])
+
+
+def _score_bigcodebench(config: Mapping[str, Any], bench: str, name: str, samples: str, out: str,
+                        workers: int | None) -> dict[str, Any]:
+    """The official package's local execution (the papers' numbers), or our sandbox (offline)."""
+    from faulttune import bigcodebench as bcb
+
+    settings = config["data"]["bigcodebench"]
+    task_ids = [r["task_id"] for r in io.read_parquet(bench)]
+    if settings["scorer"] == "official":
+        return bcb.score_official(samples, name, out, local_tasks=settings["source"],
+                                  task_ids=task_ids, parallel=workers)
+    subset, _ = bcb.parse_benchmark_name(name)
+    tasks = [t for t in bcb.load_tasks(settings["source"], subset) if t["task_id"] in set(task_ids)]
+    return bcb.score_with_sandbox(tasks, samples, name, out, workers=workers)
 
 
 def report(config: Mapping[str, Any], out_dir: str, **inputs: Sequence[str]) -> None:

@@ -105,6 +105,13 @@ def samples_for(wildcards):
     return f"{R}/eval/{wildcards.experiment}/{PROMPT_SET[wildcards.benchmark]}.samples.jsonl"
 
 
+def score_env(wildcards):
+    """BigCodeBench's official scorer runs in its own environment."""
+    if wildcards.benchmark.startswith("bigcodebench-") and config["data"]["bigcodebench"]["scorer"] == "official":
+        return "../../envs/bigcodebench.yaml"
+    return "../../envs/cpu.yaml"
+
+
 def score_files():
     return [f"{R}/eval/{e}/{b}.json" for e in EXPERIMENTS for b in BENCHMARKS]
 

@@ -29,8 +29,10 @@ rule score:
         f"{R}/eval/{{experiment}}/{{benchmark}}.json",
     log:
         f"{R}/logs/score/{{experiment}}/{{benchmark}}.log",
+    params:
+        settings={"data_dir": DATA_DIR, "bigcodebench": config["data"]["bigcodebench"]},
     threads: 2
     conda:
-        "../../envs/cpu.yaml"
+        score_env
     script:
         "../scripts/score.py"

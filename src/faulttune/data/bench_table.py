@@ -34,6 +34,8 @@ PROMPT_SET = {
     "mbpp_plus": "mbpp",
     "humanevalfix": "humanevalfix",
 }
+PROMPT_SET.update({f"bigcodebench-{s}-{k}": f"bigcodebench-{s}-{k}"
+                   for s in ("full", "hard") for k in ("complete", "instruct")})
 SCORED_AS = {"humaneval-split-heldout": "humaneval"}
 
 _FIX_TASK = (
@@ -50,9 +52,14 @@ def fix_task_prompt(task: BenchmarkTask) -> str:
 
 def benchmark_rows(
     name: str, *, seed: int = 0, train_limit: int | None = 64, data_dir: str | None = None,
-    limit: int | None = None,
+    limit: int | None = None, bigcodebench_source: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of one benchmark in :data:`BENCH_SCHEMA`."""
+    if name.startswith("bigcodebench-"):
+        from faulttune import bigcodebench as bcb
+
+        subset, split = bcb.parse_benchmark_name(name)
+        return bcb.bench_rows(bcb.load_tasks(bigcodebench_source, subset), subset, split, limit)
     if name == "humaneval-split-heldout":
         from faulttune.data.sources import humaneval_split
 
