@@ -1,0 +1,254 @@
+"""Step time and peak memory of every training loss, side by side in one run.
+
+    python bench/train_step.py [--models tiny-random smollm2-135m-instruct] [--steps 4]
+
+Data: HumanEval tasks (prompt -> canonical solution) with one operator flipped as the rejected /
+incorrect code, turned into masks rows by `faulttune.mask_table.build_mask_rows` (the trainer's
+real input). Each configuration first runs alone in a fresh subprocess (so ru_maxrss is its own
+peak): `--steps` timed optimiser steps after one warm-up step, median step time. Then each ratio
+comes from one subprocess that interleaves the steps of the two configurations (A B A B ...; vs
+TRL, one of our steps after each TRL step), so both see the same load on a shared machine.
+Ratios (goals from the "Training" issue):
+  * masked vs unmasked at equal compute: target_dpo, focused_dpo vs dpo; fgit(fixed) vs sft (<= 1.05x)
+  * extra forward work, reported only: cct, fgit(dynamic) vs sft; rpo, target_rpo vs dpo
+  * our dpo (precomputed reference) vs TRL DPOTrainer on the same text (<= 0.8x TRL's)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OURS = {  # name -> (masks kind, TrainConfig overrides)
+    "sft": ("sft", {"method": "sft"}),
+    "fgit_fixed": ("fgit", {"method": "fgit", "weighting": "fixed"}),
+    "fgit": ("fgit", {"method": "fgit"}),
+    "cct": ("cct", {"method": "cct"}),
+    "dpo": ("dpo", {"method": "dpo"}),
+    "rpo": ("dpo", {"method": "rpo"}),
+    "target_dpo": ("target_dpo", {"method": "target_dpo"}),
+    "target_rpo": ("target_dpo", {"method": "target_rpo"}),
+    "focused_dpo": ("focused_dpo", {"method": "focused_dpo"}),
+    "dpo_frozen_ref": ("dpo", {"method": "dpo", "precompute_ref": False}),
+}
+TRL = ("trl_dpo", "trl_dpo_precomputed")
+RATIOS = [  # (name, against, goal or None)
+    ("target_dpo", "dpo", 1.05), ("focused_dpo", "dpo", 1.05), ("fgit_fixed", "sft", 1.05),
+    ("fgit", "sft", None), ("cct", "sft", None), ("rpo", "dpo", None), ("target_rpo", "dpo", None),
+    ("dpo_frozen_ref", "dpo", None), ("dpo", "trl_dpo", 0.8), ("dpo", "trl_dpo_precomputed", None),
+]
+FLIPS = [(" + ", " - "), (" < ", " <= "), (" == ", " != "), (" > ", " >= "), (" - ", " + ")]
+
+
+def humaneval_pairs(count: int) -> list[dict]:
+    from faulttune.data.benchmarks import load_benchmark
+
+    pairs = []
+    for task in load_benchmark("humaneval"):
+        for old, new in FLIPS:
+            if old in task.canonical_solution:
+                wrong = task.canonical_solution.replace(old, new, 1)
+                pairs.append({"id": task.task_id, "task_id": task.task_id, "instruction": task.prompt,
+                              "correct": task.canonical_solution, "incorrect": wrong})
+                break
+        if len(pairs) == count:
+            return pairs
+    return pairs
+
+
+def write_data(model: str, folder: Path, count: int) -> None:
+    from faulttune.mask_table import build_mask_rows, write_masks
+    from faulttune.models import load_tokenizer
+
+    tokenizer, pairs = load_tokenizer(model), humaneval_pairs(count)
+    for kind in ("sft", "fgit", "cct", "dpo", "target_dpo", "focused_dpo"):
+        rows, _ = build_mask_rows(pairs, tokenizer, kind, max_length=2048)
+        write_masks(rows, folder / f"{kind}.parquet", model)
+    rows, _ = build_mask_rows(pairs, tokenizer, "dpo", max_length=2048)
+    text = [{"prompt": tokenizer.decode(r["chosen_ids"][:r["chosen_start"]]),
+             "chosen": tokenizer.decode(r["chosen_ids"][r["chosen_start"]:]),
+             "rejected": tokenizer.decode(r["rejected_ids"][r["rejected_start"]:])} for r in rows]
+    (folder / "trl.json").write_text(json.dumps(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# one configuration (runs in a subprocess)
+
+
+def time_ours(name: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> list[float]:
+    from faulttune.train import TrainConfig
+    from faulttune.training import loop
+
+    kind, overrides = OURS[name]
+    paths = [str(folder / f"{kind}.parquet")]
+    if kind == "cct":
+        paths.insert(0, str(folder / "sft.parquet"))
+    config = TrainConfig(lr=1e-5, max_steps=steps + 1, batch_size=batch, micro_batch_size=micro,
+                         precision="fp32", max_length=2048, **overrides)
+    run = loop.setup_run(paths, model, str(folder / "out" / name), config)
+    times = []
+    for step in range(steps + 1):
+        began = time.perf_counter()
+        loop.train_step(run, step)
+        times.append(time.perf_counter() - began)
+    return times[1:]
+
+
+def time_trl(name: str, model: str, folder: Path, steps: int, batch: int, micro: int,
+             after_step=None) -> list[float]:
+    import datasets
+    import trl
+    from transformers import TrainerCallback
+
+    from faulttune.models import load_model, load_tokenizer
+
+    class Timer(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self.began)
+            if after_step is not None:
+                after_step()
+
+    args = trl.DPOConfig(
+        output_dir=str(folder / "out" / name), bf16=False, report_to="none", use_cpu=True,
+        per_device_train_batch_size=micro, gradient_accumulation_steps=batch // micro,
+        gradient_checkpointing=False, beta=0.1, max_length=2048, learning_rate=1e-5,
+        max_steps=steps + 1, save_strategy="no", logging_strategy="no", disable_tqdm=True,
+        precompute_ref_log_probs=name == "trl_dpo_precomputed", lr_scheduler_type="cosine",
+    )
+    timer = Timer()
+    trainer = trl.DPOTrainer(
+        model=load_model(model, "fp32", "cpu").train(), args=args, callbacks=[timer],
+        train_dataset=datasets.Dataset.from_list(json.loads((folder / "trl.json").read_text())),
+        processing_class=load_tokenizer(model),
+    )
+    trainer.train()
+    return timer.times[1:]
+
+
+def ours_runs(names: list[str], model: str, folder: Path, steps: int, batch: int, micro: int) -> list:
+    from faulttune.train import TrainConfig
+    from faulttune.training import loop
+
+    runs = []
+    for name in names:
+        kind, overrides = OURS[name]
+        paths = [str(folder / f"{kind}.parquet")]
+        if kind == "cct":
+            paths.insert(0, str(folder / "sft.parquet"))
+        config = TrainConfig(lr=1e-5, max_steps=steps + 1, batch_size=batch, micro_batch_size=micro,
+                             precision="fp32", max_length=2048, **overrides)
+        runs.append(loop.setup_run(paths, model, str(folder / "out" / f"pair-{name}"), config))
+    return runs
+
+
+def timed_step(run, step: int) -> float:
+    from faulttune.training import loop
+
+    began = time.perf_counter()
+    loop.train_step(run, step)
+    return time.perf_counter() - began
+
+
+def pair(name: str, against: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> dict:
+    """Median step times of `name` and `against`, their steps interleaved (A B A B ...) so that
+    both see the same machine load. Against TRL: one of our steps runs after each TRL step."""
+    if against in TRL:
+        (run,) = ours_runs([name], model, folder, steps, batch, micro)
+        ours: list[float] = []
+        trl_times = time_trl(against, model, folder, steps, batch, micro,
+                             after_step=lambda: ours.append(timed_step(run, len(ours))))
+        return {"a": statistics.median(ours[1:]), "b": statistics.median(trl_times)}
+    run_a, run_b = ours_runs([name, against], model, folder, steps, batch, micro)
+    times_a, times_b = [], []
+    for step in range(steps + 1):
+        times_a.append(timed_step(run_a, step))
+        times_b.append(timed_step(run_b, step))
+    return {"a": statistics.median(times_a[1:]), "b": statistics.median(times_b[1:])}
+
+
+def one(name: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> dict:
+    fn = time_trl if name in TRL else time_ours
+    times = fn(name, model, folder, steps, batch, micro)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"name": name, "step_s": statistics.median(times), "peak_rss_mb": peak_mb}
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+def _subprocess(args: list[str]) -> dict | None:
+    command = [sys.executable, __file__, *args]
+    out = subprocess.run(command, capture_output=True, text=True, check=False)
+    match = re.search(r"^RESULT (.*)$", out.stdout, re.MULTILINE)
+    if match is None:
+        print(f"{' '.join(args)}: failed\n{out.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(match.group(1))
+
+
+def run_model(model: str, steps: int, batch: int, micro: int, count: int, names: list[str],
+              skip_alone: bool = False) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    write_data(model, folder, count)
+    common = ["--models", model, "--folder", str(folder), "--batch", str(batch), "--micro", str(micro)]
+    print(f"\n{model}: each configuration alone ({steps} timed steps, batch {batch}, micro {micro})")
+    for name in [] if skip_alone else names:
+        result = _subprocess(["--one", name, "--steps", str(steps), *common])
+        if result:
+            print(f"  {name:20s} {result['step_s']:8.3f} s/step   peak RSS {result['peak_rss_mb']:7.0f} MB",
+                  flush=True)
+    print(f"\n{model}: ratios of step times, interleaved side by side")
+    for name, against, goal in RATIOS:
+        if name not in names or against not in names:
+            continue
+        result = _subprocess(["--pair", name, against, "--steps", str(steps), *common])
+        if result:
+            ratio = result["a"] / result["b"]
+            verdict = "" if goal is None else f"  goal <= {goal:.2f}: {'OK' if ratio <= goal else 'MISSED'}"
+            print(f"  {name:16s} / {against:20s} = {ratio:5.2f}x  ({result['a']:.3f} s vs "
+                  f"{result['b']:.3f} s){verdict}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["tiny-random", "smollm2-135m-instruct"])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--micro", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=16)
+    parser.add_argument("--only", nargs="*", help="configurations to run (default: all)")
+    parser.add_argument("--ratios-only", action="store_true", help="skip the runs alone (memory)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--pair", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RESULT " + json.dumps(one(args.one, args.models[0], Path(args.folder), args.steps,
+                                         args.batch, args.micro)))
+        return
+    if args.pair:
+        print("RESULT " + json.dumps(pair(*args.pair, args.models[0], Path(args.folder), args.steps,
+                                          args.batch, args.micro)))
+        return
+    names = args.only or [*OURS, *TRL]
+    for model in args.models:
+        run_model(model, args.steps, args.batch, args.micro, args.pairs, names, args.ratios_only)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Training examples from masks parquet files, their grouping into units and the data order.
+
+A *row* is one line of a masks file (docs/CONTRACTS.md "Training examples"). A *unit* is what the
+batch size counts: one row, except for CCT, where the rows of one pair id (its ``sft`` sample, its
+``cct`` comparison pair and its ``cct_seq`` bug-fix sample) form one unit, so that "each original
+sample that yields a comparison pair contributes all three terms in the same step" (METHODS 1.3,
+INTERPRETATION). A CCT row whose id has no partner of another kind is a unit of its own.
+
+Data order: a pure function of (seed, step), so a resumed run needs nothing but the step number.
+Epoch e is a seeded permutation of the units; step s reads positions [p*B, (p+1)*B) of it
+(p = s mod steps_per_epoch); the last step of an epoch wraps around to the permutation's start
+so that every step has exactly B units (as torch's DistributedSampler pads).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from faulttune.io import DataError
+
+# Which row kinds each method trains on.
+METHOD_KINDS: dict[str, tuple[str, ...]] = {
+    "sft": ("sft",),
+    "cct": ("sft", "cct", "cct_seq"),
+    "fgit": ("fgit",),
+    "dpo": ("dpo",),
+    "rpo": ("dpo",),
+    "target_dpo": ("target_dpo",),
+    "target_rpo": ("target_dpo",),
+    "focused_dpo": ("focused_dpo",),
+}
+PAIR_KINDS = ("cct", "fgit", "dpo", "target_dpo", "focused_dpo")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One token sequence of a row: ids, its mask (aligned to ids) and its response span."""
+
+    ids: Tensor           # [T] int64
+    mask: Tensor          # [T] float32, the masks file's chosen_mask / rejected_mask
+    start: int            # first response token
+    end: int              # one past the response's end-of-turn token
+
+    def response(self) -> Tensor:
+        """[T] float32, 1 on the response tokens [start, end)."""
+        out = torch.zeros(len(self.ids))
+        out[self.start:self.end] = 1.0
+        return out
+
+
+@dataclass(frozen=True)
+class Row:
+    kind: str
+    id: str
+    where: str            # "<file> row <i>", for error messages
+    chosen: Side
+    rejected: Side | None
+    first_diff: int | None
+
+
+def response_end(ids: Sequence[int], start: int, eos_id: int | None) -> int:
+    """One past the last end-of-turn token at or after ``start`` (the response's end as the masks
+    table defines it); ``len(ids)`` when there is none."""
+    if eos_id is not None:
+        for i in range(len(ids) - 1, start - 1, -1):
+            if ids[i] == eos_id:
+                return i + 1
+    return len(ids)
+
+
+def _side(record: dict, prefix: str, where: str, eos_id: int | None, max_length: int) -> Side:
+    ids, mask, start = record[f"{prefix}_ids"], record[f"{prefix}_mask"], record[f"{prefix}_start"]
+    if ids is None or mask is None or start is None:
+        raise DataError(f"{where}: field {prefix}_ids/_mask/_start is null for kind {record['kind']!r}")
+    if len(mask) != len(ids):
+        raise DataError(f"{where}: field {prefix}_mask has {len(mask)} entries for {len(ids)} ids")
+    if len(ids) > max_length:
+        raise DataError(f"{where}: field {prefix}_ids has {len(ids)} tokens > max_length {max_length}")
+    if not 1 <= start < len(ids):
+        raise DataError(f"{where}: field {prefix}_start {start} outside [1, {len(ids)})")
+    end = response_end(ids, start, eos_id)
+    return Side(torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.float32), start, end)
+
+
+def parse_row(record: dict, where: str, eos_id: int | None, max_length: int) -> Row:
+    """One masks-file record as tensors; a malformed field raises naming the file, row and field."""
+    kind = record["kind"]
+    chosen = _side(record, "chosen", where, eos_id, max_length)
+    rejected = _side(record, "rejected", where, eos_id, max_length) if kind in PAIR_KINDS else None
+    first_diff = record.get("first_diff")
+    if kind == "cct" and first_diff is None:
+        raise DataError(f"{where}: field first_diff is null for a cct row")
+    return Row(kind, str(record["id"]), where, chosen, rejected, first_diff)
+
+
+def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length: int) -> list[Row]:
+    """Every row of the masks files, in file order; a kind the method does not use is an error."""
+    from faulttune.mask_table import read_masks
+
+    allowed = METHOD_KINDS[method]
+    rows = []
+    for path in paths:
+        table, _ = read_masks(path)
+        for index, record in enumerate(table.to_pylist()):
+            where = f"{path} row {index}"
+            if record["kind"] not in allowed:
+                raise DataError(
+                    f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
+                    f"(expected one of {allowed})"
+                )
+            rows.append(parse_row(record, where, eos_id, max_length))
+    if not rows:
+        raise DataError(f"no training examples in {list(paths)}")
+    return rows
+
+
+Unit = dict[str, Row]
+
+
+def group_units(rows: Sequence[Row], method: str) -> list[Unit]:
+    """Units in order of first appearance. CCT: the n-th row of each kind with the same id share
+    a unit; every other method: one row per unit."""
+    if method != "cct":
+        return [{row.kind: row} for row in rows]
+    units: dict[tuple[str, int], Unit] = {}
+    seen: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        occurrence = seen[(row.id, row.kind)]
+        seen[(row.id, row.kind)] += 1
+        units.setdefault((row.id, occurrence), {})[row.kind] = row
+    return list(units.values())
+
+
+def steps_per_epoch(n_units: int, batch_size: int) -> int:
+    return math.ceil(n_units / batch_size)
+
+
+def total_steps(n_units: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
+    if max_steps is not None:
+        return max_steps
+    return max(1, math.ceil(epochs * steps_per_epoch(n_units, batch_size)))
+
+
+def step_units(step: int, n_units: int, batch_size: int, seed: int) -> list[int]:
+    """Indices of the B units of optimiser step ``step`` (all processes together)."""
+    per_epoch = steps_per_epoch(n_units, batch_size)
+    epoch, position = divmod(step, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n_units, generator=generator).tolist()
+    first = position * batch_size
+    return [order[(first + k) % n_units] for k in range(batch_size)]
+
+
+def process_micro_batches(
+    units: Sequence[int], process_index: int, num_processes: int, micro_batch_size: int
+) -> list[list[int]]:
+    """This process's contiguous share of a step's units, cut into micro-batches."""
+    share = len(units) // num_processes
+    mine = list(units[process_index * share:(process_index + 1) * share])
+    return [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]

@@ -1,0 +1,261 @@
+"""The trainer on the tiny random model (CPU, seeded): every method learns, gradient accumulation
+does not change the step's gradient, a killed run resumes to the same weights, and the precomputed
+reference equals a frozen reference model.
+
+Masks tables are built by hand in the contract's schema: prompt ids, a response ending with the
+end-of-turn token (2) and a trailing newline token (198), masks as each kind defines them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from faulttune.io import DataError
+from faulttune.mask_table import write_masks
+from faulttune.models import TINY_RANDOM, resolve_model
+from faulttune.train import TrainConfig, lr_at, train_experiment
+from faulttune.training import loop
+from faulttune.training.data import group_units, load_rows, response_end, step_units
+
+EOS, NEWLINE = 2, 198
+METHOD_KIND = {"sft": ["sft"], "cct": ["sft", "cct"], "fgit": ["fgit"], "dpo": ["dpo"],
+               "rpo": ["dpo"], "target_dpo": ["target_dpo"], "target_rpo": ["target_dpo"],
+               "focused_dpo": ["focused_dpo"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# hand-built masks tables
+
+
+def _sequence(rng: random.Random, prompt: list[int], response: list[int]) -> tuple[list[int], int, int]:
+    ids = prompt + response + [EOS, NEWLINE]
+    return ids, len(prompt), len(prompt) + len(response) + 1  # ids, start, end (eos included)
+
+
+def _span(n: int, start: int, end: int, lo: int, hi: int, value: int = 1) -> list[int]:
+    return [value if start + lo <= i < start + hi else 0 for i in range(n)]
+
+
+def make_rows(kind: str, count: int, seed: int = 0) -> list[dict]:
+    """`count` rows of `kind` (cct also yields its cct_seq rows); responses differ in 3 tokens."""
+    rng = random.Random(seed)
+    rows = []
+    for k in range(count):
+        prompt = [1] + [rng.randrange(3, 2000) for _ in range(rng.randrange(8, 14))]
+        good = [rng.randrange(3, 2000) for _ in range(rng.randrange(10, 18))]
+        cut = rng.randrange(2, len(good) - 4)
+        bad = good[:cut] + [rng.randrange(3, 2000) for _ in range(3)] + good[cut + 3:]
+        c_ids, c_start, c_end = _sequence(rng, prompt, good)
+        r_ids, r_start, r_end = _sequence(rng, prompt, bad)
+        full_c, full_r = _span(len(c_ids), 0, 0, c_start, c_end), _span(len(r_ids), 0, 0, r_start, r_end)
+        mid_c, mid_r = _span(len(c_ids), c_start, 0, cut, cut + 3), _span(len(r_ids), r_start, 0, cut, cut + 3)
+        row = {"id": f"p{k}", "task_id": f"t{k}", "kind": kind, "chosen_ids": c_ids,
+               "chosen_start": c_start, "chosen_mask": full_c, "rejected_ids": r_ids,
+               "rejected_start": r_start, "rejected_mask": full_r, "first_diff": None}
+        if kind == "sft":
+            row.update(rejected_ids=None, rejected_start=None, rejected_mask=None)
+        elif kind == "cct":
+            row["first_diff"] = c_start + cut
+            seq_prompt = prompt + bad[:5]
+            s_ids, s_start, s_end = _sequence(rng, seq_prompt, good)
+            rows.append({**row, "kind": "cct_seq", "chosen_ids": s_ids, "chosen_start": s_start,
+                         "chosen_mask": _span(len(s_ids), 0, 0, s_start, s_end), "rejected_ids": None,
+                         "rejected_start": None, "rejected_mask": None, "first_diff": None})
+        elif kind == "fgit":  # line (1) around an edited token (2)
+            h = [0] * cut + [1, 2, 1]
+            row["chosen_mask"] = [0] * c_start + h + [0] * (len(c_ids) - c_start - len(h))
+            row["rejected_mask"] = [0] * r_start + h + [0] * (len(r_ids) - r_start - len(h))
+        elif kind == "target_dpo":
+            row["rejected_mask"] = mid_r
+        elif kind == "focused_dpo":
+            row["chosen_mask"], row["rejected_mask"] = mid_c, mid_r
+        rows.append(row)
+    return rows
+
+
+def write_examples(folder: Path, method: str, count: int = 8) -> list[str]:
+    paths = []
+    for kind in METHOD_KIND[method]:
+        rows = make_rows(kind, count, seed=len(paths))
+        path = folder / f"{kind}.parquet"
+        write_masks(rows, path, TINY_RANDOM)
+        paths.append(str(path))
+    return paths
+
+
+def tiny_config(method: str, **overrides) -> TrainConfig:
+    values = {"method": method, "lr": 1e-2, "max_steps": 2, "batch_size": 4, "micro_batch_size": 2,
+                  "warmup_ratio": 0.0, "precision": "fp32", "max_grad_norm": None, "seed": 0}
+    return TrainConfig(**{**values, **overrides})
+
+
+def saved_weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration, schedule, data order
+
+
+def test_lr_at_warmup_then_cosine():
+    config = TrainConfig(lr=1.0, warmup_ratio=0.25, min_lr_ratio=0.1)
+    # total 8 -> W = 2 warm-up steps: 1/3, 2/3; then cosine over 6 steps from 1.0 down to 0.1.
+    assert lr_at(0, config, 8) == pytest.approx(1 / 3)
+    assert lr_at(1, config, 8) == pytest.approx(2 / 3)
+    assert lr_at(2, config, 8) == pytest.approx(1.0)
+    assert lr_at(5, config, 8) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos(pi/2) = 0
+    assert lr_at(7, config, 8) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 5 / 6)))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"batch_size": 8, "micro_batch_size": 3}, "not a multiple of micro_batch_size 3"),
+    ({"method": "ppo"}, "method 'ppo'"),
+    ({"precision": "int8"}, "precision 'int8'"),
+    ({"lam": 0.5}, "lambda must be >= 1"),
+    ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
+])
+def test_config_rejects_bad_values(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad)
+
+
+def test_config_from_dict_maps_lambda_and_method_defaults():
+    config = TrainConfig.from_dict({"method": "fgit", "lambda": 3.0})
+    assert config.lam == 3.0
+    assert (TrainConfig(method="cct").alpha, TrainConfig(method="cct").beta) == (2.0, 0.5)
+    assert (TrainConfig(method="target_rpo").alpha, TrainConfig(method="target_rpo").beta) == (1.0, 0.1)
+    assert TrainConfig(method="dpo").beta == 0.1
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['grad_accum'\]"):
+        TrainConfig.from_dict({"grad_accum": 2})
+
+
+def test_step_units_is_a_seeded_permutation_per_epoch():
+    # 10 units, batch 4: 3 steps per epoch, the last wraps around to the epoch's first 2 units.
+    epoch0 = [step_units(s, 10, 4, seed=1) for s in range(3)]
+    flat = [u for batch in epoch0 for u in batch]
+    assert sorted(flat[:10]) == list(range(10)) and flat[10:] == flat[:2]
+    assert step_units(3, 10, 4, seed=1) != epoch0[0]          # epoch 1: a new order
+    assert step_units(0, 10, 4, seed=1) == epoch0[0]          # pure function of the step
+
+
+def test_response_end_is_after_the_last_eos():
+    assert response_end([1, 5, 6, EOS, NEWLINE], 1, EOS) == 4
+    assert response_end([1, 5, 6], 1, EOS) == 3
+
+
+def test_cct_units_group_the_rows_of_one_pair(tmp_path):
+    paths = write_examples(tmp_path, "cct", count=3)
+    units = group_units(load_rows(paths, "cct", EOS, 1024), "cct")
+    assert [sorted(u) for u in units] == [["cct", "cct_seq", "sft"]] * 3
+
+
+def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):
+    paths = write_examples(tmp_path, "dpo", count=2)
+    with pytest.raises(DataError, match=r"dpo.parquet row 0: field kind 'dpo' is not used by method 'sft'"):
+        load_rows(paths, "sft", EOS, 1024)
+    with pytest.raises(DataError, match=r"row 0: field chosen_ids has \d+ tokens > max_length 8"):
+        load_rows(paths, "dpo", EOS, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# every method trains
+
+
+@pytest.mark.parametrize("method", list(METHOD_KIND))
+def test_every_method_changes_every_parameter(tmp_path, method):
+    out = tmp_path / "out"
+    train_experiment(write_examples(tmp_path, method), TINY_RANDOM, str(out), tiny_config(method))
+    before = load_file(str(Path(resolve_model(TINY_RANDOM)) / "model.safetensors"))
+    after = saved_weights(out)
+    assert set(after) == set(before)                       # the CCT head is not saved
+    unchanged = [name for name in before if torch.equal(before[name], after[name])]
+    assert unchanged == []
+    lines = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [1, 2]
+    expected = {"sft": "L_lm", "cct": "L_token", "fgit": "fgit_weight"}.get(method, "rewards/accuracies")
+    assert all(math.isfinite(l["loss"]) and expected in l and l["tokens_per_s"] > 0 for l in lines)
+    assert not (out / "checkpoints").exists()
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    assert torch.equal(reloaded["model.norm.weight"], after["model.norm.weight"])
+
+
+# ---------------------------------------------------------------------------------------------
+# invariance: (batch 8, micro 8) and (batch 8, micro 2 -> accumulation 4) give the same gradient
+
+
+def first_step_gradients(paths: list[str], out: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
+    run = loop.setup_run(paths, TINY_RANDOM, str(out), config)
+    loop.accumulate_gradients(run, 0)
+    return {n: p.grad.detach().clone() for n, p in run.module.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed"])
+def test_accumulation_does_not_change_the_gradient(tmp_path, method):
+    extra = {"weighting": "fixed"} if method == "fgit-fixed" else {}
+    method = method.split("-")[0]
+    paths = write_examples(tmp_path, method, count=8)
+    whole = first_step_gradients(paths, tmp_path / "a", tiny_config(method, batch_size=8, micro_batch_size=8, **extra))
+    split = first_step_gradients(paths, tmp_path / "b", tiny_config(method, batch_size=8, micro_batch_size=2, **extra))
+    assert whole.keys() == split.keys() and len(whole) > 0
+    for name in whole:  # float32 sums in another order: equal up to ~1e-6 of the tensor's scale
+        scale = float(whole[name].abs().max())
+        torch.testing.assert_close(split[name], whole[name], rtol=0, atol=1e-5 * scale + 1e-7, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# resume and reference
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
+    paths = write_examples(tmp_path, "cct", count=8)
+    config = tiny_config("cct", max_steps=4, save_every=2, weight_decay=0.1, warmup_ratio=0.25,
+                         max_grad_norm=1.0)
+    train_experiment(paths, TINY_RANDOM, str(tmp_path / "straight"), config)
+
+    def kill_after_third_step(step: int) -> None:
+        if step == 2:
+            raise Killed
+
+    resumed = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        train_experiment(paths, TINY_RANDOM, str(resumed), config, on_step_end=kill_after_third_step)
+    assert (resumed / "checkpoints" / "step-2" / "trainer_state.json").is_file()
+    train_experiment(paths, TINY_RANDOM, str(resumed), config)
+    a, b = saved_weights(tmp_path / "straight"), saved_weights(resumed)
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+    steps = [json.loads(l)["step"] for l in (resumed / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    state = json.loads((resumed / "trainer_state.json").read_text())
+    assert state["resumed_from_step"] == 2 and not (resumed / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("method", ["target_dpo", "focused_dpo"])
+def test_precomputed_reference_equals_a_frozen_reference_model(tmp_path, method):
+    paths = write_examples(tmp_path, method, count=4)
+    for precompute in (True, False):
+        config = tiny_config(method, precompute_ref=precompute)
+        train_experiment(paths, TINY_RANDOM, str(tmp_path / str(precompute)), config)
+    assert (tmp_path / "True" / "ref_logps.pt").is_file()
+    assert not (tmp_path / "False" / "ref_logps.pt").exists()
+    logs = [[json.loads(l)["loss"] for l in (tmp_path / p / "train_log.jsonl").read_text().splitlines()]
+            for p in ("True", "False")]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-6)
+    assert logs[0][0] == pytest.approx(math.log(2), rel=1e-6)  # policy == reference at step 1
+    a, b = saved_weights(tmp_path / "True"), saved_weights(tmp_path / "False")
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
