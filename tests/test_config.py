@@ -25,7 +25,7 @@ def with_change(**changes):
 
 def test_shipped_config_is_valid():
     config = load_config("config/config.yaml")
-    assert config["train"]["lr"] == 5.0e-6  # default filled in from the schema
+    assert config["train"]["warmup_ratio"] == 0.03  # default filled in from the schema
     assert "base" in expand_experiments(config)
 
 
@@ -60,7 +60,7 @@ def test_bad_sweep_value_is_rejected():
 
 def test_sweeps_expand_one_parameter_at_a_time_with_stable_names():
     config = copy.deepcopy(BASE)
-    config["experiments"].update({"fgit": {"method": "fgit"}, "cct": {"method": "cct"}})
+    config["experiments"] = {"base": {"method": "base"}, "fgit": {"method": "fgit"}, "cct": {"method": "cct"}}
     config["sweeps"] = {"fgit": {"lambda": [1.5, 2.0, 3.0], "granularity": ["line"]},
                         "cct": {"alpha": [1.0], "beta": [0.0, 1.0]}}
     names = expand_experiments(validate_config(config))
@@ -71,3 +71,17 @@ def test_sweeps_expand_one_parameter_at_a_time_with_stable_names():
     assert names["fgit~lambda=3.0"]["lambda"] == 3.0
     assert names["fgit~granularity=line"]["lambda"] == 2.0  # other keys keep the base values
     assert names["cct~beta=0.0"] == {"method": "cct", "alpha": 2.0, "beta": 0.0, "bugs": "cct"}
+
+
+def test_train_config_maps_the_workflow_keys():
+    from faulttune.config import expand_experiments
+    from faulttune.stages import train_config
+
+    config = copy.deepcopy(BASE)
+    config["train"] = {"lr": 1e-5, "batch_size": 8, "grad_accum": 4, "num_processes": 2}
+    config["experiments"] = {"fgit": {"method": "fgit", "granularity": "line", "lambda": 3.0,
+                                      "bugs": "mutation", "max_steps": 5}}
+    config = validate_config(config)
+    cfg = train_config(config, expand_experiments(config)["fgit"])
+    assert (cfg.method, cfg.lam, cfg.lr, cfg.max_steps) == ("fgit", 3.0, 1e-5, 5)
+    assert (cfg.batch_size, cfg.micro_batch_size) == (8, 2)  # grad_accum 4

@@ -272,13 +272,16 @@ def codeflow_pairs(config: Mapping[str, Any], train: str, trajectories: str, rej
 
 # experiment keys that only choose the data (masks/pairs), not the trainer
 _DATA_KEYS = {"bugs", "granularity", "rejected"}
+# train keys that choose how the job is launched
+_LAUNCH_KEYS = {"num_processes", "accelerate_config"}
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "accelerate"
 
 
 def train_config(config: Mapping[str, Any], experiment: Mapping[str, Any]) -> Any:
     """The trainer's config: ``train:`` defaults, then the experiment's own keys."""
     from faulttune.train import TrainConfig
 
-    train = dict(config["train"])
+    train = {k: v for k, v in config["train"].items() if k not in _LAUNCH_KEYS}
     grad_accum = train.pop("grad_accum", 1)
     values = {**train, "micro_batch_size": max(1, train["batch_size"] // grad_accum),
               "seed": config["seed"]}
@@ -297,7 +300,26 @@ def train(config: Mapping[str, Any], experiment: str, examples: Sequence[str], o
     torch.set_num_threads(max(1, threads))
     cfg = train_config(config, expand_experiments(config)[experiment])
     log.info("training %s (%s) on %s", experiment, cfg.method, list(examples))
-    train_experiment(list(examples), config["student"]["model"], out_dir, cfg)
+    if config["train"]["num_processes"] > 1:
+        _accelerate_launch(config, list(examples), out_dir, cfg)
+    else:
+        train_experiment(list(examples), config["student"]["model"], out_dir, cfg)
+
+
+def _accelerate_launch(config: Mapping[str, Any], examples: list[str], out_dir: str, cfg: Any) -> None:
+    """Several GPUs in one job: every process runs faulttune.train_launch on the same spec."""
+    import json
+    import subprocess
+
+    spec = Path(out_dir).with_name(Path(out_dir).name + ".launch.json")
+    spec.write_text(json.dumps({"examples": examples, "model": config["student"]["model"],
+                                "out_dir": out_dir, "config": cfg.to_dict()}))
+    command = ["accelerate", "launch", "--config_file",
+               str(ACCELERATE_CONFIGS / f"{config['train']['accelerate_config']}.yaml"),
+               "--num_processes", str(config["train"]["num_processes"]),
+               "-m", "faulttune.train_launch", str(spec)]
+    log.info("launching %s", " ".join(command))
+    subprocess.run(command, check=True)
 
 
 def heldout_tasks(config: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ rule train:
         settings=lambda w: {"experiment": EXPERIMENTS[w.experiment], "train": config["train"], "seed": config["seed"]},
     threads: 2
     resources:
-        gpu=1,
+        gpu=config["train"]["num_processes"],
     conda:
         "../../envs/train.yaml"
     script:
