@@ -1,0 +1,176 @@
+"""Our scorer against EvalPlus 0.3.1 on one sample set: verdict agreement and wall-time ratio.
+
+The sample set is every canonical solution plus ``--mutants`` simple mutants of each (operator,
+constant and comparison swaps that still compile), for HumanEval+ and/or MBPP+. Both scorers run
+on the same machine in the same run, each in a fresh process with ``--workers`` parallel jobs,
+after both expected-output caches are warm. Agreement compares pass/no-pass per sample:
+
+* ours ``humaneval_plus`` / ``mbpp_plus``  vs  EvalPlus base_status == plus_status == "pass"
+* ours ``mbpp``                            vs  EvalPlus base_status == "pass"
+
+    python bench/score_vs_evalplus.py [--datasets humaneval,mbpp] [--mutants 2] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from faulttune.data.benchmarks import dataset_path, load_benchmark
+from faulttune.evaluate import expected_outputs
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+OVERRIDE_VAR = {"humaneval": "HUMANEVAL_OVERRIDE_PATH", "mbpp": "MBPP_OVERRIDE_PATH"}
+PLUS_NAME = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}
+
+# (regex, replacement): one occurrence is replaced per mutant
+MUTATIONS = [(r"(?<![<>=!])==(?!=)", "!="), (r"!=", "=="), (r"(?<![<>])<(?![<=])", "<="),
+             (r"<=", "<"), (r"(?<![<>-])>(?![>=])", ">="), (r">=", ">"),
+             (r"(?<![+*/-])\+(?![+=])", "-"), (r"(?<![+*/-])-(?![-=>])", "+"),
+             (r"\bTrue\b", "False"), (r"\bFalse\b", "True"), (r"\band\b", "or"),
+             (r"\bor\b", "and"), (r"\b0\b", "1"), (r"\b1\b", "0"), (r"\bmin\b", "max"),
+             (r"\bmax\b", "min"), (r"\[1:\]", "[2:]"), (r"\breverse=True\b", "reverse=False")]
+
+
+def mutants(code: str, count: int, rng: random.Random) -> list[str]:
+    """Up to ``count`` distinct compiling single-site mutants of ``code``."""
+    sites = [(m.start(), m.end(), repl) for pattern, repl in MUTATIONS
+             for m in re.finditer(pattern, code)]
+    rng.shuffle(sites)
+    found: list[str] = []
+    for start, end, repl in sites:
+        mutant = code[:start] + repl + code[end:]
+        if mutant == code or mutant in found:
+            continue
+        try:
+            ast.parse(mutant)
+        except SyntaxError:
+            continue
+        found.append(mutant)
+        if len(found) == count:
+            break
+    return found
+
+
+def build_samples(dataset: str, data_dir: Path, n_mutants: int, path: Path) -> list[dict]:
+    rng = random.Random(1234)
+    rows = []
+    for task in load_benchmark(PLUS_NAME[dataset], data_dir):
+        rows.append({"task_id": task.task_id, "solution": task.canonical_solution})
+        for mutant in mutants(task.canonical_solution, n_mutants, rng):
+            rows.append({"task_id": task.task_id, "solution": mutant})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def evalplus_env(dataset: str, data_dir: Path) -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env[OVERRIDE_VAR[dataset]] = str(dataset_path(PLUS_NAME[dataset], data_dir))
+    return env
+
+
+def warm_caches(dataset: str, data_dir: Path, workers: int) -> None:
+    """Compute both expected-output caches before any timing."""
+    tasks = load_benchmark(PLUS_NAME[dataset], data_dir)
+    expected_outputs(PLUS_NAME[dataset], tasks, dataset_path(PLUS_NAME[dataset], data_dir),
+                     workers=workers)
+    getter = {"humaneval": ("get_human_eval_plus", "get_human_eval_plus_hash", "[]"),
+              "mbpp": ("get_mbpp_plus", "get_mbpp_plus_hash", "MBPP_OUTPUT_NOT_NONE_TASKS")}
+    get, get_hash, not_none = getter[dataset]
+    code = ("from evalplus.data import *\nfrom evalplus.evaluate import get_groundtruth\n"
+            "from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS\n"
+            f"get_groundtruth({get}(), {get_hash}(), {not_none})\n")
+    subprocess.run([sys.executable, "-c", code], env=evalplus_env(dataset, data_dir),
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+
+
+def run_timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - start
+
+
+def run_ours(benchmark: str, samples: Path, out: Path, data_dir: Path, workers: int) -> float:
+    cmd = [sys.executable, "-m", "faulttune.cli", "score", benchmark, str(samples), "--out",
+           str(out), "--data-dir", str(data_dir), "--workers", str(workers)]
+    return run_timed(cmd, dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def run_evalplus(dataset: str, samples: Path, data_dir: Path, workers: int) -> tuple[float, dict]:
+    code = ("from evalplus.evaluate import evaluate\n"
+            f"evaluate(dataset={dataset!r}, samples={str(samples)!r}, parallel={workers})\n")
+    seconds = run_timed([sys.executable, "-c", code], evalplus_env(dataset, data_dir))
+    results = json.loads(samples.with_name(samples.stem + "_eval_results.json").read_text())
+    return seconds, results
+
+
+def evalplus_verdicts(rows: list[dict], results: dict, plus: bool) -> list[bool]:
+    """EvalPlus's pass/no-pass per sample row, in row order."""
+    seen: dict[str, int] = {}
+    verdicts = []
+    for row in rows:
+        index = seen.get(row["task_id"], 0)
+        seen[row["task_id"]] = index + 1
+        entry = results["eval"][row["task_id"]][index]
+        ok = entry["base_status"] == "pass"
+        verdicts.append(ok and entry["plus_status"] == "pass" if plus else ok)
+    return verdicts
+
+
+def compare(label: str, rows: list[dict], ours: dict, theirs: list[bool]) -> float:
+    mine = [r["status"] == "pass" for r in ours["results"]]
+    agree = sum(a == b for a, b in zip(mine, theirs))
+    print(f"{label}: {len(rows)} samples, ours pass {sum(mine)}, EvalPlus pass {sum(theirs)}, "
+          f"agreement {100 * agree / len(rows):.2f} %")
+    for row, result, a, b in zip(rows, ours["results"], mine, theirs):
+        if a != b:
+            print(f"  differs: {row['task_id']}: ours {result['status']} ({result['detail'][:120]})"
+                  f", EvalPlus {'pass' if b else 'no pass'}")
+    return agree / len(rows)
+
+
+def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
+    samples = work / f"{dataset}_samples.jsonl"
+    rows = build_samples(dataset, args.data_dir, args.mutants, samples)
+    warm_caches(dataset, args.data_dir, args.workers)
+    out = work / f"{dataset}_ours.json"
+    ours_s = run_ours(PLUS_NAME[dataset], samples, out, args.data_dir, args.workers)
+    theirs_s, results = run_evalplus(dataset, samples, args.data_dir, args.workers)
+    ours = json.loads(out.read_text())
+    compare(f"{PLUS_NAME[dataset]} vs EvalPlus base+plus", rows, ours,
+            evalplus_verdicts(rows, results, plus=True))
+    if dataset == "mbpp":
+        base_out = work / "mbpp_base_ours.json"
+        run_ours("mbpp", samples, base_out, args.data_dir, args.workers)
+        compare("mbpp vs EvalPlus base", rows, json.loads(base_out.read_text()),
+                evalplus_verdicts(rows, results, plus=False))
+    print(f"{dataset}: wall time ours {ours_s:.1f} s, EvalPlus {theirs_s:.1f} s, "
+          f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", default="humaneval,mbpp")
+    parser.add_argument("--mutants", type=int, default=2, help="mutants per task")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("FAULTTUNE_DATA_DIR") or DEFAULT_DATA))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="score-vs-evalplus-") as tmp:
+        for dataset in args.datasets.split(","):
+            bench_dataset(dataset, args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

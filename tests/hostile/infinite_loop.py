@@ -1,0 +1,7 @@
+# Never returns.
+def solve():
+    while True:
+        pass
+
+
+solve()

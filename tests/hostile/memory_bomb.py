@@ -1,0 +1,6 @@
+# Asks for 64 GiB at once.
+def solve():
+    return bytearray(64 * 1024**3)
+
+
+solve()

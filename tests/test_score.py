@@ -1,0 +1,188 @@
+"""faulttune.evaluate / data.benchmarks on the real benchmark files (../shared/data)."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from faulttune.data.benchmarks import BENCHMARKS, load_benchmark
+from faulttune.evaluate import score_command, score_samples, summarise
+from faulttune.io import DataError
+
+
+def write_samples(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def score(tmp_path: Path, data_dir: Path, benchmark: str, rows: list[dict]) -> dict:
+    samples = write_samples(tmp_path / f"{benchmark}.jsonl", rows)
+    return score_samples(benchmark, samples, tmp_path / f"{benchmark}.json", data_dir=data_dir,
+                         workers=2)
+
+
+def canonical_rows(tasks) -> list[dict]:
+    return [{"task_id": t.task_id, "solution": t.canonical_solution} for t in tasks]
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, count, first", [
+    ("humaneval", 164, "HumanEval/0"), ("humaneval_plus", 164, "HumanEval/0"),
+    ("mbpp", 378, "Mbpp/2"), ("mbpp_plus", 378, "Mbpp/2"), ("humanevalfix", 164, "Python/0")])
+def test_load_benchmark_counts_and_normalised_tests(name, count, first, data_dir):
+    tasks = load_benchmark(name, data_dir)
+    assert len(tasks) == count and tasks[0].task_id == first
+    assert all(t.benchmark == name for t in tasks)
+    if name != "mbpp" and name != "mbpp_plus":
+        assert all(t.test.rstrip().splitlines()[-1] == f"check({t.entry_point})" for t in tasks)
+
+
+def test_quirks_are_handled(data_dir):
+    mbpp = {t.task_id: t for t in load_benchmark("mbpp_plus", data_dir)}
+    assert mbpp["Mbpp/120"].test.startswith("import math\n")
+    assert len(mbpp["Mbpp/793"].extra["plus_input"]) == 0  # stored as {}
+    # EvalPlus deserialises Mbpp/2's inputs to tuples
+    assert mbpp["Mbpp/2"].extra["base_input"][0] == [(3, 4, 5, 6), (5, 7, 4, 10)]
+    fix = {t.task_id: t for t in load_benchmark("humanevalfix", data_dir)}
+    assert fix["Python/0"].extra["bug_type"] == "missing logic"
+    assert fix["Python/0"].extra["buggy_program"].startswith("from typing import List")
+    assert fix["Python/0"].test.count("\ncheck(has_close_elements)") == 1  # not appended twice
+
+
+def test_unknown_benchmark_is_rejected(data_dir):
+    with pytest.raises(ValueError, match=r"unknown benchmark 'humaneval\+'"):
+        load_benchmark("humaneval+", data_dir)
+    assert "humaneval_plus" in BENCHMARKS
+
+
+# --- pass@k -------------------------------------------------------------------------------------
+
+
+def test_pass_at_k_unbiased_and_averaged_over_tasks():
+    rows = [{"task_id": "A", "status": s} for s in ("pass", "fail", "fail")]
+    rows += [{"task_id": "B", "status": s} for s in ("pass", "pass", "timeout")]
+    rows += [{"task_id": "nope", "status": "error"}]
+    summary = summarise(rows, known={"A", "B"})
+    # A: n=3, c=1 -> pass@1 = 1/3; B: n=3, c=2 -> 2/3; mean 1/2. pass@10 needs n >= 10.
+    assert summary["pass_at_1"] == pytest.approx(0.5)
+    assert summary["pass_at_k"] == {"pass@1": pytest.approx(0.5)}
+    assert (summary["n_samples"], summary["n_tasks"]) == (7, 2)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path, data_dir):
+    samples = tmp_path / "bad.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "solution": "x = 1"}\n{"task_id": \n')
+    with pytest.raises(DataError, match=r"bad\.jsonl line 2: not valid JSON"):
+        score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
+    args = Namespace(benchmark="humaneval", samples=str(samples), out=str(tmp_path / "o.json"),
+                     data_dir=str(data_dir), workers=1)
+    assert score_command(args) == 2
+
+
+def test_bad_rows_get_errors_and_the_rest_is_scored(tmp_path, data_dir):
+    task = load_benchmark("humaneval", data_dir)[0]
+    body = task.canonical_solution[len(task.prompt):]
+    rows = [{"solution": "x = 1"},
+            {"task_id": "HumanEval/999", "solution": "x = 1"},
+            {"task_id": task.task_id, "solution": "   "},
+            {"task_id": task.task_id, "completion": body},
+            {"task_id": task.task_id, "solution": task.prompt + "    return True\n"}]
+    summary = score(tmp_path, data_dir, "humaneval", rows)
+    results = summary["results"]
+    assert [r["status"] for r in results] == ["error", "error", "error", "pass", "fail"]
+    assert "line 1: missing 'task_id'" in results[0]["detail"]
+    assert "line 2: unknown task_id 'HumanEval/999'" in results[1]["detail"]
+    assert "line 3: empty solution" in results[2]["detail"]
+    assert results[4]["detail"].startswith("AssertionError: assert candidate(")
+    # HumanEval/0 has 3 rows (the empty one counts as a failed sample): pass@1 = 1/3
+    assert summary["pass_at_1"] == pytest.approx(1 / 3) and summary["n_samples"] == 5
+    on_disk = json.loads((tmp_path / "humaneval.json").read_text())
+    assert on_disk["results"] == results and on_disk["benchmark"] == "humaneval"
+
+
+# --- EvalPlus semantics -------------------------------------------------------------------------
+
+
+def base_only_variant(task) -> str:
+    """A program right on the base inputs and returning None on every other input."""
+    known = sorted({repr(tuple(inp)) for inp in task.extra["base_input"]})
+    return (task.canonical_solution + f"\n_right = {task.entry_point}\n_KNOWN = {known!r}\n"
+            f"def {task.entry_point}(*args):\n"
+            f"    return _right(*args) if repr(args) in _KNOWN else None\n")
+
+
+def test_plus_inputs_catch_what_base_inputs_miss(tmp_path, data_dir):
+    task = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/13"]
+    rows = [{"task_id": task.task_id, "solution": base_only_variant(task)}]
+    plus = score(tmp_path, data_dir, "humaneval_plus", rows)["results"][0]
+    assert plus["status"] == "fail"
+    assert plus["detail"].startswith("wrong output on plus input #0: greatest_common_divisor(")
+    assert plus["detail"].endswith("returned None, expected " + repr(
+        __import__("math").gcd(*task.extra["plus_input"][0])))
+
+
+def test_float_tolerance_follows_evalplus(tmp_path, data_dir):
+    # HumanEval/2 has atol 0 and float outputs, so EvalPlus compares with atol 1e-6
+    prompt = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/2"].prompt
+    rows = [{"task_id": "HumanEval/2", "completion": "    return number % 1.0 + 1e-9\n"},
+            {"task_id": "HumanEval/2", "completion": "    return number % 1.0 + 1e-4\n"}]
+    statuses = [r["status"] for r in score(tmp_path, data_dir, "humaneval_plus", rows)["results"]]
+    assert statuses == ["pass", "fail"]
+    assert prompt.rstrip().endswith('"""')
+
+
+def test_mbpp_special_oracles_and_guard(tmp_path, data_dir):
+    rows = [
+        # Mbpp/2 compares as sets: any order of the shared elements passes
+        {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n"
+                                          "    return tuple(sorted(set(a) & set(b), reverse=True))\n"},
+        # exact comparison elsewhere: a list where a tuple is expected fails
+        {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n    return None\n"},
+        # EvalPlus's reliability guard disables open(): a program that uses it fails
+        {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n"
+                                          "    open('x', 'w')\n    return tuple(set(a) & set(b))\n"},
+    ]
+    results = score(tmp_path, data_dir, "mbpp", rows)["results"]
+    assert [r["status"] for r in results] == ["pass", "fail", "error"]
+    assert "TypeError: 'NoneType' object is not callable" in results[2]["detail"]
+
+
+def test_slow_program_times_out_per_input(tmp_path, data_dir):
+    rows = [{"task_id": "HumanEval/0", "completion": "    import time\n    time.sleep(30)\n"}]
+    result = score(tmp_path, data_dir, "humaneval_plus", rows)["results"][0]
+    assert result["status"] == "timeout"
+    assert result["detail"].startswith("base input #0 exceeded")
+
+
+# --- whole benchmarks (slow: every canonical solution, and every HumanEvalFix bug) ---------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus"])
+def test_every_canonical_solution_passes(name, tmp_path, data_dir):
+    tasks = load_benchmark(name, data_dir)
+    summary = score(tmp_path, data_dir, name, canonical_rows(tasks))
+    failures = [r for r in summary["results"] if r["status"] != "pass"]
+    assert failures == [] and summary["pass_at_1"] == 1.0
+
+
+@pytest.mark.slow
+def test_humanevalfix_canonical_pass_and_buggy_do_not(tmp_path, data_dir):
+    tasks = load_benchmark("humanevalfix", data_dir)
+    rows = canonical_rows(tasks)
+    rows += [{"task_id": t.task_id, "solution": t.extra["buggy_program"]} for t in tasks]
+    results = score(tmp_path, data_dir, "humanevalfix", rows)["results"]
+    canonical, buggy = results[:164], results[164:]
+    assert [r for r in canonical if r["status"] != "pass"] == []
+    assert all(r["status"] in ("fail", "error", "timeout") for r in buggy)
+    by_id = {r["task_id"]: r["status"] for r in buggy}
+    assert by_id["Python/156"] == "timeout"  # labelled "infinite loop"
+    assert by_id["Python/10"] in ("timeout", "error")  # labelled "stackoverflow"
