@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
 
 from faulttune.config import ConfigError, expand_experiments, load_config, validate_config
 
-BASE = yaml.safe_load(open("config/config.yaml"))
+BASE = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 
 
 def with_change(**changes):
@@ -24,7 +25,7 @@ def with_change(**changes):
 
 
 def test_shipped_config_is_valid():
-    config = load_config("config/config.yaml")
+    config = load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
     assert config["train"]["warmup_ratio"] == 0.03  # default filled in from the schema
     assert "base" in expand_experiments(config)
 
@@ -53,7 +54,7 @@ def test_bad_config_names_the_key(change, expected):
 def test_bad_sweep_value_is_rejected():
     config = copy.deepcopy(BASE)
     config["experiments"]["fgit"] = {"method": "fgit"}
-    config["sweeps"] = {"fgit": {"lambda": [0.5]}}
+    config["sweeps"] = {"fgit": {"lambda": [2.5, 0.5]}}  # the second value is out of range
     with pytest.raises(ConfigError, match="lambda"):
         validate_config(config)
 

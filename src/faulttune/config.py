@@ -143,11 +143,11 @@ def _check_sweeps(config: dict[str, Any], source: str) -> None:
     for name, params in config["sweeps"].items():
         if name not in config["experiments"]:
             raise ConfigError(f"{source}: config key sweeps.{name}: no experiment named {name!r}")
-        method = config["experiments"][name]["method"]
         for key, values in params.items():
-            trial = {**config["experiments"][name], key: values[0]}
-            _check_experiment(name, trial, source)
-            check_schema({**config, "experiments": {name: trial}, "sweeps": {}}, source)
+            for value in values:
+                trial = {**config["experiments"][name], key: value}
+                _check_experiment(name, trial, source)
+                check_schema({**config, "experiments": {name: trial}, "sweeps": {}}, source)
 
 
 def format_value(value: Any) -> str:

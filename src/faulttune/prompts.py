@@ -38,10 +38,14 @@ _TEACHER = (
 # CCT's sequence-level samples (METHODS §1.1): our own paraphrases, chosen per pair by a seeded index.
 BUGFIX_TEMPLATES = (
     "This code has a bug:\n```python\n{buggy}\n```\nFix the bug and give the corrected code.",
-    "Here is a piece of Python code with a mistake in it:\n```python\n{buggy}\n```\n"
-    "Return the code with the mistake fixed.",
-    "The following function does not behave as intended.\n```python\n{buggy}\n```\n"
-    "Find the error and write the correct version.",
+    (
+        "Here is a piece of Python code with a mistake in it:\n```python\n{buggy}\n```\n"
+        "Return the code with the mistake fixed."
+    ),
+    (
+        "The following function does not behave as intended.\n```python\n{buggy}\n```\n"
+        "Find the error and write the correct version."
+    ),
     "Debug this program and reply with the repaired code only:\n```python\n{buggy}\n```",
 )
 

@@ -56,7 +56,7 @@ def humaneval_split(seed: int, n_train: int) -> tuple[list[str], list[str]]:
     heldout: list[str] = []
     for unit in units:
         (train if len(train) + len(unit) <= n_train else heldout).extend(unit)
-    key = lambda t: int(t.split("/")[1])  # noqa: E731
+    key = lambda t: int(t.split("/")[1])
     return sorted(train, key=key), sorted(heldout, key=key)
 
 
