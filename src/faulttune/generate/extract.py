@@ -1,0 +1,59 @@
+"""Pull the code out of a model's markdown reply.
+
+:func:`extract_code_block` and :func:`cut_at_stop` are public: the backends use them, and the bug
+generators can use :func:`extract_code_block` on teacher replies (written without the pre-fill).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# An opening fence at the start of a line: ``` then an optional language tag, then the newline.
+_OPEN = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[ \t]*\n", re.MULTILINE)
+_CLOSE = re.compile(r"^[ \t]*```", re.MULTILINE)
+_PYTHON_TAGS = {"python", "py", "python3"}
+
+
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """(language tag, body) of every fenced block; an unclosed last block runs to the end."""
+    found: list[tuple[str, str]] = []
+    pos = 0
+    while (opening := _OPEN.search(text, pos)) is not None:
+        closing = _CLOSE.search(text, opening.end())
+        end = closing.start() if closing else len(text)
+        found.append((opening.group(1).lower(), text[opening.end() : end]))
+        pos = closing.end() if closing else len(text)
+    return found
+
+
+def extract_code_block(text: str) -> str:
+    """The body of the first python-tagged fenced block, else of the first fenced block.
+
+    Rules, in order: a block tagged ``python``/``py``/``python3`` wins over untagged or other
+    blocks; a block whose closing fence is missing (a reply cut by the token limit) runs to the end
+    of the text; a reply without any fence is returned unchanged (the model answered with bare
+    code). The body is returned exactly as written, with its final newline.
+
+    >>> extract_code_block("Here:\\n```python\\nx = 1\\n```\\nDone.")
+    'x = 1\\n'
+    """
+    blocks = _blocks(text)
+    if not blocks:
+        return text
+    for tag, body in blocks:
+        if tag in _PYTHON_TAGS:
+            return body
+    return blocks[0][1]
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """The text before the earliest stop string, and whether one occurred.
+
+    >>> cut_at_stop("x = 1\\n```\\nmore", ("```",))
+    ('x = 1\\n', True)
+    """
+    hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    if not hits:
+        return text, False
+    return text[: min(hits)], True

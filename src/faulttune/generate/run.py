@@ -1,0 +1,265 @@
+"""Benchmark generation: tasks -> the scorer's sample JSONL, resumable (``faulttune generate``).
+
+Files written (both append-only, flushed after every chunk of tasks):
+
+- ``SAMPLES.jsonl``: one row per sample, ``{"task_id": str, "solution": str}``; ``solution`` is a
+  self-contained program (see :func:`solution_program`). A task has ``params.n`` rows.
+- ``SAMPLES.raw.jsonl`` (:func:`raw_path`): ``{"task_id": str, "raw": str, "prompt_hash": str}``,
+  the backend's completion untouched and a digest of the conversation + pre-fill that produced it.
+
+Resume: a task is finished when SAMPLES.jsonl holds ``n`` rows for it. On start both files are
+rewritten (atomically) with the finished tasks only, so a half-written last line or a task cut
+mid-write is dropped and generated again; finished tasks are never regenerated. A finished task
+whose recorded prompt hash differs from the current prompt raises: results are never mixed silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faulttune.generate.base import Backend, GenerationParams
+from faulttune.io import DataError, append_jsonl, read_parquet, write_jsonl
+from faulttune.prompts import solve_messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What generation needs of a benchmark task."""
+
+    task_id: str
+    prompt: str
+    entry_point: str
+
+
+def task_spec(task: Any, index: int) -> TaskSpec:
+    """The fields of a ``BenchmarkTask`` or of a row with task_id, prompt, entry_point."""
+    values = {}
+    for field in ("task_id", "prompt", "entry_point"):
+        value = task.get(field) if isinstance(task, Mapping) else getattr(task, field, None)
+        if not isinstance(value, str) or (field != "entry_point" and not value):
+            raise DataError(
+                f"task {index}: field '{field}' must be a non-empty string, got {value!r}"
+            )
+        values[field] = value
+    return TaskSpec(**values)
+
+
+def _def_pattern(entry_point: str, top_level: bool) -> re.Pattern[str]:
+    indent = "" if top_level else r"[ \t]*"
+    return re.compile(
+        rf"^{indent}(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}[ \t]*\(", re.MULTILINE
+    )
+
+
+def solution_program(prompt: str, entry_point: str, completion: str) -> str:
+    """The sanitising rule that turns a completion into a self-contained program.
+
+    - completion defines ``entry_point`` (a ``def`` line): the prompt's *preamble* (its text before
+      the top-level ``def entry_point(``: imports and helper functions, empty when the prompt is
+      not code) + the completion, so imports and helpers the model left out still exist;
+    - otherwise, when the prompt defines ``entry_point`` (HumanEval style): the prompt + the
+      completion, read as the function body;
+    - otherwise: the completion as it is (the scorer reports what is missing).
+    """
+    prompt_def = _def_pattern(entry_point, top_level=True).search(prompt) if entry_point else None
+    if entry_point and _def_pattern(entry_point, top_level=False).search(completion):
+        preamble = prompt[: prompt_def.start()] if prompt_def else ""
+        return preamble + completion
+    if prompt_def:
+        return prompt + ("" if prompt.endswith("\n") else "\n") + completion
+    return completion
+
+
+def prompt_hash(conversation: Sequence[Mapping[str, str]], prefill: str) -> str:
+    """16 hex digits of sha256 over the messages and the pre-fill."""
+    payload = json.dumps({"messages": list(conversation), "prefill": prefill}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def raw_path(out_path: str | Path) -> Path:
+    """``x/samples.jsonl`` -> ``x/samples.raw.jsonl``."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name.removesuffix(".jsonl") + ".raw.jsonl")
+
+
+def _read_tolerant(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows of a JSONL file being appended to: a broken *last* line is dropped, others raise."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if lineno == len(lines):
+                log.warning("%s line %d: half-written, generating that task again", path, lineno)
+                break
+            raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+        missing = [k for k in required if k not in row]
+        if missing:
+            raise DataError(f"{path} line {lineno}: missing {missing}")
+        rows.append(row)
+    return rows
+
+
+def _rows_by_task(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["task_id"], []).append(row)
+    return grouped
+
+
+def restore_finished(out_path: Path, n: int, hashes: Mapping[str, str]) -> set[str]:
+    """Keep only finished tasks in both files (rewritten atomically); their task ids.
+
+    ``hashes`` maps task_id -> the prompt hash generation would use now.
+    """
+    samples = _rows_by_task(_read_tolerant(out_path, ("task_id", "solution")))
+    raws = _rows_by_task(_read_tolerant(raw_path(out_path), ("task_id", "raw", "prompt_hash")))
+    done = {tid for tid, rows in samples.items() if len(rows) >= n}
+    for tid in done:
+        recorded = {row["prompt_hash"] for row in raws.get(tid, [])}
+        if tid in hashes and recorded - {hashes[tid]}:
+            raise DataError(
+                f"{raw_path(out_path)}: task {tid} was generated from a different prompt "
+                f"(hash {sorted(recorded)} vs {hashes[tid]}); write to a fresh --out"
+            )
+    if out_path.exists() or raw_path(out_path).exists():
+        write_jsonl([r for tid in samples if tid in done for r in samples[tid][:n]], out_path)
+        write_jsonl([r for tid in raws if tid in done for r in raws[tid][:n]], raw_path(out_path))
+    return done
+
+
+def generate_samples(
+    tasks: Sequence[Any],
+    backend: Backend,
+    out_path: str | Path,
+    *,
+    params: GenerationParams,
+    limit: int | None = None,
+    chunk_size: int = 64,
+) -> None:
+    """Generate ``params.n`` samples per task into ``out_path`` (+ raw file), resuming if present.
+
+    ``tasks``: BenchmarkTask objects or rows with task_id, prompt, entry_point; ``limit`` keeps the
+    first N. Tasks go to ``backend.chat`` ``chunk_size`` at a time; each chunk is appended and
+    flushed, raw rows first, so the samples file decides what is finished.
+    """
+    specs = [task_spec(t, i) for i, t in enumerate(tasks)][:limit]
+    conversations = {s.task_id: solve_messages(s.prompt) for s in specs}
+    hashes = {tid: prompt_hash(conv, params.prefill) for tid, conv in conversations.items()}
+    out_path = Path(out_path)
+    done = restore_finished(out_path, params.n, hashes)
+    todo = [s for s in specs if s.task_id not in done]
+    log.info(
+        "%s: %d tasks, %d already done, %d to generate",
+        out_path,
+        len(specs),
+        len(specs) - len(todo),
+        len(todo),
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.touch()
+    raw_path(out_path).touch()
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        completions = backend.chat([conversations[s.task_id] for s in chunk], params)
+        if len(completions) != len(chunk) or any(len(c) != params.n for c in completions):
+            raise RuntimeError(f"backend {backend.name} returned the wrong number of completions")
+        for spec, samples in zip(chunk, completions):
+            for text in samples:
+                append_jsonl(
+                    {"task_id": spec.task_id, "raw": text, "prompt_hash": hashes[spec.task_id]},
+                    raw_path(out_path),
+                )
+        for spec, samples in zip(chunk, completions):
+            for text in samples:
+                append_jsonl(
+                    {
+                        "task_id": spec.task_id,
+                        "solution": solution_program(spec.prompt, spec.entry_point, text),
+                    },
+                    out_path,
+                )
+        log.info("%s: %d/%d tasks generated", out_path, start + len(chunk), len(todo))
+
+
+def load_tasks(benchmark: str, data_dir: str | None = None) -> list[Any]:
+    """A benchmark by name (``faulttune.data.benchmarks``) or a Parquet file of task rows."""
+    if benchmark.endswith(".parquet") or Path(benchmark).is_file():
+        return read_parquet(benchmark, required=("task_id", "prompt", "entry_point"))
+    from faulttune.data.benchmarks import load_benchmark
+
+    return load_benchmark(benchmark, data_dir)
+
+
+# Which keys of the config's ``generation`` section each backend takes (the rest are others').
+BACKEND_OPTIONS = {
+    "hf": ("batch_size", "precision", "device", "torch_threads"),
+    "vllm": ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "precision"),
+    "openai": ("base_url", "api_key_env", "concurrency", "timeout_s", "continue_final_message"),
+}
+
+
+def backend_options(backend: str, generation: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of ``backend`` from a ``generation`` config section (None values skipped)."""
+    if backend not in BACKEND_OPTIONS:
+        raise ValueError(f"unknown generation backend {backend!r}; choose one of hf, vllm, openai")
+    return {k: generation[k] for k in BACKEND_OPTIONS[backend] if generation.get(k) is not None}
+
+
+def run_generation(
+    model: str,
+    benchmark: str,
+    out_path: str | Path,
+    *,
+    generation: Mapping[str, Any],
+    data_dir: str | None = None,
+    limit: int | None = None,
+) -> None:
+    """Greedy samples of ``model`` on ``benchmark`` into ``out_path`` (the ``generate`` rule).
+
+    ``generation`` is the config section: ``backend`` (default hf), ``max_new_tokens`` (512) and
+    the backend's options (:data:`BACKEND_OPTIONS`).
+    """
+    from faulttune.generate.base import make_backend
+
+    name = generation.get("backend", "hf")
+    tasks = load_tasks(benchmark, data_dir)
+    backend = make_backend(name, model, **backend_options(name, generation))
+    params = GenerationParams(max_new_tokens=generation.get("max_new_tokens", 512))
+    generate_samples(tasks, backend, out_path, params=params, limit=limit)
+
+
+def generate_command(args: Any) -> int:
+    """``faulttune generate --model M --benchmark B --out SAMPLES.jsonl [...]``."""
+    generation = {
+        "backend": args.backend,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        # flags the CLI may add later; OPENAI_BASE_URL works for the openai backend meanwhile
+        "tensor_parallel_size": getattr(args, "tensor_parallel_size", None),
+        "base_url": getattr(args, "base_url", None),
+    }
+    run_generation(
+        args.model,
+        args.benchmark,
+        args.out,
+        generation=generation,
+        data_dir=args.data_dir,
+        limit=args.limit,
+    )
+    print(args.out)
+    return 0
