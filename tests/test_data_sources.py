@@ -64,3 +64,32 @@ def test_local_jsonl_source_maps_columns_and_keeps_bad_rows_with_a_reason(tmp_pa
     assert [r["solution"] for r in rows] == ["def add(a, b):\n    return a + b\n"]
     assert rows[0]["task_id"] == "evol/0" and rows[0]["test"] == ""
     assert [r["reason"] for r in rejected] == ["row 1: no code block in 'a'", "row 2: empty or missing 'q'"]
+
+
+def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_path):
+    import copy
+
+    import yaml
+
+    from faulttune.config import validate_config
+    from faulttune.data.benchmarks import load_benchmark
+    from faulttune.data.sources import humaneval_split
+    from faulttune.io import read_parquet, rejected_path
+    from faulttune.stages import prepare_train
+
+    heldout = humaneval_split(0, 32)[1][0]
+    planted = next(t for t in load_benchmark("humaneval") if t.task_id == heldout)
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps({"q": "Solve it.", "a": f"```python\n{planted.canonical_solution}```"}) + "\n"
+                    + json.dumps({"q": "Add.", "a": "```python\ndef add(a, b):\n    return a + b\n```"}) + "\n")
+    config = copy.deepcopy(yaml.safe_load(open("config/config.yaml")))
+    config["sweeps"] = {}
+    config["data"].update({"train": {"source": str(path), "columns": {"instruction": "q", "solution": "a"}},
+                           "decontaminate": True})
+    config = validate_config(config)
+    config["data"]["train"]["limit"] = 32  # the held-out half of the demo split is guarded
+    out = tmp_path / "train.parquet"
+    prepare_train(config, str(out))
+    assert [r["task_id"] for r in read_parquet(out)] == ["train/1"]
+    (rejected,) = read_parquet(rejected_path(out))
+    assert rejected["task_id"] == "train/0" and heldout in rejected["reason"]

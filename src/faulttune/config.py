@@ -112,6 +112,7 @@ def _with_defaults(config: dict[str, Any]) -> dict[str, Any]:
     config["teacher"].setdefault("model", config["student"]["model"])
     config["student"].setdefault("precision", "auto")
     config["data"].setdefault("optional_benchmarks", [])
+    config["data"].setdefault("decontaminate", False)
     config["data"].setdefault("bigcodebench", {})
     config["data"]["bigcodebench"].setdefault("source", None)
     config["data"]["bigcodebench"].setdefault("scorer", "official")

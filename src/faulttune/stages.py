@@ -58,9 +58,45 @@ def prepare_train(config: Mapping[str, Any], out: str, section: str = "train") -
 
     source = config["data"][section]
     rows, rejected = load_training_rows(source, config["seed"], data_dir(config))
+    if config["data"].get("decontaminate"):
+        from faulttune.contamination import decontaminate
+
+        rows, overlapping = decontaminate(rows, contamination_benchmarks(config))
+        rejected += overlapping
+        log.info("decontaminate: %d rows overlap an evaluated benchmark", len(overlapping))
     io.write_parquet(rows, out, TRAIN_SCHEMA)
     io.write_rejected(rejected, out, f"prepare_{section}")
     log.info("%s source %s: %d rows, %d rejected", section, source["source"], len(rows), len(rejected))
+
+
+def contamination_benchmarks(config: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The evaluated benchmarks whose tasks training must not contain (the demo split: only its
+    held-out half; a plus variant shares its base set's tasks; BigCodeBench is not checked)."""
+    from faulttune.contamination import load_benchmarks
+    from faulttune.data.sources import humaneval_split
+
+    base = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
+    names = {base.get(b, b) for b in active_benchmarks(config) if not b.startswith("bigcodebench-")}
+    sets: dict[str, list[Any]] = {}
+    if "humaneval-split-heldout" in names:
+        names.discard("humaneval-split-heldout")
+        heldout = humaneval_split(config["seed"], config["data"]["train"].get("limit") or 64)[1]
+        sets["humaneval-split-heldout"] = load_benchmarks(
+            ["humaneval"], data_dir(config), {"humaneval": heldout})["humaneval"]
+    sets.update(load_benchmarks(sorted(names), data_dir(config)))
+    return sets
+
+
+def contamination(config: Mapping[str, Any], tables: Sequence[str], out: str) -> None:
+    """Overlap of the training table and the generated pairs with every evaluated benchmark."""
+    from faulttune.contamination import contamination_report, write_report
+
+    rows = [{**row, "id": row.get("id") or row["task_id"]} for t in tables for row in io.read_parquet(t)]
+    report = contamination_report(rows, contamination_benchmarks(config))
+    write_report(report, out)
+    for name, part in report["benchmarks"].items():
+        log.info("contamination vs %s: %d of %d rows flagged", name, part["n_rows_flagged"],
+                 part["n_rows_checked"])
 
 
 def prepare_benchmark(config: Mapping[str, Any], name: str, out: str) -> None:

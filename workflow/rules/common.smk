@@ -143,4 +143,4 @@ def report_inputs():
 
 
 def final_outputs():
-    return [f"{R}/report/summary.csv", f"{R}/report/report.md"]
+    return [f"{R}/report/summary.csv", f"{R}/report/report.md", f"{R}/report/contamination.json"]

@@ -1,4 +1,20 @@
-# Tables, plots, mask examples and the run manifest; every output goes into `snakemake --report`.
+# Tables, plots, mask examples, the contamination check and the run manifest; every output goes
+# into `snakemake --report`.
+
+
+rule contamination:
+    input:
+        tables=[f"{R}/data/train.parquet", *training_pairs()],
+    output:
+        report(f"{R}/report/contamination.json", caption="../report/contamination.rst", category="Provenance"),
+    log:
+        f"{R}/logs/contamination.log",
+    params:
+        settings={"benchmarks": BENCHMARKS, "seed": config["seed"], "train": config["data"]["train"]},
+    conda:
+        "../../envs/cpu.yaml"
+    script:
+        "../scripts/contamination.py"
 
 
 rule report:
