@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -82,7 +83,8 @@ def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_pa
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps({"q": "Solve it.", "a": f"```python\n{planted.canonical_solution}```"}) + "\n"
                     + json.dumps({"q": "Add.", "a": "```python\ndef add(a, b):\n    return a + b\n```"}) + "\n")
-    config = copy.deepcopy(yaml.safe_load(open("config/config.yaml")))
+    repo = Path(__file__).resolve().parents[1]
+    config = copy.deepcopy(yaml.safe_load((repo / "config" / "config.yaml").read_text()))
     config["sweeps"] = {}
     config["data"].update({"train": {"source": str(path), "columns": {"instruction": "q", "solution": "a"}},
                            "decontaminate": True})
