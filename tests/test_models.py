@@ -60,3 +60,19 @@ def test_embedded_default_is_a_plain_trainable_model(tmp_path):
     reloaded = load_model(str(tmp_path), precision="fp32", device="cpu")
     with torch.no_grad():
         assert torch.equal(reloaded(ids).logits, logits)
+
+
+def test_attention_falls_back_to_sdpa_without_flash_attn(monkeypatch):
+    import importlib.util
+
+    from faulttune.models import attention_implementation
+
+    assert attention_implementation("cpu", torch.bfloat16) == "sdpa"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: object() if n == "flash_attn" else real(n, *a))
+    assert attention_implementation("cuda", torch.bfloat16) == "flash_attention_2"
+    assert attention_implementation("cuda", torch.float32) == "sdpa"  # flash-attn needs half precision
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "flash_attn" else real(n, *a))
+    assert attention_implementation("cuda", torch.bfloat16) == "sdpa"
+    assert load_model(TINY_RANDOM, precision="fp32", device="cpu").config._attn_implementation == "sdpa"

@@ -165,14 +165,26 @@ def load_tokenizer(name: str) -> Any:
     return tokenizer
 
 
+def attention_implementation(device: str, dtype: Any) -> str:
+    """``flash_attention_2`` on a GPU in bf16/fp16 when the flash-attn package is installed (the
+    ``gpu`` extra), else PyTorch's ``sdpa``, which every device has."""
+    import torch
+
+    half = dtype in (torch.bfloat16, torch.float16)
+    if device.startswith("cuda") and half and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_model(name: str, precision: str = "auto", device: str | None = None) -> Any:
     """A causal LM in eval mode on ``device`` (default: cuda if present, else cpu)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = auto_dtype(precision, device)
     model = AutoModelForCausalLM.from_pretrained(
-        resolve_model(name), dtype=auto_dtype(precision, device)
+        resolve_model(name), dtype=dtype, attn_implementation=attention_implementation(device, dtype)
     )
     return model.to(device).eval()
 
