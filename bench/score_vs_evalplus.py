@@ -8,7 +8,13 @@ after both expected-output caches are warm. Agreement compares pass/no-pass per 
 * ours ``humaneval_plus`` / ``mbpp_plus``  vs  EvalPlus base_status == plus_status == "pass"
 * ours ``mbpp``                            vs  EvalPlus base_status == "pass"
 
+Disagreements where we pass and EvalPlus does not, on a task in ``KNOWN_ARTEFACTS`` (EvalPlus
+0.3.1 verdicts that do not depend on the program, documented in ``faulttune.evaluate``), are
+listed apart, and agreement is also printed excluding them. ``--tasks`` restricts the run to some
+task ids (the mutants are the same as in a full run).
+
     python bench/score_vs_evalplus.py [--datasets humaneval,mbpp] [--mutants 2] [--workers 2]
+        [--tasks HumanEval/130,Mbpp/255]
 """
 
 from __future__ import annotations
@@ -32,6 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 OVERRIDE_VAR = {"humaneval": "HUMANEVAL_OVERRIDE_PATH", "mbpp": "MBPP_OVERRIDE_PATH"}
 PLUS_NAME = {"humaneval": "humaneval_plus", "mbpp": "mbpp_plus"}
+
+# task_id -> why EvalPlus 0.3.1 fails programs of that task that we pass (see faulttune.evaluate)
+KNOWN_ARTEFACTS = {
+    "HumanEval/32": "find_zero oracle `continue`s past the bookkeeping: every sample fails",
+    "Mbpp/255": "MemoryError: the 4 GiB RLIMIT_AS also holds EvalPlus's expected outputs",
+    "Mbpp/392": "checked by a worker left above the 4 GiB RLIMIT_AS by Mbpp/255: timeout",
+    "Mbpp/630": "not reproduced on rerun; likely as Mbpp/392",
+    "HumanEval/130": "not reproduced on rerun; likely a 1 s per-input limit under load",
+}
 
 # (regex, replacement): one occurrence is replaced per mutant
 MUTATIONS = [(r"(?<![<>=!])==(?!=)", "!="), (r"!=", "=="), (r"(?<![<>])<(?![<=])", "<="),
@@ -62,15 +77,27 @@ def mutants(code: str, count: int, rng: random.Random) -> list[str]:
     return found
 
 
-def build_samples(dataset: str, data_dir: Path, n_mutants: int, path: Path) -> list[dict]:
+def build_samples(dataset: str, data_dir: Path, n_mutants: int, path: Path,
+                  only: set[str] | None = None) -> list[dict]:
+    """Canonical + mutants per task; with ``only``, just those tasks (same mutants as in full)."""
     rng = random.Random(1234)
     rows = []
     for task in load_benchmark(PLUS_NAME[dataset], data_dir):
-        rows.append({"task_id": task.task_id, "solution": task.canonical_solution})
-        for mutant in mutants(task.canonical_solution, n_mutants, rng):
-            rows.append({"task_id": task.task_id, "solution": mutant})
+        found = mutants(task.canonical_solution, n_mutants, rng)  # always: keeps rng in step
+        if only is None or task.task_id in only:
+            rows += [{"task_id": task.task_id, "solution": code}
+                     for code in [task.canonical_solution, *found]]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return rows
+
+
+def evalplus_samples(rows: list[dict], dataset: str, data_dir: Path, path: Path) -> Path:
+    """``rows`` plus a placeholder row for each missing task: EvalPlus's evaluate() needs all."""
+    present = {r["task_id"] for r in rows}
+    filler = [{"task_id": t.task_id, "solution": "pass\n"}
+              for t in load_benchmark(PLUS_NAME[dataset], data_dir) if t.task_id not in present]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + filler))
+    return path
 
 
 def evalplus_env(dataset: str, data_dir: Path) -> dict[str, str]:
@@ -128,25 +155,41 @@ def evalplus_verdicts(rows: list[dict], results: dict, plus: bool) -> list[bool]
     return verdicts
 
 
+def is_known_artefact(task_id: str, ours_pass: bool, evalplus_pass: bool) -> bool:
+    """A disagreement explained by a documented EvalPlus artefact: we pass, EvalPlus does not."""
+    return ours_pass and not evalplus_pass and task_id in KNOWN_ARTEFACTS
+
+
 def compare(label: str, rows: list[dict], ours: dict, theirs: list[bool]) -> float:
     mine = [r["status"] == "pass" for r in ours["results"]]
     agree = sum(a == b for a, b in zip(mine, theirs))
+    known = [i for i, (row, a, b) in enumerate(zip(rows, mine, theirs))
+             if is_known_artefact(row["task_id"], a, b)]
+    kept = len(rows) - len(known)
     print(f"{label}: {len(rows)} samples, ours pass {sum(mine)}, EvalPlus pass {sum(theirs)}, "
-          f"agreement {100 * agree / len(rows):.2f} %")
-    for row, result, a, b in zip(rows, ours["results"], mine, theirs):
-        if a != b:
+          f"agreement {100 * agree / len(rows):.2f} %; excluding {len(known)} documented "
+          f"EvalPlus artefacts: {100 * agree / max(kept, 1):.2f} % of {kept}")
+    for i, (row, result, a, b) in enumerate(zip(rows, ours["results"], mine, theirs)):
+        if a != b and i not in known:
             print(f"  differs: {row['task_id']}: ours {result['status']} ({result['detail'][:120]})"
                   f", EvalPlus {'pass' if b else 'no pass'}")
+    for i in known:
+        print(f"  known EvalPlus artefact: {rows[i]['task_id']}: ours pass, EvalPlus no pass "
+              f"({KNOWN_ARTEFACTS[rows[i]['task_id']]})")
     return agree / len(rows)
 
 
 def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
     samples = work / f"{dataset}_samples.jsonl"
-    rows = build_samples(dataset, args.data_dir, args.mutants, samples)
+    rows = build_samples(dataset, args.data_dir, args.mutants, samples, args.tasks)
+    if not rows:
+        return
     warm_caches(dataset, args.data_dir, args.workers)
     out = work / f"{dataset}_ours.json"
     ours_s = run_ours(PLUS_NAME[dataset], samples, out, args.data_dir, args.workers)
-    theirs_s, results = run_evalplus(dataset, samples, args.data_dir, args.workers)
+    theirs_samples = evalplus_samples(rows, dataset, args.data_dir,
+                                      work / f"{dataset}_evalplus_samples.jsonl")
+    theirs_s, results = run_evalplus(dataset, theirs_samples, args.data_dir, args.workers)
     ours = json.loads(out.read_text())
     compare(f"{PLUS_NAME[dataset]} vs EvalPlus base+plus", rows, ours,
             evalplus_verdicts(rows, results, plus=True))
@@ -166,6 +209,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("FAULTTUNE_DATA_DIR") or DEFAULT_DATA))
+    parser.add_argument("--tasks", type=lambda text: set(text.split(",")), default=None,
+                        help="comma-separated task ids (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="score-vs-evalplus-") as tmp:
         for dataset in args.datasets.split(","):

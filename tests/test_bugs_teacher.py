@@ -11,8 +11,9 @@ from faulttune.bugs.similarity import (
     mean_pool,
     most_similar,
 )
-from faulttune.bugs.teacher import extract_code_block, teacher_candidates
+from faulttune.bugs.teacher import teacher_candidates
 from faulttune.generate.base import ScriptedBackend
+from faulttune.generate.extract import python_block as extract_code_block
 
 CODE = "def f(x):\n    return x + 1\n"
 

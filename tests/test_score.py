@@ -162,6 +162,22 @@ def test_slow_program_times_out_per_input(tmp_path, data_dir):
     assert result["detail"].startswith("base input #0 exceeded")
 
 
+def test_huge_expected_outputs_leave_the_program_its_memory(tmp_path, data_dir):
+    # Mbpp/255 plus input #85 expects 1.3 M tuples (~800 MB of expected outputs for the task).
+    # EvalPlus 0.3.1 fails even the canonical solution with MemoryError: its checking child gets
+    # RLIMIT_AS = 4 GiB on top of its own copy of the expected outputs. We stream them from disk.
+    task = {t.task_id: t for t in load_benchmark("mbpp_plus", data_dir)}["Mbpp/255"]
+    rows = [{"task_id": "Mbpp/255", "solution": task.canonical_solution},
+            {"task_id": "Mbpp/255", "solution": (  # drops the last combination
+                "from itertools import combinations_with_replacement\n"
+                "def combinations_colors(l, n):\n"
+                "    return list(combinations_with_replacement(l, n))[:-1]\n")}]
+    results = score(tmp_path, data_dir, "mbpp_plus", rows)["results"]
+    assert results[0] == {"task_id": "Mbpp/255", "status": "pass", "detail": ""}
+    assert results[1]["status"] == "fail"
+    assert results[1]["detail"].startswith("wrong output on base input #0: combinations_colors(")
+
+
 # --- whole benchmarks (slow: every canonical solution, and every HumanEvalFix bug) ---------------
 
 

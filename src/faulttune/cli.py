@@ -37,6 +37,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N tasks")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--tensor-parallel-size", type=int, default=None, help="vllm: GPUs per model")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint (default $OPENAI_BASE_URL)")
 
 
 def _add_show_mask(sub: argparse._SubParsersAction) -> None:

@@ -32,6 +32,28 @@ How each benchmark checks a program (each sample runs in one sandbox process):
 Known deviation: EvalPlus 0.3.1 fails every HumanEval/32 (``find_zero``) sample, the canonical
 solution included (its special oracle ``continue``s past the per-input bookkeeping, so the run
 looks incomplete); this scorer applies the oracle as intended (``|poly(xs, x)| <= atol``).
+
+Known EvalPlus 0.3.1 artefacts (programs EvalPlus fails for reasons outside the program; this
+scorer passes them, and ``bench/score_vs_evalplus.py`` lists them apart, see KNOWN_ARTEFACTS there):
+
+* Mbpp/255 (``combinations_colors``), canonical solution included: ``evaluate()`` loads the
+  expected outputs of *every* task (~1.7 GB resident for MBPP+), its pool workers fork with that
+  heap and receive the task's ~800 MB of expected outputs as an argument, and the checking child
+  they fork sets ``RLIMIT_AS`` = 4 GiB on an address space already at 4.7 GB (VmSize measured at
+  the child's start). Plus input #85 (a 1.3 M-tuple output) raises ``MemoryError``. The limit
+  meant for the program is spent by EvalPlus's own copies of the expected outputs; this scorer
+  streams them from disk, so the program gets the whole 4 GiB.
+* Mbpp/392 (canonical and comment-only mutants), same cause, carried over: a pool worker keeps
+  its address space (4.5 GB) after Mbpp/255, and a sample it checks next runs above ``RLIMIT_AS``
+  from the start. ``get_max_sum(10**6)`` (plus input #5) then takes > 1.63 s (its limit) and
+  fails with ``TimeoutException``, while the identical program checked by the other worker
+  (3.2 GB) passes it in < 0.25 s. Which samples hit it depends on EvalPlus's scheduling.
+* Mbpp/630 (canonical) and HumanEval/130 (canonical or a docstring-only mutant): failed once in
+  the benchmark run, passed in two EvalPlus reruns of the same samples (not reproduced). Mbpp/630
+  is most likely the Mbpp/392 case (a worker after Mbpp/255); HumanEval/130 (1 M-element outputs,
+  0.25 s per input against a 1 s limit) most likely a per-input time limit tripped under load.
+  Both scorers set per-input limits from their own timing of the canonical solution, so limits
+  differ between them (HumanEval/130 plus: 1 s in EvalPlus, up to 1.7 s here).
 """
 
 from __future__ import annotations

@@ -120,12 +120,7 @@ def generate(config: Mapping[str, Any], bench: str, model: str, out: str, thread
 
     torch.set_num_threads(max(1, threads))
     gen = config["generation"]
-    options: dict[str, Any] = {"batch_size": gen["batch_size"]}
-    if gen["backend"] == "hf":
-        options["precision"] = config["student"].get("precision", "auto")
-    elif gen["backend"] == "vllm":
-        options["tensor_parallel_size"] = gen["tensor_parallel_size"]
-    backend = make_backend(gen["backend"], model, **options)
+    backend = make_backend(gen["backend"], model, **_backend_options(config, gen))
     tasks = io.read_parquet(bench, required=("task_id", "prompt", "entry_point"))
     params = GenerationParams(max_new_tokens=gen["max_new_tokens"], seed=config["seed"])
     generate_samples(tasks, backend, out, params=params)
@@ -210,13 +205,13 @@ def teacher_variants(config: Mapping[str, Any], train: str, out: str, threads: i
 
 
 def _backend_options(config: Mapping[str, Any], section: Mapping[str, Any]) -> dict[str, Any]:
-    backend = section.get("backend", "hf")
-    if backend == "hf":
-        return {"batch_size": config["generation"]["batch_size"],
-                "precision": config["student"].get("precision", "auto")}
-    if backend == "vllm":
-        return {"tensor_parallel_size": section.get("tensor_parallel_size", 1)}
-    return {"base_url": section.get("base_url")}
+    """The backend options of a ``generation`` or ``teacher`` section (the HF batch size and
+    precision come from ``generation`` and ``student``)."""
+    from faulttune.generate.run import backend_options
+
+    merged = {"batch_size": config["generation"]["batch_size"],
+              "precision": config["student"].get("precision", "auto"), **section}
+    return backend_options(section.get("backend", "hf"), merged)
 
 
 def select_pairs(config: Mapping[str, Any], train: str, candidates: str, out: str,

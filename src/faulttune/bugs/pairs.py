@@ -45,7 +45,8 @@ from faulttune.bugs import ast_key, compile_error
 from faulttune.bugs.cct import FAMILIES, twins
 from faulttune.bugs.mutation import mutate_many, sample_mutants
 from faulttune.bugs.similarity import levenshtein_similarity, make_scorer
-from faulttune.bugs.teacher import extract_code_block, teacher_candidates
+from faulttune.bugs.teacher import teacher_candidates
+from faulttune.generate.extract import python_block as extract_code_block
 from faulttune.io import DataError
 
 __all__ = [

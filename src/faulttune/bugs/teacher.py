@@ -11,39 +11,12 @@ Candidate row schema: ``id`` (``teacher:<task_id>:<variant>``), ``task_id``, ``v
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
 from faulttune.io import DataError
 from faulttune.prompts import teacher_messages
-
-# An opening fence at the start of a line, optionally tagged; the tag decides if it is Python.
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n", re.MULTILINE)
-_CLOSE = re.compile(r"```")  # the first fence after the opening closes it, even mid-line
-PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
-
-
-def extract_code_block(text: str) -> str | None:
-    """The body of the first Python (or untagged) fenced block, or ``None`` when there is none.
-
-    Tags ``python``, ``py``, ``python3`` or none count (case-insensitive); blocks tagged with
-    another language are skipped. An unclosed fence runs to the end of the text. The body is
-    returned with surrounding blank lines removed and one final newline; an empty body counts as
-    none.
-    """
-    position = 0
-    while (opening := _FENCE.search(text, position)) is not None:
-        closing = _CLOSE.search(text, opening.end())
-        body_end = closing.start() if closing else len(text)
-        if opening.group(1).lower() in PYTHON_TAGS:
-            body = text[opening.end():body_end].strip("\n")
-            return body.rstrip() + "\n" if body.strip() else None
-        if closing is None:
-            return None
-        position = closing.end()
-    return None
 
 
 def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:

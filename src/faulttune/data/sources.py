@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from faulttune.data.benchmarks import load_benchmark
-from faulttune.text import extract_code_block
+from faulttune.generate.extract import python_block
 
 TRAIN_COLUMNS = ("task_id", "source", "instruction", "solution", "test", "entry_point")
 DEMO_SPLIT = "humaneval-split"
@@ -117,7 +117,7 @@ def _mapped_rows(
         if missing:
             rejected.append({"task_id": task_id, "reason": f"row {i}: empty or missing {cols[missing[0]]!r}"})
             continue
-        code = extract_code_block(str(raw[cols["solution"]]))
+        code = python_block(str(raw[cols["solution"]]))
         if not code or not code.strip():
             rejected.append({"task_id": task_id, "reason": f"row {i}: no code block in {cols['solution']!r}"})
             continue
