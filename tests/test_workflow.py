@@ -119,3 +119,19 @@ def test_bigcodebench_goes_through_generate_and_score(workdir):
     scores = json.loads((workdir / target).read_text())
     assert [r["task_id"] for r in scores["results"]] == ["BigCodeBench/0"]
     assert scores["results"][0]["status"] in {"pass", "fail", "error", "timeout"}
+
+
+def test_all_then_the_html_report_names_every_experiment(workdir):
+    config = {**SMOKE, "experiments": {"base": {"method": "base"}, "fgit": SMOKE["experiments"]["fgit"]},
+              "sweeps": {"fgit": {"granularity": ["line"]}}, "sensitivity": {"limit": 2, "batch_size": 2}}
+    result = run_snakemake(workdir, config, "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = run_snakemake(workdir, config, "--report", "report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (workdir / "report.html").read_text()
+    for name in ("base", "fgit", "fgit~granularity=line"):
+        assert name in html
+    for plot in ("pass_at_1.png", "sweeps.png", "training.png", "sensitivity.png"):
+        assert plot in html
+    summary = (workdir / "results/smoke/report/summary.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in summary[1:]} == {"base", "fgit", "fgit~granularity=line"}
