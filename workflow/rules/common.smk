@@ -128,12 +128,10 @@ def training_pairs():
 
 
 def report_inputs():
-    trajectories = [f"{R}/codeflow/trajectories.parquet"] if any(
-        p.startswith(f"{R}/codeflow/") for p in training_pairs()) else []
     return {
         "scores": score_files(),
         "pairs": training_pairs(),
-        "trajectories": trajectories,
+        "trajectories": [f"{R}/codeflow/trajectories.parquet"],
         "masks": training_masks(),
         "models": [f"{R}/models/{e}" for e in TRAINED],
         "sensitivity": [f"{R}/eval/{e}/bug_sensitivity.json" for e in EXPERIMENTS]
