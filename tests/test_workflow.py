@@ -135,3 +135,20 @@ def test_all_then_the_html_report_names_every_experiment(workdir):
         assert plot in html
     summary = (workdir / "results/smoke/report/summary.csv").read_text().splitlines()
     assert {line.split(",")[0] for line in summary[1:]} == {"base", "fgit", "fgit~granularity=line"}
+
+
+@pytest.mark.slow
+def test_with_a_benchmark_folder_every_benchmark_gets_a_summary_row(workdir, data_dir):
+    config = {**SMOKE, "experiments": {"base": {"method": "base"}}, "sweeps": {},
+              "sensitivity": {"limit": 2, "batch_size": 2}}
+    config["data"] = {**SMOKE["data"], "data_dir": str(data_dir), "benchmark_limit": 2,
+                      "optional_benchmarks": ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "humanevalfix"]}
+    result = run_snakemake(workdir, config, "results/smoke/report/summary.csv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (workdir / "results/smoke/report/summary.csv").read_text().splitlines()
+    benchmarks = {line.split(",")[4] for line in rows[1:]}
+    # humaneval and humaneval_plus share a row (base and plus columns), as do mbpp and mbpp_plus
+    assert benchmarks == {"humaneval-split-heldout", "humaneval", "mbpp", "humanevalfix"}
+    header = rows[0].split(",")
+    humaneval = dict(zip(header, next(r.split(",") for r in rows[1:] if r.split(",")[4] == "humaneval")))
+    assert humaneval["pass_at_1_plus"] != "" and humaneval["n_tasks_base"] == "2"
