@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from faulttune.config import expand_experiments, validate_config
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_CI = REPO / "ci" / "slurm"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -89,7 +91,8 @@ def test_bare_profile_name_resolves_from_repo_root(config_args: list[str]) -> No
     goes to the cpu partition (the smoke config has every kind of rule).
     """
     result = run_snakemake(
-        ["all", "-n", "--profile", "slurm", *config_args], cwd=REPO, timeout_s=120
+        # --forceall: plan every job whatever results/ already holds in this checkout
+        ["all", "-n", "--forceall", "--profile", "slurm", *config_args], cwd=REPO, timeout_s=120
     )
     assert_ok(result)
     jobs = job_resources(result.stdout)
@@ -233,7 +236,11 @@ def slurm_smoke_config(default: dict, smoke: dict) -> tuple[dict, str]:
     with_bugs = [name for name in trained if "bugs" in experiments[name]]
     chosen = (with_bugs or trained or ["base"])[0]
     kept = {name: experiments[name] for name in ("base", chosen)}
-    return {**config, "experiments": kept, "sweeps": {}}, chosen
+    if experiments[chosen]["method"] != "fgit":
+        return {**config, "experiments": kept, "sweeps": {}}, chosen
+    # an ablation, as users rerun one: FGit with the line mask only
+    return {**config, "experiments": kept, "sweeps": {chosen: {"granularity": ["line"]}}}, (
+        f"{chosen}~granularity=line")
 
 
 @pytest.mark.slurm
@@ -261,13 +268,14 @@ def test_smoke_dag_runs_through_the_slurm_profile(slurm_cluster: None, checkout_
     assert_ok(whole)
     with open(run_dir / "report" / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert {row["experiment"] for row in rows} == set(config["experiments"]), rows
+    names = set(expand_experiments(validate_config(config)))
+    assert experiment in names and {row["experiment"] for row in rows} == names, rows
     assert all(0.0 <= float(row["pass_at_1_base"]) <= 1.0 for row in rows)
 
     # On a cluster with accounting, `TRES` would list gres/gpu too; here only the request shows.
     submitted = single.stdout + whole.stdout
     generate, score = slurm_jobs(submitted, "generate"), slurm_jobs(submitted, "score")
-    assert len(generate) == len(score) == len(config["experiments"]), submitted[-3000:]
+    assert len(generate) == len(score) == len(names), submitted[-3000:]
     assert {(job["Partition"], job["JobState"]) for job in generate} == {("gpu", "COMPLETED")}
     assert {job["TresPerJob"] for job in generate} == {"gres:gpu:1"}
     assert {job["CpusPerTres"] for job in generate} == {"gres:gpu:8"}
