@@ -144,26 +144,34 @@ class PairInput:
     task_id: str
     instruction: str
     correct: str
-    incorrect: str
+    incorrect: str | None  # None for sft examples
 
 
-def read_pair(pair: dict[str, Any], index: int, source: str) -> PairInput:
-    """Check one pair row; a missing field raises naming the source, the row and the field."""
+def read_pair(pair: dict[str, Any], index: int, source: str, kind: str = "pair") -> PairInput:
+    """Check one pair row; a missing field raises naming the source, the row and the field.
+
+    ``sft`` examples need only the correct side, so a training-table row (``task_id``,
+    ``instruction``, ``solution``) is read as it is: its id is the task id, it has no incorrect code.
+    """
     def field(*names: str) -> Any:
         for name in names:
             if name in pair:
                 return pair[name]
         raise DataError(f"{source} row {index}: missing {' / '.join(repr(n) for n in names)}")
 
+    sft = kind == "sft"
     return PairInput(
-        id=str(field("id")), task_id=str(field("task_id")), instruction=field("instruction"),
-        correct=field("correct", "chosen"), incorrect=field("incorrect", "rejected"),
+        id=str(field("id", "task_id") if sft else field("id")), task_id=str(field("task_id")),
+        instruction=field("instruction"),
+        correct=field("correct", "chosen", "solution") if sft else field("correct", "chosen"),
+        incorrect=None if sft else field("incorrect", "rejected"),
     )
 
 
 def _check_codes(pair: PairInput, row_kind: str) -> tuple[str, str]:
     codes = []
-    for side, code in (("correct", pair.correct), ("incorrect", pair.incorrect)):
+    sides = [("correct", pair.correct)] + ([] if row_kind == "sft" else [("incorrect", pair.incorrect)])
+    for side, code in sides:
         if not isinstance(code, str) or not code.strip():
             raise RowRejected("empty code", f"{side} code is {code!r}")
         codes.append(normalise_code(code))
@@ -171,7 +179,7 @@ def _check_codes(pair: PairInput, row_kind: str) -> tuple[str, str]:
         raise RowRejected("empty instruction", f"instruction is {pair.instruction!r}")
     if row_kind in (*PAIR_KINDS, "cct_seq") and codes[0] == codes[1]:
         raise RowRejected("identical", "correct and incorrect code are the same")
-    return codes[0], codes[1]
+    return codes[0], codes[1] if len(codes) > 1 else ""
 
 
 def _row(
@@ -256,7 +264,7 @@ def build_mask_rows(
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for index, raw in enumerate(pairs):
-        pair = read_pair(raw, index, source)
+        pair = read_pair(raw, index, source, kind)
         for row_kind in row_kinds:
             try:
                 row = _mask_row(tokenizer, pair, row_kind, granularity, seed, max_length)

@@ -269,10 +269,7 @@ def masks(config: Mapping[str, Any], pairs: str, kind: str, out: str) -> None:
 
     student = config["student"]["model"]
     base_kind, _, granularity = kind.partition("-")
-    rows = io.read_parquet(pairs)
-    if base_kind == "sft":  # the training table: the correct solutions only
-        rows = [{**r, "id": r["task_id"], "correct": r["solution"], "incorrect": r["solution"]}
-                for r in rows]
+    rows = io.read_parquet(pairs)  # sft: the training table itself (the correct solutions)
     examples, rejected = build_mask_rows(
         rows, load_tokenizer(student), base_kind, granularity=granularity or "hybrid",
         seed=config["seed"], max_length=config["train"]["max_length"], source=pairs)
