@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from faulttune.generate.base import GenerationParams, ScriptedBackend
-from faulttune.generate.extract import cut_at_stop, extract_code_block
+from faulttune.generate.extract import cut_at_stop, extract_code_block, sanitize_program
 from faulttune.generate.hf import HFBackend, decode_rows, greedy_picker, render_and_encode
 from faulttune.generate.run import generate_samples, raw_path, solution_program
 from faulttune.io import read_jsonl, write_parquet
@@ -193,6 +193,39 @@ def test_solution_program_rules():
     mbpp_text = "Write a function total that sums a list."
     assert solution_program(mbpp_text, "total", full) == full
     assert solution_program(mbpp_text, "total", "x = 1\n") == "x = 1\n"
+
+
+def test_solution_program_drops_what_the_model_wrote_after_its_answer():
+    full = "def total(xs):\n    return sum(xs)\n"
+    junk = '\ndef main():\n    print(f"total: {total([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 1'  # cut off
+    assert solution_program(PROMPT, "total", full + junk) == "from typing import List\n" + full
+    body = "    return sum(xs)\n\nprint(total([1]))\n"
+    assert solution_program(PROMPT, "total", body) == (
+        'from typing import List\ndef total(xs: List[int]) -> int:\n    """Sum."""\n'
+        "    return sum(xs)\n")
+
+
+CLEAN = 'import math\n\nSCALE = 2\n\n\ndef f(x):\n    """Doc."""\n    return math.floor(x) * SCALE\n'
+CLEAN_JOINED = 'import math\nSCALE = 2\ndef f(x):\n    """Doc."""\n    return math.floor(x) * SCALE\n'
+
+
+@pytest.mark.parametrize(("program", "expected"), [
+    (CLEAN, CLEAN),  # already clean: unchanged, blank lines kept
+    (CLEAN + "\nprint(f(2.5))\n", CLEAN_JOINED),
+    (CLEAN + "\nif __name__ == '__main__':\n    f(1)\n", CLEAN_JOINED),
+    (CLEAN + "\ndef main():\n    print(f'{f(1, 2, 3, 4", CLEAN_JOINED),  # cut by the token limit
+    ("def g():\n    return 1\n\ndef h():\n    return 2\n\ndef f(x):\n    return g() + x\n\nf(1)\n",
+     "def g():\n    return 1\ndef f(x):\n    return g() + x\n"),  # the helper f calls is kept
+    ("def f(x):\n    return (x +\n", "def f(x):\n    return (x +\n"),  # nothing to save: unchanged
+    ("def g(x):\n    return x\n\nprint(g(1))\n", "def g(x):\n    return x\n\nprint(g(1))\n"),  # no f
+])
+def test_sanitize_program(program, expected):
+    assert sanitize_program(program, "f") == expected
+
+
+def test_sanitize_program_without_entry_point_keeps_every_definition():
+    program = "def a():\n    return 1\n\ndef b():\n    return 2\n\nprint(a())\n"
+    assert sanitize_program(program) == "def a():\n    return 1\ndef b():\n    return 2\n"
 
 
 def _tasks(count: int) -> list[dict]:

@@ -6,6 +6,7 @@ generators can use :func:`extract_code_block` on teacher replies (written withou
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Sequence
 
@@ -61,7 +62,7 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 
 # An opening fence at the start of a line, optionally tagged; the tag decides if it is Python.
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n", re.MULTILINE)
-_CLOSE = re.compile(r"```")  # the first fence after the opening closes it, even mid-line
+_ANY_CLOSE = re.compile(r"```")  # the first fence after the opening closes it, even mid-line
 _STRICT_PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
 
 
@@ -75,7 +76,7 @@ def python_block(text: str) -> str | None:
     """
     position = 0
     while (opening := _FENCE.search(text, position)) is not None:
-        closing = _CLOSE.search(text, opening.end())
+        closing = _ANY_CLOSE.search(text, opening.end())
         body_end = closing.start() if closing else len(text)
         if opening.group(1).lower() in _STRICT_PYTHON_TAGS:
             body = text[opening.end():body_end].strip("\n")
@@ -84,3 +85,59 @@ def python_block(text: str) -> str | None:
             return None
         position = closing.end()
     return None
+
+
+# Top-level statements a clean program is made of; anything else (a call, a print, a
+# ``if __name__ == "__main__":`` block, a loop) is code the model added after its answer.
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                ast.Assign, ast.AnnAssign)
+
+
+def _parse(program: str) -> ast.Module | None:
+    try:
+        return ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _is_clean(tree: ast.Module) -> bool:
+    def docstring(node: ast.stmt) -> bool:
+        return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(
+            node.value.value, str)
+
+    return all(isinstance(node, _DEFINITIONS) or docstring(node) for node in tree.body)
+
+
+def _defines(tree: ast.Module, name: str) -> bool:
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+               and node.name == name for node in tree.body)
+
+
+def sanitize_program(program: str, entry_point: str = "") -> str:
+    """EvalPlus's sanitiser (``evalplus.sanitize``) on a program that needs it.
+
+    Small models often keep writing after their answer: a ``main()`` with prints, an
+    ``if __name__ == "__main__":`` block, or a cut-off extra function (the token limit). EvalPlus
+    scores the *sanitised* sample: the longest block of lines that parses, reduced to the imports,
+    ``entry_point`` and the definitions it reaches. Rules here:
+
+    - a program that parses and holds only imports, definitions, assignments and docstrings at
+      the top level is returned unchanged (its formatting is kept);
+    - otherwise EvalPlus's result, when it parses and defines ``entry_point`` (any result when
+      ``entry_point`` is empty);
+    - otherwise the program unchanged, so that the scorer reports its real error.
+
+    >>> sanitize_program("def f():\\n    return 1\\nprint(f())\\n", "f")
+    'def f():\\n    return 1\\n'
+    """
+    tree = _parse(program)
+    if tree is not None and _is_clean(tree):
+        return program
+    from evalplus.sanitize import sanitize
+
+    cleaned = sanitize(program, entry_point or None).strip("\n") + "\n"
+    cleaned_tree = _parse(cleaned)
+    if cleaned.strip() and cleaned_tree is not None and (
+            not entry_point or _defines(cleaned_tree, entry_point)):
+        return cleaned
+    return program

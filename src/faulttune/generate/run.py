@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
+from faulttune.generate.extract import sanitize_program
 from faulttune.io import DataError, append_jsonl, read_parquet, write_jsonl
 from faulttune.prompts import solve_messages
 
@@ -69,7 +70,14 @@ def solution_program(prompt: str, entry_point: str, completion: str) -> str:
     - otherwise, when the prompt defines ``entry_point`` (HumanEval style): the prompt + the
       completion, read as the function body;
     - otherwise: the completion as it is (the scorer reports what is missing).
+
+    The program is then sanitised as EvalPlus does (:func:`sanitize_program`): code the model
+    wrote after its answer (a ``main()``, prints, a cut-off extra function) is dropped.
     """
+    return sanitize_program(_assembled_program(prompt, entry_point, completion), entry_point)
+
+
+def _assembled_program(prompt: str, entry_point: str, completion: str) -> str:
     prompt_def = _def_pattern(entry_point, top_level=True).search(prompt) if entry_point else None
     if entry_point and _def_pattern(entry_point, top_level=False).search(completion):
         preamble = prompt[: prompt_def.start()] if prompt_def else ""
