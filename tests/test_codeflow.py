@@ -299,6 +299,20 @@ def test_mutant_start_runs_the_twin_first_and_handles_passing_and_missing_twins(
     }
 
 
+def test_a_fix_followed_by_cut_off_extra_code_is_sanitised_and_passes() -> None:
+    """The 135M model's typical fix: the right function, then a main() cut by the token limit."""
+    fixed = CHOSEN + '\ndef main():\n    print(f"sum: {add(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1'
+    mutants = [{"task_id": "add", "incorrect": "def add(a, b):\n    return a * b\n"}]
+    traj, pairs, _ = run_codeflow(
+        TASKS[:1], ScriptedBackend([fixed]), max_iters=2, start="mutant", mutants=mutants,
+        count_tokens=words, workers=1,
+    )  # fmt: skip
+    assert [(r["origin"], r["status"]) for r in traj] == [("mutant", "fail"), ("model", "pass")]
+    assert traj[1]["code"] == CHOSEN and traj[1]["raw"] == fixed
+    assert traj[0]["raw"] == traj[0]["code"] == mutants[0]["incorrect"]
+    assert [(p["chosen"], p["rejected"]) for p in pairs] == [(CHOSEN, mutants[0]["incorrect"])]
+
+
 def test_resumed_run_matches_an_uninterrupted_one_without_repeating_calls(tmp_path: Path) -> None:
     whole = tmp_path / "whole.jsonl"
     expected = run_codeflow(

@@ -14,8 +14,11 @@ the prompts an uninterrupted run would), and matches the paper's "feed the error
 
 Inputs
 ------
-tasks: rows ``task_id, instruction, test`` (+ ``solution, entry_point``, unused here); ``test``
-    is complete checking code run after the program (HumanEval: ``...check(f)\\n``).
+tasks: rows ``task_id, instruction, test`` (+ ``entry_point``, optional); ``test`` is complete
+    checking code run after the program (HumanEval: ``...check(f)\\n``). A model's answer becomes
+    a program exactly as in benchmark generation (``generate.run.solution_program``: the
+    instruction's imports when it is code, then EvalPlus's sanitiser with ``entry_point``), so a
+    fix is not lost to a ``main()`` the model wrote after it.
 mutants (``start="mutant"``): rows ``task_id, incorrect`` from the bugs stage; the first row of a
     task is its start (iteration 0, ``origin="mutant"``). Tasks without one get no trajectory and a
     rejected-pairs row with reason "no mutant for this task".
@@ -24,10 +27,11 @@ Outputs (the lead writes them to ``results/{run}/codeflow/``)
 -------------------------------------------------------------
 trajectories.parquet, one row per version (:data:`TRAJECTORY_COLUMNS`):
     task_id str, iteration int (0 = first attempt or mutant, k = k-th fix), code str (the program
-    exactly as generated: the completion after the ``python`` pre-fill), status str
+    that was tested: the sanitised completion, or the mutant), status str
     (pass|fail|timeout|error), detail str (sandbox detail), feedback str (what a fix prompt shows
     for this version: status, detail and stderr tail, at most ``FEEDBACK_CHARS``; "" on a pass),
-    passed bool, origin str ("model"|"mutant").
+    passed bool, origin str ("model"|"mutant"), raw str (the model's completion after the
+    ``python`` pre-fill, untouched; the mutant itself for a mutant start).
 pairs.parquet, one row per kept pair (:data:`PAIR_COLUMNS`):
     id str ("codeflow/{task_id}/{rejected_iteration}-{chosen_iteration}"), task_id, source
     ("codeflow"), instruction, chosen (final passing code), rejected (earlier failing code),
@@ -65,6 +69,7 @@ from rapidfuzz.distance import Levenshtein
 
 from faulttune import sandbox
 from faulttune.generate.base import Backend, Conversation, GenerationParams
+from faulttune.generate.run import solution_program
 from faulttune.io import DataError, append_jsonl, write_jsonl
 from faulttune.prompts import fix_messages, solve_messages
 
@@ -79,6 +84,7 @@ TRAJECTORY_COLUMNS = (
     "feedback",
     "passed",
     "origin",
+    "raw",
 )
 PAIR_COLUMNS = (
     "id", "task_id", "source", "instruction", "chosen", "rejected", "correct", "incorrect",
@@ -236,15 +242,25 @@ def _run_round(
             )
         for tid, answers in zip(asking, completions):
             programs[tid] = (answers[0], "model")
-    jobs = [(programs[tid][0], by_id[tid]["test"]) for tid in active]
+    tested = {tid: _program(by_id[tid], *programs[tid]) for tid in active}
+    jobs = [(tested[tid], by_id[tid]["test"]) for tid in active]
     results = sandbox.run_many(jobs, limits=limits, workers=workers, desc="codeflow tests")
     return [
-        _version_row(tid, len(histories[tid]), *programs[tid], result)
+        _version_row(tid, len(histories[tid]), tested[tid], *programs[tid], result)
         for tid, result in zip(active, results)
     ]
 
 
-def _version_row(task_id: str, iteration: int, code: str, origin: str, result: Any) -> Row:
+def _program(task: Mapping[str, Any], text: str, origin: str) -> str:
+    """What runs: the mutant as it is, or the model's answer made a program as for benchmarks."""
+    if origin == "mutant":
+        return text
+    return solution_program(task["instruction"], task.get("entry_point") or "", text)
+
+
+def _version_row(
+    task_id: str, iteration: int, code: str, raw: str, origin: str, result: Any
+) -> Row:
     return {
         "task_id": task_id,
         "iteration": iteration,
@@ -254,6 +270,7 @@ def _version_row(task_id: str, iteration: int, code: str, origin: str, result: A
         "feedback": format_feedback(result.status, result.detail, result.stderr_tail),
         "passed": bool(result.passed),
         "origin": origin,
+        "raw": raw,
     }
 
 
@@ -327,6 +344,7 @@ def _check_checkpoint_row(
     by_id: Mapping[str, Any], start: str,
 ) -> None:  # fmt: skip
     where = f"{path} line {lineno}"
+    row.setdefault("raw", row.get("code"))  # checkpoints written before the column existed
     for key in TRAJECTORY_COLUMNS:
         if key not in row:
             raise DataError(f"{where}: missing '{key}'")
