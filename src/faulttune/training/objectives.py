@@ -75,7 +75,14 @@ class Batch:
         return max(1, len(self.lengths) - 2 * (pairs.stop - pairs.start))
 
     def group(self, name: str, tensor: Tensor) -> Tensor:
-        return tensor[self.groups[name]]
+        """The group's rows of `tensor`; the tensor itself when the group spans all of its rows,
+        so that the backward pass does not scatter the logits' gradient into a fresh zero tensor
+        of their full size (a slice's backward does, and for `[R, W, V]` logits that costs as
+        much time as a masked loss may add)."""
+        part = self.groups[name]
+        if part.start == 0 and part.stop >= tensor.shape[0]:
+            return tensor
+        return tensor[part]
 
     def has(self, name: str) -> bool:
         part = self.groups.get(name)
