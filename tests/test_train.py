@@ -259,3 +259,36 @@ def test_precomputed_reference_equals_a_frozen_reference_model(tmp_path, method)
     a, b = saved_weights(tmp_path / "True"), saved_weights(tmp_path / "False")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# several processes (accelerate launch, gloo on the CPU)
+
+
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["cct", "target_dpo"])
+def test_two_processes_train_like_one(tmp_path, method):
+    """`accelerate launch` with the repo's DDP config and 2 processes (the train rule's command)
+    gives the step losses and gradient norms of one process with the same global batch: each
+    process takes its half of the step's units, the losses use step-level counts, and the
+    DDP average is undone. The weights end equal too."""
+    from faulttune.train_launch import launch
+
+    paths = write_examples(tmp_path, method, count=8)
+    config = tiny_config(method, max_steps=2, batch_size=4, micro_batch_size=2, lr=1e-3)
+    train_experiment(paths, TINY_RANDOM, str(tmp_path / "one"), config)
+    launch(paths, TINY_RANDOM, str(tmp_path / "two"), config, num_processes=2, accelerate_config="ddp")
+    state = json.loads((tmp_path / "two" / "trainer_state.json").read_text())
+    assert state["num_processes"] == 2 and state["accumulation"] == 1
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [r["step"] for r in two] == [1, 2]
+    for a, b in zip(one, two):
+        for key in ("loss", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
+    a, b = saved_weights(tmp_path / "one"), saved_weights(tmp_path / "two")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=name)

@@ -301,7 +301,6 @@ def codeflow_pairs(config: Mapping[str, Any], train: str, trajectories: str, rej
 _DATA_KEYS = {"bugs", "granularity", "rejected"}
 # train keys that choose how the job is launched
 _LAUNCH_KEYS = {"num_processes", "accelerate_config"}
-ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "accelerate"
 
 
 def train_config(config: Mapping[str, Any], experiment: Mapping[str, Any]) -> Any:
@@ -328,25 +327,12 @@ def train(config: Mapping[str, Any], experiment: str, examples: Sequence[str], o
     cfg = train_config(config, expand_experiments(config)[experiment])
     log.info("training %s (%s) on %s", experiment, cfg.method, list(examples))
     if config["train"]["num_processes"] > 1:
-        _accelerate_launch(config, list(examples), out_dir, cfg)
+        from faulttune.train_launch import launch
+
+        launch(examples, config["student"]["model"], out_dir, cfg, config["train"]["num_processes"],
+               config["train"]["accelerate_config"])
     else:
         train_experiment(list(examples), config["student"]["model"], out_dir, cfg)
-
-
-def _accelerate_launch(config: Mapping[str, Any], examples: list[str], out_dir: str, cfg: Any) -> None:
-    """Several GPUs in one job: every process runs faulttune.train_launch on the same spec."""
-    import json
-    import subprocess
-
-    spec = Path(out_dir).with_name(Path(out_dir).name + ".launch.json")
-    spec.write_text(json.dumps({"examples": examples, "model": config["student"]["model"],
-                                "out_dir": out_dir, "config": cfg.to_dict()}))
-    command = ["accelerate", "launch", "--config_file",
-               str(ACCELERATE_CONFIGS / f"{config['train']['accelerate_config']}.yaml"),
-               "--num_processes", str(config["train"]["num_processes"]),
-               "-m", "faulttune.train_launch", str(spec)]
-    log.info("launching %s", " ".join(command))
-    subprocess.run(command, check=True)
 
 
 def heldout_tasks(config: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -141,9 +141,10 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
 
     from faulttune.models import load_tokenizer
 
-    state = PartialState()
+    cpu = not torch.cuda.is_available()  # several CPU processes (gloo) need cpu=True to form a group
+    state = PartialState(cpu=cpu)
     accum = accumulation_steps(config, state.num_processes)
-    accelerator = Accelerator(gradient_accumulation_steps=accum,
+    accelerator = Accelerator(cpu=cpu, gradient_accumulation_steps=accum,
                               mixed_precision=mixed_precision(config.precision, state.device.type))
     if accelerator.gradient_accumulation_steps != accum:
         raise ValueError(f"the accelerate config forces gradient_accumulation_steps="
