@@ -191,3 +191,21 @@ def test_socket_to_loopback_reaches_nothing(no_leftovers):
             listener.accept()
     assert result.status == "error"
     assert "OSError" in result.detail or "PermissionError" in result.detail
+
+
+def test_an_interpreter_installed_under_tmp_still_imports_its_packages(tmp_path, monkeypatch):
+    """A checkout (and its .venv) under /tmp: the jail's private tmpfs over /tmp must not hide the
+    interpreter's own packages (they come back read-only) nor make them writable."""
+    import subprocess
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    (site / "probe_mod.py").write_text("VALUE = 7\n")
+    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
+    program = "import probe_mod\n"
+    tests = ("assert probe_mod.VALUE == 7\n"
+             "try:\n    open(probe_mod.__file__, 'a').close()\nexcept OSError:\n    pass\n"
+             "else:\n    raise AssertionError('the package folder is writable')\n")
+    result = run_program(program, tests, limits=FAST)
+    assert result.status == "pass", result.detail

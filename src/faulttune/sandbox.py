@@ -413,7 +413,7 @@ def _apply_rlimits(rlimits: dict[str, int]) -> None:
         resource.setrlimit(kind, (value, value))
 
 
-_MS_BIND, _MS_MOVE, _MS_REC = 4096, 8192, 16384
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_MOVE, _MS_REC = 1, 32, 4096, 8192, 16384
 
 
 def _mount(libc: Any, source: str, target: str, fstype: str | None, flags: int,
@@ -425,17 +425,35 @@ def _mount(libc: Any, source: str, target: str, fstype: str | None, flags: int,
         raise OSError(ctypes.get_errno(), f"mount {source} on {target}")
 
 
+def _needed_paths() -> set[str]:
+    """The folders the interpreter imports from (prefixes and ``sys.path``)."""
+    paths = (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path)
+    return {os.path.abspath(p) for p in paths if p and os.path.isdir(p)}
+
+
+def _under_private_tmpfs(path: str) -> bool:
+    return any(path == t or path.startswith(t + "/") for t in _WORLD_WRITABLE)
+
+
+def _hidden_paths() -> list[str]:
+    """Needed folders that the private tmpfs would hide (a checkout and its venv under /tmp), the
+    outermost of each nest only."""
+    hidden = sorted(p for p in _needed_paths() if _under_private_tmpfs(p))
+    return [p for i, p in enumerate(hidden)
+            if not any(p.startswith(q + "/") for q in hidden[:i])]
+
+
 def _blocked_paths() -> dict[str, set[str]]:
     """Folders the interpreter needs behind a parent the dropped uid cannot traverse.
 
     Returns ``{blocking parent: {child names on the way}}`` (e.g. ``/root`` -> ``{".pyenv"}``
     for a pyenv Python): those children are bind-mounted back onto a 0755 tmpfs over the parent.
+    Folders under the private tmpfs are not looked at: :func:`_hidden_paths` brings them back.
     """
     import stat
 
-    needed = {sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path}
     blocked: dict[str, set[str]] = {}
-    for path in needed:
+    for path in (p for p in _needed_paths() if not _under_private_tmpfs(p)):
         parts = os.path.abspath(path).strip("/").split("/") if path else []
         for depth in range(len(parts) - 1):
             parent = "/" + "/".join(parts[:depth])
@@ -457,10 +475,18 @@ def _enter_namespace_jail(uid: int, tmpfs_mb: int) -> None:
 
     libc = ctypes.CDLL(None, use_errno=True)
     blocked = _blocked_paths()
+    # opened before the tmpfs hides them; bound back read-only from the open handle afterwards
+    hidden = [(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY)) for path in _hidden_paths()]
     for target in _WORLD_WRITABLE:
         if os.path.isdir(target):
             opts = f"size={max(tmpfs_mb, 1)}m,mode=0700,uid={uid},gid={uid}"
             _mount(libc, "tmpfs", target, "tmpfs", 0, opts)
+    for path, handle in hidden:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        os.fchdir(handle)  # "." now names the hidden folder
+        _mount(libc, ".", path, None, _MS_BIND | _MS_REC)
+        _mount(libc, "none", path, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY)
+        os.close(handle)
     for k, (parent, children) in enumerate(sorted(blocked.items())):
         stages = []
         for j, child in enumerate(sorted(children)):
