@@ -33,7 +33,6 @@ does not pass its own tests are rejected too: failing those tests proves nothing
 
 from __future__ import annotations
 
-import ast
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from faulttune.bugs.cct import FAMILIES, twins
 from faulttune.bugs.mutation import mutate_many, sample_mutants
 from faulttune.bugs.similarity import levenshtein_similarity, make_scorer
 from faulttune.bugs.teacher import teacher_candidates
+from faulttune.generate.extract import defines
 from faulttune.generate.extract import python_block as extract_code_block
 from faulttune.io import DataError
 
@@ -258,17 +258,6 @@ def cct_pairs(tasks: Sequence[dict[str, Any]], seed: int, per_family: int, *,
 # teacher selection
 
 
-def _defines(code: str, name: str) -> bool:
-    """``name`` is defined (def, class or assignment) somewhere in ``code``."""
-    for node in ast.walk(ast.parse(code)):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                and node.name == name:
-            return True
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
-            return True
-    return False
-
-
 def screen_candidate(code: str | None, task: dict[str, Any], max_length_ratio: float = 2.0
                      ) -> str | None:
     """The rejection reason of an extracted teacher variant, or ``None`` if it may be a twin.
@@ -285,7 +274,7 @@ def screen_candidate(code: str | None, task: dict[str, Any], max_length_ratio: f
         return "does not compile"
     if ast_key(code) == ast_key(correct):
         return "same AST as the correct code"
-    if task["entry_point"] and not _defines(code, task["entry_point"]):
+    if task["entry_point"] and not defines(code, task["entry_point"]):
         return "does not define the entry point"
     if len(code) > max_length_ratio * len(correct) + 100:
         return "too long"

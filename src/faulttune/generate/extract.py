@@ -108,9 +108,19 @@ def _is_clean(tree: ast.Module) -> bool:
     return all(isinstance(node, _DEFINITIONS) or docstring(node) for node in tree.body)
 
 
-def _defines(tree: ast.Module, name: str) -> bool:
-    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-               and node.name == name for node in tree.body)
+def defines(code: str, name: str) -> bool:
+    """``name`` is defined (def, class or assignment) somewhere in ``code``; False if it does not
+    parse."""
+    tree = _parse(code)
+    if tree is None:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                and node.name == name:
+            return True
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+            return True
+    return False
 
 
 def sanitize_program(program: str, entry_point: str = "") -> str:
@@ -136,8 +146,5 @@ def sanitize_program(program: str, entry_point: str = "") -> str:
     from evalplus.sanitize import sanitize
 
     cleaned = sanitize(program, entry_point or None).strip("\n") + "\n"
-    cleaned_tree = _parse(cleaned)
-    if cleaned.strip() and cleaned_tree is not None and (
-            not entry_point or _defines(cleaned_tree, entry_point)):
-        return cleaned
-    return program
+    usable = defines(cleaned, entry_point) if entry_point else _parse(cleaned) is not None
+    return cleaned if cleaned.strip() and usable else program
