@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +19,6 @@ from faulttune.contamination import (
     self_overlaps,
 )
 from faulttune.data.sources import humaneval_split
-
-DATA_DIR = Path(os.environ.get("FAULTTUNE_DATA_DIR")
-                or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # HumanEval/0's canonical solution with the function renamed, the docstring replaced, comments
 # added and the layout changed (2-space indents, operator spacing, a one-line `if`).
@@ -48,8 +43,8 @@ UNRELATED = [
 
 
 @pytest.fixture(scope="module")
-def humaneval():
-    return load_benchmarks(["humaneval"], DATA_DIR)["humaneval"]
+def humaneval(data_dir):
+    return load_benchmarks(["humaneval"], data_dir)["humaneval"]
 
 
 def test_code_tokens_ignore_layout_and_comments_and_split_strings():

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,9 +18,6 @@ from faulttune.sensitivity import (
     twin_pairs,
     write_sensitivity,
 )
-
-DATA_DIR = Path(os.environ.get("FAULTTUNE_DATA_DIR")
-                or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # Hand-made pairs: each buggy twin differs from the correct program by one operator.
 PAIRS = [
@@ -40,8 +35,8 @@ def tiny():
     return load_model(TINY_RANDOM, precision="fp32", device="cpu"), load_tokenizer(TINY_RANDOM)
 
 
-def test_humanevalfix_pairs_differ_only_in_the_body():
-    pairs = humanevalfix_pairs(DATA_DIR)
+def test_humanevalfix_pairs_differ_only_in_the_body(data_dir):
+    pairs = humanevalfix_pairs(data_dir)
     assert len(pairs) == 164
     first = pairs[0]
     assert first["task_id"] == "Python/0" and first["family"] == "humanevalfix"
