@@ -1,32 +1,40 @@
-"""Config validation and sweep expansion: errors name the key path and the bad value."""
+"""Config validation and expansion: every error names the key path and the bad value, and no
+config can make a job write outside results/<run>/ or silently drop a value."""
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
 import yaml
 
-from faulttune.config import ConfigError, expand_experiments, load_config, validate_config
+from faulttune import methods
+from faulttune.config import ConfigError, expand_experiments, load_config, read_yaml, validate_config
 
-BASE = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+REPO = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-def with_change(**changes):
+def config_with(**sections):
     config = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        node = config
-        *parents, last = dotted.split("__")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
+    config.update(sections)
     return config
 
 
-def test_shipped_config_is_valid():
-    config = load_config(Path(__file__).resolve().parents[1] / "config" / "config.yaml")
+def rejected(config, source="config.yaml") -> str:
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, source)
+    assert str(err.value).startswith(source)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", ".test/config.yaml"])
+def test_shipped_configs_are_valid(path):
+    config = load_config(REPO / path)
     assert config["train"]["warmup_ratio"] == 0.03  # default filled in from the schema
+    assert config["data"]["decontaminate"] is True  # on unless a config turns it off
     assert "base" in expand_experiments(config)
 
 
@@ -39,50 +47,120 @@ def test_shipped_config_is_valid():
         ({"bogus": 1}, "unknown key(s) ['bogus']"),
         ({"train": {"lr": 1e-5, "lrr": 1}}, "unknown key(s) ['lrr'] under train"),
         ({"experiments": {"c": {"method": "cct", "lambda": 2.0}}}, "experiments.c.lambda: method 'cct' does not use it"),
+        ({"experiments": {"s": {"method": "sft", "bugs": "mutation"}}}, "experiments.s.bugs: method 'sft' does not use it"),
         ({"sweeps": {"nope": {"lambda": [2.0]}}}, "sweeps.nope: no experiment named 'nope'"),
+        ({"sweeps": {"cct": {"lambda": [2.0]}}}, "sweeps.cct.lambda: method 'cct' does not take 'lambda'"),
+        ({"seeds": [0, 1, 0]}, "config key seeds: [0, 1, 0] repeats a seed"),
     ],
 )
 def test_bad_config_names_the_key(change, expected):
-    config = copy.deepcopy(BASE)
-    config.update(change)
-    with pytest.raises(ConfigError) as err:
-        validate_config(config, "config.yaml")
-    assert expected in str(err.value)
-    assert str(err.value).startswith("config.yaml")
+    assert expected in rejected(config_with(**change))
 
 
-def test_bad_sweep_value_is_rejected():
-    config = copy.deepcopy(BASE)
-    config["experiments"]["fgit"] = {"method": "fgit"}
-    config["sweeps"] = {"fgit": {"lambda": [2.5, 0.5]}}  # the second value is out of range
-    with pytest.raises(ConfigError, match="lambda"):
-        validate_config(config)
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../x", "", "fgit@seed=1", "a b"])
+def test_unsafe_experiment_and_run_names_are_refused(name):
+    message = rejected(config_with(experiments={**BASE["experiments"], name: {"method": "sft"}}))
+    assert f"experiments.{name}: {name!r} is not a safe name" in message
+    assert f"run: {name!r} is not a safe name" in rejected(config_with(run=name))
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinity_are_refused(value):
+    assert "config key train.lr" in rejected(config_with(train={**BASE["train"], "lr": value}))
+    sweep = config_with(sweeps={"fgit": {"lambda": [2.5, value]}})
+    assert "config key sweeps.fgit.lambda[1]" in rejected(sweep)
+
+
+def test_a_key_written_twice_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("run: demo\ntrain: {lr: 1.0e-5}\nseed: 0\ntrain: {lr: 2.0e-5}\n")
+    with pytest.raises(ConfigError, match=r"key 'train' appears twice in one mapping \(lines 2 and 4\)"):
+        read_yaml(path)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  lr: 1.0e-5\n  lr: 2.0e-5\n")
+    with pytest.raises(ConfigError, match="key 'lr' appears twice"):
+        read_yaml(nested)
+
+
+def test_an_experiment_named_like_a_sweep_value_is_refused():
+    config = config_with(experiments={**BASE["experiments"], "fgit~lambda=3.0": {"method": "sft"}})
+    assert "sweeps.fgit.lambda: makes the experiment 'fgit~lambda=3.0', which already exists" in rejected(config)
+
+
+@pytest.mark.parametrize(
+    ("lora", "expected"),
+    [
+        ({"r": 8, "rank": 4}, "unknown key(s) ['rank'] under train.lora"),
+        ({"r": "eight"}, "config key train.lora.r: 'eight' is not of type 'integer'"),
+        ({"r": 8, "lora_dropout": 2.0}, "config key train.lora.lora_dropout"),
+        ({"lora_alpha": 16}, "config key train.lora: 'r' is a required property"),
+    ],
+)
+def test_lora_settings_are_checked(lora, expected):
+    assert expected in rejected(config_with(train={**BASE["train"], "lora": lora}))
+
+
+def test_sweep_errors_name_the_sweep_key_and_index():
+    config = config_with(sweeps={"fgit": {"lambda": [2.5, 0.5]}})  # the second value is < 1
+    message = rejected(config)
+    assert "config key sweeps.fgit.lambda[1]: 0.5 is less than the minimum of 1" in message
 
 
 def test_sweeps_expand_one_parameter_at_a_time_with_stable_names():
-    config = copy.deepcopy(BASE)
-    config["experiments"] = {"base": {"method": "base"}, "fgit": {"method": "fgit"}, "cct": {"method": "cct"}}
-    config["sweeps"] = {"fgit": {"lambda": [1.5, 2.0, 3.0], "granularity": ["line"]},
-                        "cct": {"alpha": [1.0], "beta": [0.0, 1.0]}}
-    names = expand_experiments(validate_config(config))
-    assert sorted(names) == sorted([
-        "base", "fgit", "cct", "fgit~lambda=1.5", "fgit~lambda=3.0", "fgit~granularity=line",
-        "cct~alpha=1.0", "cct~beta=0.0", "cct~beta=1.0",
+    config = config_with(
+        experiments={"base": {"method": "base"}, "sft": {"method": "sft"}, "fgit": {"method": "fgit"},
+                     "cct": {"method": "cct"}},
+        sweeps={"fgit": {"lambda": [1.5, 2.0, 3.0], "granularity": ["line"]},
+                "cct": {"alpha": [1.0], "beta": [0.0, 1.0], "lr": [1.0e-4]}})
+    experiments = expand_experiments(validate_config(config))
+    assert sorted(experiments) == sorted([
+        "base", "sft", "fgit", "cct", "fgit~lambda=1.5", "fgit~lambda=3.0", "fgit~granularity=line",
+        "cct~alpha=1.0", "cct~beta=0.0", "cct~beta=1.0", "cct~lr=0.0001",
     ])  # lambda=2.0 is fgit's own default: no duplicate experiment
-    assert names["fgit~lambda=3.0"]["lambda"] == 3.0
-    assert names["fgit~granularity=line"]["lambda"] == 2.0  # other keys keep the base values
-    assert names["cct~beta=0.0"] == {"method": "cct", "alpha": 2.0, "beta": 0.0, "bugs": "cct"}
+    assert experiments["fgit~lambda=3.0"].params["lambda"] == 3.0
+    assert experiments["fgit~granularity=line"].params["lambda"] == 2.0  # the rest kept
+    assert experiments["cct~beta=0.0"].values() == {
+        "method": "cct", "alpha": 2.0, "beta": 0.0, "margin": 1.0, "bugs": "cct"}
+    assert experiments["cct~lr=0.0001"].overrides == {"lr": 1.0e-4}
+    assert experiments["cct~beta=0.0"].sweep_of == "cct"
 
 
-def test_train_config_maps_the_workflow_keys():
-    from faulttune.config import expand_experiments
-    from faulttune.stages import train_config
+def test_seeds_replicate_every_trained_experiment_with_paired_baselines():
+    config = validate_config(config_with(seeds=[0, 7]))
+    experiments = expand_experiments(config)
+    trained = [n for n, e in experiments.items() if e.trained and e.replica_of is None]
+    assert {f"{n}@seed=7" for n in trained} == {n for n in experiments if "@seed=" in n}
+    assert "base@seed=7" not in experiments
+    replica = experiments["fgit@seed=7"]
+    assert (replica.seed, replica.family, replica.baseline) == (7, "fgit", "sft@seed=7")
+    assert experiments["sft@seed=7"].baseline == "base"  # an untrained baseline is shared
+    assert experiments["fgit"].seed == 0
 
-    config = copy.deepcopy(BASE)
-    config["train"] = {"lr": 1e-5, "batch_size": 8, "grad_accum": 4, "num_processes": 2}
-    config["experiments"] = {"fgit": {"method": "fgit", "granularity": "line", "lambda": 3.0,
-                                      "bugs": "mutation", "max_steps": 5}}
-    config = validate_config(config)
-    cfg = train_config(config, expand_experiments(config)["fgit"])
-    assert (cfg.method, cfg.lam, cfg.lr, cfg.max_steps) == ("fgit", 3.0, 1e-5, 5)
-    assert (cfg.batch_size, cfg.micro_batch_size) == (8, 2)  # grad_accum 4
+
+def test_baselines_come_from_the_registry_or_the_config():
+    experiments = expand_experiments(validate_config(BASE))
+    for name, exp in experiments.items():
+        wanted = methods.get(exp.method).baseline
+        assert exp.baseline is None or experiments[exp.baseline].method == wanted, name
+    two_sfts = {**BASE["experiments"], "sft-long": {"method": "sft", "lr": 1.0e-5}}
+    assert "several sft experiments ['sft', 'sft-long'] could be the baseline" in rejected(
+        config_with(experiments=two_sfts))
+    two_sfts["cct"] = {**two_sfts["cct"], "baseline": "sft-long"}
+    two_sfts["fgit"] = {**two_sfts["fgit"], "baseline": "sft"}
+    two_sfts["fgit-mut"] = {**two_sfts["fgit-mut"], "baseline": "sft"}
+    experiments = expand_experiments(validate_config(config_with(experiments=two_sfts)))
+    assert experiments["cct"].baseline == "sft-long"
+    assert experiments["fgit~lambda=3.0"].baseline == "sft"  # a sweep keeps its base's
+    assert "'nope' is not another declared experiment" in rejected(config_with(
+        experiments={**BASE["experiments"], "cct": {"method": "cct", "baseline": "nope"}}))
+
+
+def test_every_method_key_has_one_default_and_a_help_in_the_registry():
+    schema = methods.experiment_schema()
+    assert schema["properties"]["method"]["enum"] == list(methods.METHODS)
+    for method in methods.METHODS.values():
+        for param in method.params:
+            assert param.help and param.name in schema["properties"], (method.name, param.name)
+    fgit = methods.get("fgit").defaults()
+    assert fgit == {"lambda": 2.0, "granularity": "hybrid", "weighting": "dynamic",
+                    "fixed_weight": 2.0, "bugs": "teacher"}
