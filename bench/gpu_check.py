@@ -192,7 +192,7 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec["steps"]`` optimiser steps of one loss; throughput, MFU and peak memory."""
     import torch
 
-    from faulttune.train import TrainConfig
+    from faulttune.training.config import TrainConfig
     from faulttune.training import loop
 
     on_gpu = spec["device"] == "cuda"

@@ -84,7 +84,7 @@ def write_data(model: str, folder: Path, count: int) -> None:
 
 
 def time_ours(name: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> list[float]:
-    from faulttune.train import TrainConfig
+    from faulttune.training.config import TrainConfig
     from faulttune.training import loop
 
     kind, overrides = OURS[name]
@@ -140,7 +140,7 @@ def time_trl(name: str, model: str, folder: Path, steps: int, batch: int, micro:
 
 
 def ours_runs(names: list[str], model: str, folder: Path, steps: int, batch: int, micro: int) -> list:
-    from faulttune.train import TrainConfig
+    from faulttune.training.config import TrainConfig
     from faulttune.training import loop
 
     runs = []

@@ -33,10 +33,10 @@ def test_demo_training_rows_carry_tests_that_the_solution_passes():
 
 
 def test_heldout_benchmark_is_the_rest_of_humaneval():
-    rows = benchmark_rows("humaneval-split-heldout", seed=0, train_limit=64)
+    rows = benchmark_rows("humaneval-split-heldout", split=(0, 64))
     assert [r["task_id"] for r in rows] == humaneval_split(0, 64)[1]
     assert all(r["scored_as"] == "humaneval" and r["demo_split"] for r in rows)
-    assert benchmark_rows("humaneval-split-heldout", seed=0, train_limit=64, limit=5) == rows[:5]
+    assert benchmark_rows("humaneval-split-heldout", split=(0, 64), limit=5) == rows[:5]
 
 
 def test_humanevalfix_prompt_shows_the_buggy_code_and_tests(data_dir):

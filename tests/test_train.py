@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 from faulttune.io import DataError
 from faulttune.mask_table import write_masks
 from faulttune.models import TINY_RANDOM, resolve_model
-from faulttune.train import TrainConfig, lr_at, train_experiment
+from faulttune.training.config import TrainConfig, lr_at
+from faulttune.training.loop import train_experiment
 from faulttune.training import loop
 from faulttune.training.data import group_units, load_rows, response_end, step_units
 
@@ -276,7 +277,7 @@ def test_two_processes_train_like_one(tmp_path, method):
     gives the step losses and gradient norms of one process with the same global batch: each
     process takes its half of the step's units, the losses use step-level counts, and the
     DDP average is undone. The weights end equal too."""
-    from faulttune.train_launch import launch
+    from faulttune.training.launch import launch
 
     paths = write_examples(tmp_path, method, count=8)
     config = tiny_config(method, max_steps=2, batch_size=4, micro_batch_size=2, lr=1e-3)

@@ -98,9 +98,6 @@ def rejected_path(output: str | os.PathLike[str]) -> Path:
     return output.with_name(output.name.removesuffix(".parquet") + ".rejected.parquet")
 
 
-REJECTED_SCHEMA_NOTE = "rejected rows keep every input column plus `reason` (str) and `stage` (str)"
-
-
 def write_rejected(
     rows: Sequence[dict[str, Any]],
     output: str | os.PathLike[str],

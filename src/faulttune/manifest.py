@@ -111,11 +111,10 @@ def model_entry(name: str) -> dict[str, Any]:
 def seeds(config: Mapping[str, Any]) -> dict[str, Any]:
     from faulttune.config import expand_experiments
 
-    global_seed = config.get("seed", 0)
     experiments = expand_experiments(config)
     return {
-        "global": global_seed,
-        "experiments": {name: exp.get("seed", global_seed) for name, exp in experiments.items()},
+        "global": config.get("seed", 0),
+        "experiments": {name: exp.seed for name, exp in experiments.items()},
     }
 
 

@@ -67,7 +67,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from faulttune.config import COMMON_PARAMS, METHOD_PARAMS, SWEEP_SEPARATOR, expand_experiments
+from faulttune import methods
+from faulttune.config import SWEEP_SEPARATOR
 from faulttune.io import DataError, read_jsonl, rejected_path
 
 DEMO_BENCHMARK = "humaneval-split-heldout"
@@ -80,12 +81,8 @@ SENSITIVITY_KEYS = (
     "mean_margin_mean",
 )
 SENSITIVITY_PARTS = ("overall", "humanevalfix", "twins")  # top-level SUMMARY keys (may be null)
-PARAM_COLUMNS = tuple(sorted(set().union(*METHOD_PARAMS.values()))) + (
-    "lr",
-    "epochs",
-    "max_steps",
-    "seed",
-)
+PARAM_COLUMNS = tuple(sorted({p.name for m in methods.METHODS.values() for p in m.params} - {"bugs"}))
+PARAM_COLUMNS += tuple(p.name for p in methods.TRAIN_OVERRIDES) + ("seed",)
 SUMMARY_COLUMNS = (
     "experiment",
     "method",
@@ -284,8 +281,8 @@ def experiment_columns(name: str, params: Mapping[str, Any] | None) -> Row:
     row: Row = {"experiment": name, "sweep_of": sweep_of, "swept_param": swept}
     if params is None:
         return {**row, "method": "unknown"}
-    used = METHOD_PARAMS.get(params["method"], set()) | (COMMON_PARAMS - {"method", "bugs"})
-    row.update({k: params[k] for k in PARAM_COLUMNS if k in used and k in params})
+    used = set(methods.get(params["method"]).accepted_keys()) | {"seed"}
+    row.update({k: params[k] for k in PARAM_COLUMNS if k in used and params.get(k) is not None})
     return {**row, "method": params["method"], "bugs": params.get("bugs", "")}
 
 
@@ -306,13 +303,12 @@ def _family_rows(scores: Sequence[Score]) -> dict[tuple[str, str], Row]:
 
 
 def summary_rows(
-    config: Mapping[str, Any],
+    experiments: Mapping[str, Mapping[str, Any]],
     scores: Sequence[Score],
     sensitivity: Mapping[str, Mapping[str, Any]],
     pairs: Mapping[str, PairCount],
 ) -> list[Row]:
     """The rows of summary.csv (columns in the module docstring)."""
-    experiments = expand_experiments(config)
     keyed = _family_rows(scores)
     for name in sensitivity:  # a probed experiment without scores still gets a row
         if not any(e == name for e, _ in keyed):
@@ -707,7 +703,7 @@ def results_section(data: ReportData) -> str:
     return "\n\n".join(parts)
 
 
-def comparison_section(config: Mapping[str, Any], data: ReportData, papers: Sequence[Row]) -> str:
+def comparison_section(settings: Any, data: ReportData, papers: Sequence[Row]) -> str:
     """Our rows and the papers' rows in one table, each row labelled with where it comes from."""
     ours = ours_by_benchmark(data.rows)
     ours_benchmarks = {b for per in ours.values() for b in per}
@@ -716,9 +712,8 @@ def comparison_section(config: Mapping[str, Any], data: ReportData, papers: Sequ
         ours_benchmarks | (set(PAPER_MAIN_BENCHMARKS) | ours_benchmarks) & paper_benchmarks,
         key=_benchmark_key,
     )
-    student = config["student"]["model"]
     table: list[Row] = [
-        {"source": f"**ours** (run `{config['run']}`)", "model": student, "variant": exp, **per}
+        {"source": f"**ours** (run `{settings.run}`)", "model": settings.student, "variant": exp, **per}
         for exp, per in sorted(ours.items())
     ]
     grouped: dict[tuple[str, str, str, str], Row] = {}
@@ -892,20 +887,20 @@ def manifest_section(manifest: Mapping[str, Any]) -> str:
 
 
 def render_markdown(
-    config: Mapping[str, Any],
+    settings: Any,
     data: ReportData,
     made: Mapping[str, bool],
     manifest: Mapping[str, Any],
 ) -> str:
     header = (
-        f"# faulttune report: run `{config['run']}`\n\nStudent `{config['student']['model']}`, "
-        f"training source `{config['data']['train']['source']}`, greedy decoding."
+        f"# faulttune report: run `{settings.run}`\n\nStudent `{settings.student}`, "
+        f"training source `{settings.train_source}`, greedy decoding."
     )
     sections = [
         header,
         experiments_section(data),
         results_section(data),
-        comparison_section(config, data, load_papers()),
+        comparison_section(settings, data, load_papers()),
         f"![pass@1]({PLOT_FILES['pass_at_1']})",
         f"![sweeps]({PLOT_FILES['sweeps']})",
         pairs_section(data.pairs),
@@ -944,7 +939,7 @@ def write_plots(data: ReportData, plots_dir: Path) -> dict[str, bool]:
 
 
 def load_data(
-    config: Mapping[str, Any],
+    experiments: Mapping[str, Mapping[str, Any]],
     scores: Sequence[str],
     sensitivity: Sequence[str],
     pairs: Sequence[str],
@@ -953,10 +948,10 @@ def load_data(
 ) -> ReportData:
     probes = read_sensitivity(sensitivity)
     counts = count_pairs(pairs)
-    rows = summary_rows(config, [read_score(p) for p in scores], probes, counts)
+    rows = summary_rows(experiments, [read_score(p) for p in scores], probes, counts)
     return ReportData(
         rows,
-        expand_experiments(config),
+        dict(experiments),
         probes,
         counts,
         codeflow_curves(trajectories),
@@ -965,7 +960,7 @@ def load_data(
 
 
 def write_report(
-    config: Mapping[str, Any],
+    settings: Any,
     out_dir: str,
     *,
     scores: Sequence[str],
@@ -980,11 +975,11 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_data(config, scores, sensitivity, pairs, trajectories, train_logs)
+    data = load_data(settings.experiments, scores, sensitivity, pairs, trajectories, train_logs)
     write_summary(data.rows, out / "summary.csv")
     made = write_plots(data, out / "plots")
     write_masks_html(masks, out / "masks.html")
     rejected = [str(rejected_path(p)) for p in pairs if rejected_path(p).is_file()]
     inputs = [*scores, *sensitivity, *pairs, *rejected, *trajectories, *train_logs, *masks]
-    manifest = write_manifest(config, inputs, out / "manifest.json")
-    (out / "report.md").write_text(render_markdown(config, data, made, manifest), encoding="utf-8")
+    manifest = write_manifest(settings.config, inputs, out / "manifest.json")
+    (out / "report.md").write_text(render_markdown(settings, data, made, manifest), encoding="utf-8")

@@ -10,7 +10,7 @@ rule mutate:
     log:
         f"{R}/logs/mutate/{{mut_source}}.log",
     params:
-        settings={"bugs": config["bugs"], "seed": config["seed"]},
+        settings=lambda w: PLAN.mutate(w.mut_source).to_params(),
     threads: 2
     conda:
         "../../envs/cpu.yaml"
@@ -26,12 +26,12 @@ rule teacher_variants:
     log:
         f"{R}/logs/teacher_variants.log",
     params:
-        settings={"teacher": config["teacher"], "seed": config["seed"]},
+        settings=PLAN.teacher().to_params(),
     threads: 2
     resources:
         gpu=1,
     conda:
-        "../../envs/vllm.yaml" if config["teacher"]["backend"] == "vllm" else "../../envs/train.yaml"
+        "../../envs/vllm.yaml" if PLAN.teacher().backend.backend == "vllm" else "../../envs/train.yaml"
     script:
         "../scripts/teacher_variants.py"
 
@@ -46,7 +46,7 @@ rule select_pairs:
     log:
         f"{R}/logs/select_pairs.log",
     params:
-        settings={"similarity": config["teacher"]["similarity"], "verify": config["bugs"]["verify"]},
+        settings=PLAN.select_pairs().to_params(),
     threads: 2
     conda:
         "../../envs/cpu.yaml"

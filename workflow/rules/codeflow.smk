@@ -12,7 +12,7 @@ rule codeflow:
     log:
         f"{R}/logs/codeflow.log",
     params:
-        settings={"codeflow": config["codeflow"], "student": config["student"], "seed": config["seed"]},
+        settings=PLAN.codeflow().to_params(),
     threads: 2
     resources:
         gpu=1,
@@ -32,7 +32,7 @@ rule codeflow_pairs:
     log:
         f"{R}/logs/codeflow_pairs/{{rejected_rule}}.log",
     params:
-        settings={"max_length": config["codeflow"]["max_length"], "seed": config["seed"]},
+        settings=lambda w: PLAN.codeflow_pairs(w.rejected_rule).to_params(),
     conda:
         "../../envs/cpu.yaml"
     script:

@@ -1,35 +1,32 @@
-# Config validation (before any job runs), experiment expansion, paths and input functions.
+# Config validation (before any job runs), the plan of experiments and each job's settings.
+# Every rule's `params: settings=` is the settings object its script reads (faulttune.settings),
+# so a config edit reruns exactly the jobs whose stage reads the edited key.
 import os
 import re
 
-from snakemake.utils import validate
-
-from faulttune.config import expand_experiments, validate_config
+from faulttune import methods
+from faulttune.config import read_yaml, validate_config
 from faulttune.data.bench_table import PROMPT_SET
-from faulttune.stages import active_benchmarks, data_dir
+from faulttune.settings import Plan
 
+for _path in workflow.configfiles:
+    read_yaml(_path)  # a key written twice is an error (Snakemake's loader keeps the last)
 config.update(validate_config(dict(config), source="config"))
-validate(config, "../../config/schema.yaml")
 # Conda envs install this checkout with pip (envs/*.yaml read ${FAULTTUNE_ROOT}).
 os.environ.setdefault("FAULTTUNE_ROOT", workflow.basedir)
 
+PLAN = Plan(config)
 R = f"results/{config['run']}"
-DATA_DIR = data_dir(config)
-EXPERIMENTS = expand_experiments(config)
-BENCHMARKS = active_benchmarks(config)
-TRAINED = [name for name, exp in EXPERIMENTS.items() if exp["method"] != "base"]
+EXPERIMENTS = PLAN.experiments
+BENCHMARKS = PLAN.benchmarks
+TRAINED = PLAN.trained
 CODEFLOW_MUTANTS = f"{R}/bugs/pairs_mutation.parquet"
 CODEFLOW_TASKS = (
-    f"{R}/data/codeflow_train.parquet" if config["data"].get("codeflow_train") else f"{R}/data/train.parquet"
+    f"{R}/data/codeflow_train.parquet" if config["data"]["codeflow_train"] else f"{R}/data/train.parquet"
 )
-MASK_KINDS = ["sft", "cct", "dpo", "target_dpo", "focused_dpo"] + [
-    f"fgit-{g}" for g in ("line", "token", "hybrid")
-]
 PAIR_SOURCES = ["train", "mutation", "cct", "teacher", "codeflow"] + [
     f"codeflow-{r}" for r in ("random", "first", "last")
 ]
-
-
 
 
 def one_of(names):
@@ -41,7 +38,7 @@ wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     benchmark=one_of(PROMPT_SET),
     prompt_set=one_of(set(PROMPT_SET.values())),
-    kind=one_of(MASK_KINDS),
+    kind=one_of(methods.MASK_KINDS),
     source=one_of(PAIR_SOURCES),
     mut_source="mutation|cct",
     rejected_rule="random|first|last",
@@ -58,47 +55,18 @@ def pairs_file(source):
     return f"{R}/bugs/pairs_{source}.parquet"
 
 
-def experiment_sources(exp):
-    """The pairs source of an experiment; IterPref's rejected rule picks the codeflow pair set."""
-    source = exp.get("bugs", "teacher")
-    if source == "codeflow" and exp.get("rejected", config["codeflow"]["rejected"]) != config["codeflow"]["rejected"]:
-        source = f"codeflow-{exp['rejected']}"
-    return source
+def masks_files(experiment):
+    """The training-example files of an experiment (the registry says which)."""
+    return [f"{R}/masks/{kind}_{source}.parquet" for kind, source in PLAN.mask_inputs(experiment)]
 
 
-def experiment_masks(wildcards):
-    """The training-example files of an experiment (CCT also learns L_lm on the plain solutions)."""
-    exp = EXPERIMENTS[wildcards.experiment]
-    method, source = exp["method"], experiment_sources(exp)
-    kind = {
-        "sft": "sft", "cct": "cct", "dpo": "dpo", "rpo": "dpo", "target_dpo": "target_dpo",
-        "target_rpo": "target_dpo", "focused_dpo": "focused_dpo",
-        "fgit": f"fgit-{exp.get('granularity', 'hybrid')}",
-    }[method]
-    files = [f"{R}/masks/{kind}_{'train' if kind == 'sft' else source}.parquet"]
-    if method == "cct":
-        files.insert(0, f"{R}/masks/sft_train.parquet")
-    return files
-
-
-class Wildcards:
-    """Stand-in for Snakemake's wildcards object when an input function is called directly."""
-
-    def __init__(self, experiment):
-        self.experiment = experiment
-
-
-def model_for(wildcards):
-    """The student for `base`, the trained folder for every other experiment."""
-    if EXPERIMENTS[wildcards.experiment]["method"] == "base":
-        return config["student"]["model"]
-    return f"{R}/models/{wildcards.experiment}"
+def model_for(experiment):
+    """The student for an untrained experiment, the trained folder for every other one."""
+    return PLAN.model_of(experiment) or f"{R}/models/{experiment}"
 
 
 def trained_model_input(wildcards):
-    if EXPERIMENTS[wildcards.experiment]["method"] == "base":
-        return []
-    return [f"{R}/models/{wildcards.experiment}"]
+    return [] if PLAN.model_of(wildcards.experiment) else [f"{R}/models/{wildcards.experiment}"]
 
 
 def samples_for(wildcards):
@@ -118,12 +86,12 @@ def score_files():
 
 def training_masks():
     """Every masks file some trained experiment needs."""
-    return sorted({f for name in TRAINED for f in experiment_masks(Wildcards(name))})
+    return sorted({f for name in TRAINED for f in masks_files(name)})
 
 
 def training_pairs():
     """Every pairs file behind some trained experiment (sft trains on the table itself)."""
-    sources = {s for f in training_masks() for s in [f.rsplit("_", 1)[1].removesuffix(".parquet")]}
+    sources = {s for name in TRAINED for _, s in PLAN.mask_inputs(name)}
     return sorted(pairs_file(s) for s in sources if s != "train")
 
 

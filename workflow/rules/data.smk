@@ -7,7 +7,7 @@ rule prepare_train:
     log:
         f"{R}/logs/prepare_train.log",
     params:
-        settings={"train": config["data"]["train"], "seed": config["seed"]},
+        settings=PLAN.train_table("train").to_params(),
     conda:
         "../../envs/cpu.yaml"
     script:
@@ -20,7 +20,7 @@ rule prepare_codeflow_train:
     log:
         f"{R}/logs/prepare_codeflow_train.log",
     params:
-        settings={"train": config["data"].get("codeflow_train"), "seed": config["seed"]},
+        settings=PLAN.train_table("codeflow_train").to_params() if config["data"]["codeflow_train"] else {},
     conda:
         "../../envs/cpu.yaml"
     script:
@@ -33,7 +33,7 @@ rule prepare_benchmark:
     log:
         f"{R}/logs/prepare_benchmark/{{prompt_set}}.log",
     params:
-        settings={"seed": config["seed"], "train": config["data"]["train"], "limit": config["data"].get("benchmark_limit")},
+        settings=lambda w: PLAN.prepare_benchmark(w.prompt_set).to_params(),
     conda:
         "../../envs/cpu.yaml"
     script:

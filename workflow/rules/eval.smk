@@ -10,8 +10,7 @@ rule generate:
     log:
         f"{R}/logs/generate/{{experiment}}/{{prompt_set}}.log",
     params:
-        model=model_for,
-        settings={"generation": config["generation"], "seed": config["seed"]},
+        settings=lambda w: PLAN.generate(model_for(w.experiment)).to_params(),
     threads: 2
     resources:
         gpu=1,
@@ -30,7 +29,7 @@ rule score:
     log:
         f"{R}/logs/score/{{experiment}}/{{benchmark}}.log",
     params:
-        settings={"data_dir": DATA_DIR, "bigcodebench": config["data"]["bigcodebench"]},
+        settings=lambda w: PLAN.score(w.benchmark).to_params(),
     threads: 2
     conda:
         score_env

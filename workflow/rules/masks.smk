@@ -10,7 +10,7 @@ rule masks:
     log:
         f"{R}/logs/masks/{{kind}}_{{source}}.log",
     params:
-        settings={"student": config["student"]["model"], "max_length": config["train"]["max_length"], "seed": config["seed"]},
+        settings=lambda w: PLAN.masks(w.kind).to_params(),
     conda:
         "../../envs/cpu.yaml"
     script:

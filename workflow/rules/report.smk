@@ -10,7 +10,7 @@ rule contamination:
     log:
         f"{R}/logs/contamination.log",
     params:
-        settings={"benchmarks": BENCHMARKS, "seed": config["seed"], "train": config["data"]["train"]},
+        settings=PLAN.contamination().to_params(),
     conda:
         "../../envs/cpu.yaml"
     script:
@@ -35,6 +35,8 @@ rule report:
         made=f"{R}/report/plots/made.json",
     log:
         f"{R}/logs/report.log",
+    params:
+        settings=PLAN.report().to_params(),
     conda:
         "../../envs/cpu.yaml"
     script:

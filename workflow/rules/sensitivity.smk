@@ -8,7 +8,7 @@ rule heldout_twins:
     log:
         f"{R}/logs/heldout_twins.log",
     params:
-        settings={"seed": config["seed"], "train": config["data"]["train"]},
+        settings=PLAN.heldout_twins().to_params(),
     threads: 2
     conda:
         "../../envs/cpu.yaml"
@@ -25,8 +25,7 @@ rule sensitivity:
     log:
         f"{R}/logs/sensitivity/{{experiment}}.log",
     params:
-        model=model_for,
-        settings={"sensitivity": config["sensitivity"], "data_dir": DATA_DIR},
+        settings=lambda w: PLAN.sensitivity(model_for(w.experiment)).to_params(),
     threads: 2
     resources:
         gpu=1,

@@ -3,13 +3,13 @@
 
 rule train:
     input:
-        examples=experiment_masks,
+        examples=lambda w: masks_files(w.experiment),
     output:
         model=directory(f"{R}/models/{{experiment}}"),
     log:
         f"{R}/logs/train/{{experiment}}.log",
     params:
-        settings=lambda w: {"experiment": EXPERIMENTS[w.experiment], "train": config["train"], "seed": config["seed"]},
+        settings=lambda w: PLAN.train(w.experiment).to_params(),
     threads: 2
     resources:
         gpu=config["train"]["num_processes"],

@@ -1,8 +1,11 @@
-"""Rule codeflow: iterative debugging trajectories and IterPref pairs (resumable)."""
+"""Rule codeflow: iterative debugging until the tests pass; IterPref pairs (resumable)."""
 from pathlib import Path
 
-from faulttune.stages import codeflow, log_to
+from faulttune.settings import CodeflowSettings
+from faulttune.stages import log_to
+from faulttune.stages.codeflow import codeflow
 
 with log_to(snakemake.log[0]):
-    codeflow(snakemake.config, snakemake.input.train, snakemake.input.mutants or None,
-             str(Path(snakemake.output.trajectories).parent), threads=snakemake.threads)
+    codeflow(CodeflowSettings.from_params(snakemake.params.settings), snakemake.input.train,
+             snakemake.input.mutants or None, str(Path(snakemake.output.trajectories).parent),
+             threads=snakemake.threads)

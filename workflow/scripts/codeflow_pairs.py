@@ -1,6 +1,8 @@
-"""Rule codeflow_pairs: IterPref pairs under another rejected-version rule."""
-from faulttune.stages import codeflow_pairs, log_to
+"""Rule codeflow_pairs: IterPref pairs with another rejected-version rule."""
+from faulttune.settings import CodeflowPairsSettings
+from faulttune.stages import log_to
+from faulttune.stages.codeflow import codeflow_pairs
 
 with log_to(snakemake.log[0]):
-    codeflow_pairs(snakemake.config, snakemake.input.train, snakemake.input.trajectories,
-                   snakemake.wildcards.rejected_rule, snakemake.output.pairs)
+    codeflow_pairs(CodeflowPairsSettings.from_params(snakemake.params.settings),
+                   snakemake.input.train, snakemake.input.trajectories, snakemake.output.pairs)

@@ -1,5 +1,8 @@
-"""Rule contamination: overlap of training data and pairs with the evaluated benchmarks."""
-from faulttune.stages import contamination, log_to
+"""Rule contamination: overlap of the training data with every evaluated benchmark."""
+from faulttune.settings import ContaminationSettings
+from faulttune.stages import log_to
+from faulttune.stages.report import contamination
 
 with log_to(snakemake.log[0]):
-    contamination(snakemake.config, list(snakemake.input.tables), snakemake.output[0])
+    contamination(ContaminationSettings.from_params(snakemake.params.settings),
+                  list(snakemake.input.tables), snakemake.output[0])

@@ -1,6 +1,8 @@
 """Rule generate: samples of one experiment's model on one benchmark (resumable)."""
-from faulttune.stages import generate, log_to
+from faulttune.settings import GenerateSettings
+from faulttune.stages import log_to
+from faulttune.stages.eval import generate
 
 with log_to(snakemake.log[0]):
-    generate(snakemake.config, snakemake.input.bench, snakemake.params.model,
+    generate(GenerateSettings.from_params(snakemake.params.settings), snakemake.input.bench,
              snakemake.output[0], threads=snakemake.threads)

@@ -1,5 +1,8 @@
-"""Rule heldout_twins: verified CCT twins of held-out HumanEval tasks."""
-from faulttune.stages import heldout_twins, log_to
+"""Rule heldout_twins: verified twins of the held-out HumanEval tasks (the probe's pairs)."""
+from faulttune.settings import HeldoutSettings
+from faulttune.stages import log_to
+from faulttune.stages.sensitivity import heldout_twins
 
 with log_to(snakemake.log[0]):
-    heldout_twins(snakemake.config, snakemake.output.pairs, workers=snakemake.threads)
+    heldout_twins(HeldoutSettings.from_params(snakemake.params.settings), snakemake.output.pairs,
+                  workers=snakemake.threads)

@@ -1,5 +1,8 @@
-"""Rule masks: tokenised training examples with their masks (faulttune.mask_table schema)."""
-from faulttune.stages import log_to, masks
+"""Rule masks: training examples of one kind with their error-sensitive masks."""
+from faulttune.settings import MaskSettings
+from faulttune.stages import log_to
+from faulttune.stages.masks import masks
 
 with log_to(snakemake.log[0]):
-    masks(snakemake.config, snakemake.input.pairs, snakemake.wildcards.kind, snakemake.output.masks)
+    masks(MaskSettings.from_params(snakemake.params.settings), snakemake.input.pairs,
+          snakemake.output.masks)

@@ -1,6 +1,8 @@
-"""Rule mutate: verified twins from universalmutator or CCT's AST injection."""
-from faulttune.stages import log_to, mutate
+"""Rule mutate: verified twins by universalmutator or CCT's AST bug injection."""
+from faulttune.settings import BugSettings
+from faulttune.stages import log_to
+from faulttune.stages.bugs import mutate
 
 with log_to(snakemake.log[0]):
-    mutate(snakemake.config, snakemake.input.train, snakemake.wildcards.mut_source,
+    mutate(BugSettings.from_params(snakemake.params.settings), snakemake.input.train,
            snakemake.output.pairs, workers=snakemake.threads)

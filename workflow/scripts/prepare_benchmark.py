@@ -1,5 +1,7 @@
-"""Rule prepare_benchmark: one benchmark as a table (see faulttune.data.bench_table)."""
-from faulttune.stages import log_to, prepare_benchmark
+"""Rule prepare_benchmark: one benchmark's task table."""
+from faulttune.settings import BenchmarkSource
+from faulttune.stages import log_to
+from faulttune.stages.data import prepare_benchmark
 
 with log_to(snakemake.log[0]):
-    prepare_benchmark(snakemake.config, snakemake.wildcards.prompt_set, snakemake.output[0])
+    prepare_benchmark(BenchmarkSource.from_params(snakemake.params.settings), snakemake.output[0])

@@ -1,5 +1,8 @@
-"""Rule prepare_codeflow_train: CodeFlow's own task table (tasks with tests)."""
-from faulttune.stages import log_to, prepare_train
+"""Rule prepare_codeflow_train: the tasks (with tests) that CodeFlow debugs."""
+from faulttune.settings import TrainTableSettings
+from faulttune.stages import log_to
+from faulttune.stages.data import prepare_train
 
 with log_to(snakemake.log[0]):
-    prepare_train(snakemake.config, snakemake.output[0], section="codeflow_train")
+    prepare_train(TrainTableSettings.from_params(snakemake.params.settings), snakemake.output[0],
+                  stage="prepare_codeflow_train")

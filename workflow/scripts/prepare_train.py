@@ -1,5 +1,7 @@
-"""Rule prepare_train: the training table (see faulttune.data.sources for its columns)."""
-from faulttune.stages import log_to, prepare_train
+"""Rule prepare_train: the training task table."""
+from faulttune.settings import TrainTableSettings
+from faulttune.stages import log_to
+from faulttune.stages.data import prepare_train
 
 with log_to(snakemake.log[0]):
-    prepare_train(snakemake.config, snakemake.output[0])
+    prepare_train(TrainTableSettings.from_params(snakemake.params.settings), snakemake.output[0])

@@ -1,10 +1,13 @@
-"""Rule report: summary.csv, report.md, plots, mask examples and the manifest."""
+"""Rule report: tables, plots, the papers' numbers, masks page and manifest."""
 from pathlib import Path
 
-from faulttune.stages import log_to, report
+from faulttune.settings import ReportSettings
+from faulttune.stages import log_to
+from faulttune.stages.report import report
 
 INPUTS = ("scores", "sensitivity", "pairs", "trajectories", "models", "masks")
 
 with log_to(snakemake.log[0]):
-    report(snakemake.config, str(Path(snakemake.output.summary).parent),
+    report(ReportSettings.from_params(snakemake.params.settings),
+           str(Path(snakemake.output.summary).parent),
            **{key: list(snakemake.input.get(key, [])) for key in INPUTS})

@@ -1,6 +1,8 @@
-"""Rule score: run the samples against the benchmark's tests in the sandbox."""
-from faulttune.stages import log_to, score
+"""Rule score: one samples file in the sandbox (or BigCodeBench's own scorer)."""
+from faulttune.settings import ScoreSettings
+from faulttune.stages import log_to
+from faulttune.stages.eval import score
 
 with log_to(snakemake.log[0]):
-    score(snakemake.config, snakemake.input.bench, snakemake.input.samples,
-          snakemake.output[0], workers=snakemake.threads)
+    score(ScoreSettings.from_params(snakemake.params.settings), snakemake.input.bench,
+          snakemake.input.samples, snakemake.output[0], workers=snakemake.threads)

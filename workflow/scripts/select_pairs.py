@@ -1,6 +1,8 @@
-"""Rule select_pairs: the most similar verified teacher variant per task."""
-from faulttune.stages import log_to, select_pairs
+"""Rule select_pairs: the most similar teacher variant per task, verified by the tests."""
+from faulttune.settings import SelectSettings
+from faulttune.stages import log_to
+from faulttune.stages.bugs import select_pairs
 
 with log_to(snakemake.log[0]):
-    select_pairs(snakemake.config, snakemake.input.train, snakemake.input.candidates,
-                 snakemake.output.pairs, workers=snakemake.threads)
+    select_pairs(SelectSettings.from_params(snakemake.params.settings), snakemake.input.train,
+                 snakemake.input.candidates, snakemake.output.pairs, workers=snakemake.threads)

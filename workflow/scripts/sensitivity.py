@@ -1,6 +1,8 @@
 """Rule sensitivity: the fault-sensitivity probe of one experiment's model."""
-from faulttune.stages import log_to, sensitivity
+from faulttune.settings import SensitivitySettings
+from faulttune.stages import log_to
+from faulttune.stages.sensitivity import sensitivity
 
 with log_to(snakemake.log[0]):
-    sensitivity(snakemake.config, snakemake.params.model, snakemake.input.twins,
+    sensitivity(SensitivitySettings.from_params(snakemake.params.settings), snakemake.input.twins,
                 snakemake.output[0], threads=snakemake.threads)

@@ -51,10 +51,11 @@ def fix_task_prompt(task: BenchmarkTask) -> str:
 
 
 def benchmark_rows(
-    name: str, *, seed: int = 0, train_limit: int | None = 64, data_dir: str | None = None,
+    name: str, *, split: tuple[int, int] | None = None, data_dir: str | None = None,
     limit: int | None = None, bigcodebench_source: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of one benchmark in :data:`BENCH_SCHEMA`."""
+    """Rows of one benchmark in :data:`BENCH_SCHEMA`; ``split``: the demo split's (seed,
+    training tasks), needed by ``humaneval-split-heldout``."""
     if name.startswith("bigcodebench-"):
         from faulttune import bigcodebench as bcb
 
@@ -63,7 +64,9 @@ def benchmark_rows(
     if name == "humaneval-split-heldout":
         from faulttune.data.sources import humaneval_split
 
-        _, heldout = humaneval_split(seed, train_limit or 64)
+        if split is None:
+            raise ValueError(f"{name} needs the demo split's (seed, training tasks)")
+        _, heldout = humaneval_split(*split)
         keep = set(heldout)
         tasks = [t for t in load_benchmark("humaneval", data_dir) if t.task_id in keep]
     else:

@@ -26,6 +26,7 @@ from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
 from faulttune.generate.extract import sanitize_program
+from faulttune.generate.options import backend_options
 from faulttune.io import DataError, append_jsonl, read_parquet, write_jsonl
 from faulttune.prompts import solve_messages
 
@@ -214,20 +215,6 @@ def load_tasks(benchmark: str, data_dir: str | None = None) -> list[Any]:
 
 
 # Which keys of the config's ``generation`` section each backend takes (the rest are others').
-BACKEND_OPTIONS = {
-    "hf": ("batch_size", "precision", "device", "torch_threads"),
-    "vllm": ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "precision"),
-    "openai": ("base_url", "api_key_env", "concurrency", "timeout_s", "continue_final_message"),
-}
-
-
-def backend_options(backend: str, generation: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of ``backend`` from a ``generation`` config section (None values skipped)."""
-    if backend not in BACKEND_OPTIONS:
-        raise ValueError(f"unknown generation backend {backend!r}; choose one of hf, vllm, openai")
-    return {k: generation[k] for k in BACKEND_OPTIONS[backend] if generation.get(k) is not None}
-
-
 def run_generation(
     model: str,
     benchmark: str,

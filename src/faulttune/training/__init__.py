@@ -1,2 +1,2 @@
 """Training: one loop for SFT, CCT, FGit and the DPO family (see loop.py); public entry point
-`faulttune.train.train_experiment`."""
+`faulttune.training.loop.train_experiment` (several processes: `faulttune.training.launch`)."""

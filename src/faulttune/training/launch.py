@@ -1,8 +1,8 @@
-"""Several processes for one training run, through ``accelerate launch``.
+"""Starting a training run: in this process, or several processes through ``accelerate launch``.
 
 :func:`launch` writes SPEC.json (examples, model, out_dir, the TrainConfig as a dict) beside the
 output folder and runs ``accelerate launch --config_file config/accelerate/<ddp|fsdp|zero3>.yaml
---num_processes N --main_process_port P -m faulttune.train_launch SPEC.json``; every process runs
+--num_processes N --main_process_port P -m faulttune.training.launch SPEC.json``; every process runs
 :func:`main`. The ``train`` rule does this inside one (SLURM) job when ``train.num_processes > 1``.
 On a machine without CUDA the processes train on the CPU with the gloo backend (that is how the
 tests check that the process count does not change the loss).
@@ -18,10 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from faulttune.train import TrainConfig, train_experiment
+from faulttune.training.config import TrainConfig
+from faulttune.training.loop import train_experiment
 
 log = logging.getLogger(__name__)
-ACCELERATE_CONFIGS = Path(__file__).resolve().parents[2] / "config" / "accelerate"
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[3] / "config" / "accelerate"
 
 
 def free_port() -> int:
@@ -52,7 +53,7 @@ def launch(examples: Sequence[str], model: str, out_dir: str, config: TrainConfi
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1:
-        print("usage: python -m faulttune.train_launch SPEC.json", file=sys.stderr)
+        print("usage: python -m faulttune.training.launch SPEC.json", file=sys.stderr)
         return 2
     with open(args[0], encoding="utf-8") as f:
         spec = json.load(f)

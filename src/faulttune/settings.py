@@ -1,0 +1,399 @@
+"""Typed settings of every stage, built once from the validated config.
+
+Each rule's ``params: settings=`` is exactly the settings object its script reads (as a plain
+mapping: Snakemake can only compare builtin values when it decides what a config edit reruns), and
+the script rebuilds it with ``<Settings>.from_params`` and reads nothing else from the config. So
+what a job computes from the config and what triggers its rerun are one object, and a key lands in
+the settings of exactly the stages that read it: a key a stage does not use is not in its settings
+(``data_dir`` is in ``prepare_train``'s only when its source reads the benchmark folder, the backend
+options only for the backend that uses them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from typing_extensions import Self
+
+from faulttune import methods
+from faulttune.config import Experiment, expand_experiments
+
+DEMO_SPLIT = "humaneval-split"
+DEMO_BENCHMARK = "humaneval-split-heldout"
+# Training sources read from the benchmark folder (the rest come from packages or the hub).
+SOURCES_IN_DATA_DIR = ("mbpp-train",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Base of every stage's settings: a frozen dataclass that travels as a plain mapping."""
+
+    def to_params(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> Self:
+        """Rebuild from :meth:`to_params`; a missing or unknown key is an error."""
+        names = {f.name for f in fields(cls)}
+        if set(values) != names:
+            raise ValueError(f"{cls.__name__}: expected keys {sorted(names)}, got {sorted(values)}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{name: _rebuild(hints[name], values[name]) for name in names})
+
+
+def _rebuild(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _rebuild(inner[0], value) if len(inner) == 1 else value
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        return hint.from_params(value)
+    if origin is tuple:
+        item = args[0] if args else Any
+        return tuple(_rebuild(item, v) for v in value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# settings of each stage
+
+
+@dataclass(frozen=True)
+class BenchmarkSource(Settings):
+    """Where one benchmark's tasks come from: ``split`` is the demo split's (seed, training
+    tasks) for ``humaneval-split-heldout``; ``bigcodebench_source`` only for BigCodeBench."""
+
+    name: str
+    data_dir: str | None = None
+    split: tuple[int, int] | None = None
+    limit: int | None = None
+    bigcodebench_source: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainTableSettings(Settings):
+    """prepare_train / prepare_codeflow_train: one task table, decontaminated against
+    ``decontaminate`` (every evaluated benchmark unless ``data.decontaminate`` is false)."""
+
+    source: dict[str, Any]
+    seed: int
+    data_dir: str | None
+    decontaminate: tuple[BenchmarkSource, ...]
+
+
+@dataclass(frozen=True)
+class BugSettings(Settings):
+    """mutate: verified twins by universalmutator (``mutation``) or CCT's AST bugs (``cct``)."""
+
+    source: str
+    max_per_task: int
+    verify: bool
+    seed: int
+
+
+@dataclass(frozen=True)
+class BackendSettings(Settings):
+    """A generation backend and the options it reads (:func:`faulttune.generate.backend_options`:
+    only the chosen backend's keys, so an option of another backend reruns nothing)."""
+
+    backend: str
+    model: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GenerateSettings(Settings):
+    """generate: greedy samples of one model on one benchmark table."""
+
+    backend: BackendSettings
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class TeacherSettings(Settings):
+    """teacher_variants: FGit's teacher samples ``n_variants`` wrong-but-similar answers."""
+
+    backend: BackendSettings
+    n_variants: int
+    temperature: float
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class SelectSettings(Settings):
+    """select_pairs: the most similar teacher variant per task, verified by the tests."""
+
+    similarity: str
+    verify: bool
+
+
+@dataclass(frozen=True)
+class CodeflowSettings(Settings):
+    """codeflow: the student debugs until the tests pass; IterPref pairs."""
+
+    backend: BackendSettings
+    max_new_tokens: int
+    max_iters: int
+    start: str
+    rejected: str
+    max_length: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CodeflowPairsSettings(Settings):
+    """codeflow_pairs: IterPref pairs with another rejected-version rule."""
+
+    rejected: str
+    tokenizer: str
+    max_length: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class MaskSettings(Settings):
+    """masks: training examples of one kind with their masks, in the student's tokenisation."""
+
+    kind: str
+    tokenizer: str
+    max_length: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """train: one experiment. ``params``: the method's parameters by their user names;
+    the global batch is ``micro_batch_size x grad_accum x num_processes``."""
+
+    experiment: str
+    method: str
+    params: dict[str, Any]
+    model: str
+    seed: int
+    lr: float
+    epochs: float
+    max_steps: int | None
+    max_length: int
+    warmup_ratio: float
+    micro_batch_size: int
+    grad_accum: int
+    num_processes: int
+    accelerate_config: str
+    precision: str
+    gradient_checkpointing: bool
+    lora: dict[str, Any] | None
+    save_every: int | None
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch_size * self.grad_accum * self.num_processes
+
+
+@dataclass(frozen=True)
+class ScoreSettings(Settings):
+    """score: the sandbox (or BigCodeBench's own scorer) on one samples file."""
+
+    data_dir: str | None
+    bigcodebench_scorer: str | None = None
+    bigcodebench_source: str | None = None
+
+
+@dataclass(frozen=True)
+class HeldoutSettings(Settings):
+    """heldout_twins: verified twins of the HumanEval tasks no experiment trains on."""
+
+    seed: int
+    split: tuple[int, int] | None
+    data_dir: str | None
+
+
+@dataclass(frozen=True)
+class SensitivitySettings(Settings):
+    """sensitivity: the fault-sensitivity probe of one model."""
+
+    model: str
+    limit: int | None
+    batch_size: int
+    data_dir: str | None
+
+
+@dataclass(frozen=True)
+class ContaminationSettings(Settings):
+    """contamination: overlap of the training data with every evaluated benchmark."""
+
+    benchmarks: tuple[BenchmarkSource, ...]
+
+
+@dataclass(frozen=True)
+class ReportSettings(Settings):
+    """report: the experiments as resolved, and the whole config for the manifest."""
+
+    run: str
+    student: str
+    train_source: str
+    experiments: dict[str, dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan: every stage's settings from one validated config
+
+
+class Plan:
+    """The validated config seen by the DAG: experiments, benchmarks and each job's settings."""
+
+    def __init__(self, config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        env = os.environ if environ is None else environ
+        self.data_dir: str | None = config["data"].get("data_dir") or env.get("FAULTTUNE_DATA_DIR") or None
+        self.experiments: dict[str, Experiment] = expand_experiments(config)
+        self.trained = [n for n, e in self.experiments.items() if e.trained]
+        self.benchmarks = self._benchmarks()
+
+    def _benchmarks(self) -> list[str]:
+        names = list(self.config["data"]["benchmarks"])
+        if self.data_dir:
+            names += [b for b in self.config["data"]["optional_benchmarks"] if b not in names]
+        return names
+
+    # -- data ------------------------------------------------------------------------------
+
+    @property
+    def demo_split(self) -> tuple[int, int]:
+        return (self.config["seed"], self.config["data"]["train"].get("limit") or 64)
+
+    def benchmark_source(self, name: str, limit: int | None = None) -> BenchmarkSource:
+        bcb = name.startswith("bigcodebench-")
+        return BenchmarkSource(
+            name, data_dir=None if bcb else self.data_dir,
+            split=self.demo_split if name == DEMO_BENCHMARK else None, limit=limit,
+            bigcodebench_source=self.config["data"]["bigcodebench"]["source"] if bcb else None)
+
+    def contamination_sources(self) -> tuple[BenchmarkSource, ...]:
+        """The evaluated benchmarks training must not overlap (a plus variant shares its base
+        set's tasks; BigCodeBench is not checked)."""
+        base = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
+        names = sorted({base.get(b, b) for b in self.benchmarks if not b.startswith("bigcodebench-")})
+        return tuple(self.benchmark_source(n) for n in names)
+
+    def train_table(self, section: str = "train") -> TrainTableSettings:
+        source = self.config["data"][section]
+        decontaminate = self.config["data"]["decontaminate"]
+        return TrainTableSettings(
+            source=dict(source), seed=self.config["seed"],
+            data_dir=self.data_dir if source["source"] in SOURCES_IN_DATA_DIR else None,
+            decontaminate=self.contamination_sources() if decontaminate else ())
+
+    def prepare_benchmark(self, prompt_set: str) -> BenchmarkSource:
+        return self.benchmark_source(prompt_set, self.config["data"].get("benchmark_limit"))
+
+    def contamination(self) -> ContaminationSettings:
+        return ContaminationSettings(self.contamination_sources())
+
+    # -- bugs ------------------------------------------------------------------------------
+
+    def mutate(self, source: str) -> BugSettings:
+        bugs = self.config["bugs"]
+        return BugSettings(source, bugs["max_per_task"], bugs["verify"], self.config["seed"])
+
+    def backend(self, section: Mapping[str, Any], model: str, precision: str,
+                batch_size: int) -> BackendSettings:
+        from faulttune.generate.options import backend_options
+
+        merged = {"precision": precision, "batch_size": batch_size, **section}
+        return BackendSettings(section["backend"], model, backend_options(section["backend"], merged))
+
+    def student_backend(self, model: str | None = None) -> BackendSettings:
+        gen, student = self.config["generation"], self.config["student"]
+        return self.backend(gen, model or student["model"], student["precision"], gen["batch_size"])
+
+    def teacher(self) -> TeacherSettings:
+        t = self.config["teacher"]
+        return TeacherSettings(self.backend(t, t["model"], t["precision"], t["batch_size"]),
+                               t["n_variants"], t["temperature"], t["max_new_tokens"],
+                               self.config["seed"])
+
+    def select_pairs(self) -> SelectSettings:
+        return SelectSettings(self.config["teacher"]["similarity"], self.config["bugs"]["verify"])
+
+    # -- codeflow --------------------------------------------------------------------------
+
+    def codeflow(self) -> CodeflowSettings:
+        cf = self.config["codeflow"]
+        return CodeflowSettings(self.student_backend(), self.config["generation"]["max_new_tokens"],
+                                cf["max_iters"], cf["start"], cf["rejected"], cf["max_length"],
+                                self.config["seed"])
+
+    def codeflow_pairs(self, rejected: str) -> CodeflowPairsSettings:
+        return CodeflowPairsSettings(rejected, self.config["student"]["model"],
+                                     self.config["codeflow"]["max_length"], self.config["seed"])
+
+    # -- training --------------------------------------------------------------------------
+
+    def masks(self, kind: str) -> MaskSettings:
+        return MaskSettings(kind, self.config["student"]["model"], self.max_mask_length(),
+                            self.config["seed"])
+
+    def max_mask_length(self) -> int:
+        """Masks files are shared by experiments: they keep every example that the longest
+        ``max_length`` of any experiment admits; each run leaves out what its own exceeds."""
+        own = [e.overrides.get("max_length") for e in self.experiments.values()]
+        return max([self.config["train"]["max_length"], *[m for m in own if m]])
+
+    def train(self, name: str) -> TrainSettings:
+        exp, train = self.experiments[name], self.config["train"]
+        values = {key: exp.overrides.get(key, train[key]) for key in
+                  ("lr", "epochs", "max_steps", "max_length", "warmup_ratio")}
+        return TrainSettings(
+            experiment=name, method=exp.method, params=dict(exp.params),
+            model=self.config["student"]["model"], seed=exp.seed, **values,
+            micro_batch_size=train["micro_batch_size"], grad_accum=train["grad_accum"],
+            num_processes=train["num_processes"], accelerate_config=train["accelerate_config"],
+            precision=train["precision"], gradient_checkpointing=train["gradient_checkpointing"],
+            lora=train["lora"], save_every=train["save_every"])
+
+    def mask_inputs(self, name: str) -> list[tuple[str, str]]:
+        exp = self.experiments[name]
+        return methods.get(exp.method).mask_inputs(exp.params)
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def model_of(self, name: str) -> str | None:
+        """The student for an untrained experiment, else None (its trained folder)."""
+        return None if self.experiments[name].trained else self.config["student"]["model"]
+
+    def generate(self, model: str) -> GenerateSettings:
+        return GenerateSettings(self.student_backend(model),
+                                self.config["generation"]["max_new_tokens"])
+
+    def score(self, benchmark: str) -> ScoreSettings:
+        if benchmark.startswith("bigcodebench-"):
+            bcb = self.config["data"]["bigcodebench"]
+            return ScoreSettings(None, bcb["scorer"], bcb["source"])
+        return ScoreSettings(self.data_dir)
+
+    def heldout_twins(self) -> HeldoutSettings:
+        split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
+        return HeldoutSettings(self.config["seed"], split, self.data_dir)
+
+    def sensitivity(self, model: str) -> SensitivitySettings:
+        s = self.config["sensitivity"]
+        return SensitivitySettings(model, s["limit"], s["batch_size"], self.data_dir)
+
+    def report(self) -> ReportSettings:
+        experiments = {n: {**e.values(), "seed": e.seed, "baseline": e.baseline,
+                           "sweep_of": e.sweep_of, "swept": list(e.swept) if e.swept else None,
+                           "replica_of": e.replica_of}
+                       for n, e in self.experiments.items()}
+        return ReportSettings(self.config["run"], self.config["student"]["model"],
+                              self.config["data"]["train"]["source"], experiments,
+                              dict(self.config))

@@ -1,0 +1,57 @@
+"""Rules of ``bugs.smk``: wrong-but-similar twins by mutation, CCT's AST bugs and the teacher."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faulttune import io
+from faulttune.settings import BugSettings, SelectSettings, TeacherSettings
+from faulttune.stages import set_threads
+from faulttune.stages.data import train_tasks
+
+log = logging.getLogger("faulttune")
+
+
+def write_pairs(pairs: list[dict[str, Any]], rejected: list[dict[str, Any]], out: str,
+                stage: str) -> None:
+    from faulttune.bugs.pairs import PAIRS_SCHEMA, REJECTED_SCHEMA, counts
+
+    io.write_parquet(pairs, out, PAIRS_SCHEMA)
+    io.write_rejected(rejected, out, stage, REJECTED_SCHEMA)
+    log.info("%s: %s", stage, counts(pairs, rejected))
+
+
+def mutate(settings: BugSettings, train: str, out: str, workers: int) -> None:
+    """Verified twins by universalmutator (``mutation``) or CCT's AST injection (``cct``)."""
+    from faulttune.bugs.pairs import cct_pairs, mutation_pairs
+
+    make = mutation_pairs if settings.source == "mutation" else cct_pairs
+    pairs, rejected = make(train_tasks(train), settings.seed, settings.max_per_task,
+                           verify=settings.verify, workers=workers)
+    write_pairs(pairs, rejected, out, f"mutate:{settings.source}")
+
+
+def teacher_variants(settings: TeacherSettings, train: str, out: str, threads: int = 1) -> None:
+    """FGit's teacher: ``n_variants`` raw wrong-but-similar answers per task."""
+    from faulttune.bugs.pairs import teacher_candidates
+    from faulttune.generate import make_backend
+
+    set_threads(threads)
+    backend = make_backend(settings.backend.backend, settings.backend.model,
+                           **settings.backend.options)
+    rows = teacher_candidates(train_tasks(train), backend, settings.n_variants,
+                              settings.temperature, settings.seed, settings.max_new_tokens)
+    io.write_parquet(rows, out)
+    log.info("teacher %s: %d raw variants", settings.backend.model, len(rows))
+
+
+def select_pairs(settings: SelectSettings, train: str, candidates: str, out: str,
+                 workers: int) -> None:
+    """The most similar teacher variant per task, verified against the tests where they exist."""
+    from faulttune.bugs.pairs import select_pairs as select
+
+    pairs, rejected = select(io.read_parquet(candidates), train_tasks(train),
+                             similarity=settings.similarity, verify=settings.verify,
+                             workers=workers)
+    write_pairs(pairs, rejected, out, "select_pairs")

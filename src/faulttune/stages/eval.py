@@ -1,0 +1,51 @@
+"""Rules of ``eval.smk``: generation (a model job) and scoring in the sandbox (a CPU job)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from faulttune import io
+from faulttune.settings import GenerateSettings, ScoreSettings
+from faulttune.stages import set_threads
+
+log = logging.getLogger("faulttune")
+
+
+def generate(settings: GenerateSettings, bench: str, out: str, threads: int = 1) -> None:
+    """Greedy samples of the settings' model for every task of a benchmark table (resumable)."""
+    from faulttune.generate import GenerationParams, make_backend
+    from faulttune.generate.run import generate_samples
+
+    set_threads(threads)
+    backend = settings.backend
+    tasks = io.read_parquet(bench, required=("task_id", "prompt", "entry_point"))
+    generate_samples(tasks, make_backend(backend.backend, backend.model, **backend.options), out,
+                     params=GenerationParams(max_new_tokens=settings.max_new_tokens))
+
+
+def score(settings: ScoreSettings, bench: str, samples: str, out: str, workers: int | None) -> None:
+    from faulttune.evaluate import score_samples
+
+    scored_as = io.read_parquet(bench, required=("scored_as",))[0]["scored_as"]
+    if scored_as.startswith("bigcodebench-"):
+        result = _score_bigcodebench(settings, bench, scored_as, samples, out, workers)
+    else:
+        result = score_samples(scored_as, samples, out, data_dir=settings.data_dir, workers=workers)
+    log.info("%s (scored as %s): pass@1 %.4f over %d samples",
+             bench, scored_as, result["pass_at_1"], result["n_samples"])
+
+
+def _score_bigcodebench(settings: ScoreSettings, bench: str, name: str, samples: str, out: str,
+                        workers: int | None) -> dict[str, Any]:
+    """The official package's local execution (the papers' numbers), or our sandbox (offline)."""
+    from faulttune import bigcodebench as bcb
+
+    task_ids = [r["task_id"] for r in io.read_parquet(bench)]
+    if settings.bigcodebench_scorer == "official":
+        return bcb.score_official(samples, name, out, local_tasks=settings.bigcodebench_source,
+                                  task_ids=task_ids, parallel=workers)
+    subset, _ = bcb.parse_benchmark_name(name)
+    keep = set(task_ids)
+    tasks = [t for t in bcb.load_tasks(settings.bigcodebench_source, subset) if t["task_id"] in keep]
+    return bcb.score_with_sandbox(tasks, samples, name, out, workers=workers)

@@ -1,0 +1,28 @@
+"""Rule of ``masks.smk``: training examples with their error-sensitive masks."""
+
+from __future__ import annotations
+
+import logging
+
+from faulttune import io
+from faulttune.settings import MaskSettings
+
+log = logging.getLogger("faulttune")
+
+
+def masks(settings: MaskSettings, pairs: str, out: str) -> None:
+    """Training examples of one kind (sft, cct, dpo, target_dpo, focused_dpo, fgit-line,
+    fgit-token, fgit-hybrid), tokenised with the student's tokenizer; ``pairs`` is the training
+    table itself for ``sft``."""
+    from faulttune.mask_table import build_mask_rows, write_masks
+    from faulttune.models import load_tokenizer
+
+    base_kind, _, granularity = settings.kind.partition("-")
+    examples, rejected = build_mask_rows(
+        io.read_parquet(pairs), load_tokenizer(settings.tokenizer), base_kind,
+        granularity=granularity or "hybrid", seed=settings.seed,
+        max_length=settings.max_length, source=pairs)
+    write_masks(examples, out, settings.tokenizer)
+    io.write_rejected(rejected, out, f"masks:{settings.kind}")
+    log.info("masks %s from %s: %d examples, %d rejected", settings.kind, pairs, len(examples),
+             len(rejected))
