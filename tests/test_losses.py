@@ -17,6 +17,7 @@ from faulttune.losses import (
     count_targets,
     dpo_loss,
     fgit_loss,
+    fgit_one_sided_weights,
     fgit_weights,
     focused_dpo_loss,
     focused_preference_masks,
@@ -343,8 +344,87 @@ def test_fgit_edge_cases_and_gradient_into_incorrect_pass():
     loss.backward()
     assert leaf_i.grad[0, 1].abs().sum() > 0  # position 1 predicts the marked token 2
     assert leaf_i.grad[0, 2].abs().sum() == 0  # token 3 of y_i is not in H_i
-    with pytest.raises(ValueError, match="'dynamic' or 'fixed'"):
+    with pytest.raises(ValueError, match="unknown FGit weighting 'linear'"):
         fgit_loss(*fgit_example(), weighting="linear")
+
+
+@pytest.mark.parametrize(
+    "p_c, p_i, dynamic, one_sided",
+    [
+        # the model prefers y_c: both forms are 1 + 2 p_i / s (s = p_c + p_i = 0.8) = 1.5, with
+        # dw/dp_c = -2 p_i / s^2 = -0.625 and dw/dp_i = 2 p_c / s^2 = 1.875
+        (0.6, 0.2, (1.5, -0.625, 1.875), (1.5, -0.625, 1.875)),
+        # the model prefers y_i (s = 0.9): symmetric w = 1 + 2 p_c / s = 5/3 with
+        # dw/dp_c = 2 p_i / s^2 = +1.4815 and dw/dp_i = -2 p_c / s^2 = -0.7407 (raising p_i lowers
+        # w * NLL); one-sided: w = lambda = 2, flat
+        (0.3, 0.6, (5 / 3, 1.2 / 0.81, -0.6 / 0.81), (2.0, 0.0, 0.0)),
+    ],
+)
+def test_fgit_weight_values_and_gradient_signs_in_both_regimes(p_c, p_i, dynamic, one_sided):
+    for fn, (w_expected, dw_dpc, dw_dpi) in ((fgit_weights, dynamic), (fgit_one_sided_weights, one_sided)):
+        pc = torch.tensor([p_c], dtype=torch.float64, requires_grad=True)
+        pi = torch.tensor([p_i], dtype=torch.float64, requires_grad=True)
+        w = fn(pc, pi, 2.0)
+        w.sum().backward()
+        assert w.item() == pytest.approx(w_expected, abs=1e-12), fn.__name__
+        assert pc.grad.item() == pytest.approx(dw_dpc, abs=1e-12), fn.__name__
+        assert pi.grad.item() == pytest.approx(dw_dpi, abs=1e-12), fn.__name__
+    if p_c < p_i:  # the issue: the symmetric form rewards raising p_i, the one-sided never does
+        assert dynamic[1] > 0 > dynamic[2] and one_sided[1:] == (0.0, 0.0)
+    else:
+        assert dynamic[1] < 0 < dynamic[2] and one_sided[1] < 0 < one_sided[2]
+
+
+def test_fgit_one_sided_range_tie_and_underflow():
+    p_c = torch.tensor([0.4, 0.0, 0.9, 1e-9], dtype=torch.float64)
+    p_i = torch.tensor([0.4, 0.0, 0.0, 0.5], dtype=torch.float64)
+    # tie and underflow -> lambda; p_i = 0 -> 1; p_c << p_i -> lambda
+    torch.testing.assert_close(fgit_one_sided_weights(p_c, p_i, 3.0),
+                               torch.tensor([3.0, 3.0, 1.0, 3.0], dtype=torch.float64))
+
+
+def test_fgit_loss_gradient_into_the_wrong_twin_when_the_model_prefers_it():
+    logits_c, labels_c, hybrid_c, _, labels_i, hybrid_i = fgit_example()
+    # y_i's marked token now has p .9 > p_c = 0.4333
+    logits_i = prob_logits([[[0.5, 0.5], [0.1, 0.9], [0.4, 0.6], [0.5, 0.5]]])
+    grads = {}
+    for weighting in ("dynamic", "one_sided"):
+        leaf_i = logits_i.clone().requires_grad_(True)
+        loss, metrics = fgit_loss(logits_c, labels_c, hybrid_c, leaf_i, labels_i, hybrid_i,
+                                  weighting=weighting)
+        loss.backward()
+        grads[weighting] = leaf_i.grad
+    # position 1 predicts y_i's marked token (label 1): a negative gradient on its logit means
+    # that gradient descent raises p_i
+    assert grads["dynamic"][0, 1, 1] < 0
+    assert torch.count_nonzero(grads["one_sided"]) == 0
+    assert metrics["mean_weight"].item() == 2.0
+
+
+def test_fgit_loss_mixes_plain_rows_without_y_i():
+    logits_c, labels_c, hybrid_c, logits_i, labels_i, hybrid_i = fgit_example()
+    # row 1 is a plain row (a task without a usable variant): one target, token 2 = 1 with p .8
+    plain_logits = prob_logits([[[0.5, 0.5], [0.2, 0.8], [0.5, 0.5], [0.5, 0.5]]])
+    both_logits = torch.cat([logits_c, plain_logits])
+    both_labels = torch.cat([labels_c, torch.tensor([[IGN, IGN, 1, IGN]])])
+    both_hybrid = torch.cat([hybrid_c, torch.zeros(1, 4, dtype=torch.long)])
+    paired = torch.tensor([True, False])
+    for weighting in ("dynamic", "one_sided"):
+        loss, metrics = fgit_loss(both_logits, both_labels, both_hybrid, logits_i, labels_i,
+                                  hybrid_i, weighting=weighting, paired=paired)
+        # (ln 2 + 1.375 (ln 4 + ln 1.25) - ln .8) / 4 targets; w = 1.375 as in the dynamic example
+        expected = (math.log(2) + 1.375 * (math.log(4) + math.log(1.25)) - math.log(0.8)) / 4
+        assert loss.item() == pytest.approx(expected, abs=1e-12), weighting
+        assert metrics["p_i"].item() == pytest.approx(0.1)
+    # a micro-batch of plain rows only needs no y_i at all: plain SFT
+    alone, _ = fgit_loss(plain_logits, both_labels[1:], both_hybrid[1:], None, None, None,
+                         paired=torch.tensor([False]))
+    assert alone.item() == pytest.approx(-math.log(0.8), abs=1e-12)
+    with pytest.raises(ValueError, match="without y_i has a nonzero H_c"):
+        fgit_loss(both_logits, both_labels, torch.cat([hybrid_c, hybrid_c]), logits_i, labels_i,
+                  hybrid_i, paired=paired)
+    with pytest.raises(ValueError, match="2 rows of y_c are paired but y_i has 1 rows"):
+        fgit_loss(both_logits, both_labels, both_hybrid, logits_i, labels_i, hybrid_i)
 
 
 def test_select_granularity():

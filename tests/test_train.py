@@ -127,6 +127,16 @@ def test_config_rejects_bad_values(bad, message):
         TrainConfig(**bad)
 
 
+def test_config_accepts_every_fgit_weighting_of_the_loss():
+    from faulttune.losses import WEIGHTINGS
+    from faulttune.training.config import FGIT_WEIGHTINGS
+
+    assert FGIT_WEIGHTINGS == WEIGHTINGS
+    assert TrainConfig(method="fgit", weighting="one_sided").weighting == "one_sided"
+    with pytest.raises(ValueError, match="weighting 'symmetric' is not one of"):
+        TrainConfig(method="fgit", weighting="symmetric")
+
+
 def test_config_from_dict_maps_lambda_and_method_defaults():
     config = TrainConfig.from_dict({"method": "fgit", "lambda": 3.0})
     assert config.lam == 3.0
@@ -199,10 +209,10 @@ def first_step_gradients(paths: list[str], out: Path, config: TrainConfig) -> di
     return {n: p.grad.detach().clone() for n, p in run.module.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed"])
+@pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed", "fgit-one_sided"])
 def test_accumulation_does_not_change_the_gradient(tmp_path, method):
-    extra = {"weighting": "fixed"} if method == "fgit-fixed" else {}
-    method = method.split("-")[0]
+    method, _, weighting = method.partition("-")
+    extra = {"weighting": weighting} if weighting else {}
     paths = write_examples(tmp_path, method, count=8)
     whole = first_step_gradients(paths, tmp_path / "a", tiny_config(method, batch_size=8, micro_batch_size=8, **extra))
     split = first_step_gradients(paths, tmp_path / "b", tiny_config(method, batch_size=8, micro_batch_size=2, **extra))

@@ -7,7 +7,7 @@ stacked on dim 0 in named groups:
     sft          lm = the sft rows
     cct          lm = sft rows ; seq = cct_seq rows ; correct = cct chosen ; buggy = cct rejected
                  (the LM head runs on lm and seq only: the pairs need hidden states, not logits)
-    fgit         correct = chosen (y_c) ; incorrect = rejected (y_i, dynamic weighting only)
+    fgit         correct = chosen (y_c) ; incorrect = rejected (y_i, dynamic / one_sided weighting only)
     preference   chosen ; rejected  (so `chunk(2)` splits them, as `preference_logps` expects)
 
 Normalisers are step-level (see `step_normalisers`): counted from the masks of ALL units of the
@@ -29,6 +29,7 @@ from faulttune.losses import (
     fgit_loss,
     focused_dpo_loss,
     focused_preference_masks,
+    needs_incorrect,
     preference_logps,
     rpo_loss,
     sft_loss,
@@ -123,7 +124,7 @@ def group_layout(units: Sequence[Unit], method: str, weighting: str) -> dict[str
                 "buggy": sides("cct", True)}
     if method == "fgit":
         layout = {"correct": sides("fgit")}
-        if weighting == "dynamic":
+        if needs_incorrect(weighting):
             layout["incorrect"] = sides("fgit", True)
         return layout
     kind = next(iter(units[0]))
