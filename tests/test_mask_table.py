@@ -12,6 +12,7 @@ from faulttune.io import DataError
 from faulttune.mask_table import (
     KINDS,
     MASKS_SCHEMA,
+    build_fgit_rows,
     build_mask_rows,
     read_masks,
     template_index,
@@ -124,6 +125,31 @@ def test_cct_rows_carry_first_diff_and_a_bugfix_sample(smol):
     assert template.split("{buggy}")[0] in prompt and "return a <= b" in prompt
     ids, mask = response(seq, "chosen")
     assert smol.convert_ids_to_tokens(ids) == RESPONSE and mask == ALL
+
+
+def test_fgit_rows_cover_every_task_of_the_training_table(smol):
+    tasks = [{"task_id": "T/0", "instruction": PAIR["instruction"], "solution": PAIR["correct"]},
+             {"task_id": "T/1", "instruction": "Echo.", "solution": "def g(a):\n    return a\n"},
+             {"task_id": "T/2", "instruction": "Echo.", "solution": "def h(a):\n    return a\n"}]
+    pairs = [
+        {**PAIR, "id": "p-less", "task_id": "T/0", "incorrect": "def f(a, b):\n    return b\n",
+         "similarity": 0.5},
+        {**PAIR, "task_id": "T/0", "similarity": 0.9},             # the most similar of T/0
+        {**PAIR, "id": "p-empty", "task_id": "T/2", "instruction": "Echo.",
+         "correct": tasks[2]["solution"], "incorrect": "\n", "similarity": 1.0},
+    ]
+    rows, rejected = build_fgit_rows(tasks, pairs, smol)
+    assert [(r["task_id"], r["id"]) for r in rows] == [("T/0", "p0"), ("T/1", "T/1"), ("T/2", "T/2")]
+    assert rows[0] == one_row(smol, "fgit")                        # the pair's own fgit row
+    for plain, task in zip(rows[1:], tasks[1:]):                   # no usable variant: plain SFT
+        sft = one_row(smol, "sft", {**task, "id": task["task_id"]})
+        assert plain["kind"] == "fgit" and plain["chosen_ids"] == sft["chosen_ids"]
+        assert plain["chosen_start"] == sft["chosen_start"] and not any(plain["chosen_mask"])
+        assert plain["rejected_ids"] is plain["rejected_mask"] is plain["rejected_start"] is None
+    assert [(r["id"], r["reason"]) for r in rejected] == [
+        ("p-less", "another pair of the task is more similar"), ("p-empty", "empty code")]
+    with pytest.raises(DataError, match="pairs row 0: field task_id 'T/9' is not a task"):
+        build_fgit_rows(tasks, [{**PAIR, "task_id": "T/9"}], smol)
 
 
 def test_template_index_is_seeded_per_pair():

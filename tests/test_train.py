@@ -22,7 +22,7 @@ from faulttune.mask_table import write_masks
 from faulttune.models import TINY_RANDOM, resolve_model
 from faulttune.train import TrainConfig, lr_at, train_experiment
 from faulttune.training import loop
-from faulttune.training.data import group_units, load_rows, response_end, step_units
+from faulttune.training.data import group_units, load_rows, response_end, step_units, total_steps
 
 EOS, NEWLINE = 2, 198
 METHOD_KIND = {"sft": ["sft"], "cct": ["sft", "cct"], "fgit": ["fgit"], "dpo": ["dpo"],
@@ -44,7 +44,8 @@ def _span(n: int, start: int, end: int, lo: int, hi: int, value: int = 1) -> lis
 
 
 def make_rows(kind: str, count: int, seed: int = 0) -> list[dict]:
-    """`count` rows of `kind` (cct also yields its cct_seq rows); responses differ in 3 tokens."""
+    """`count` rows of `kind` (cct also yields its cct_seq rows); responses differ in 3 tokens.
+    Every third fgit row is a plain row (no rejected side, all-zero H_c)."""
     rng = random.Random(seed)
     rows = []
     for k in range(count):
@@ -68,6 +69,9 @@ def make_rows(kind: str, count: int, seed: int = 0) -> list[dict]:
             rows.append({**row, "kind": "cct_seq", "chosen_ids": s_ids, "chosen_start": s_start,
                          "chosen_mask": _span(len(s_ids), 0, 0, s_start, s_end), "rejected_ids": None,
                          "rejected_start": None, "rejected_mask": None, "first_diff": None})
+        elif kind == "fgit" and k % 3 == 2:  # a task without a usable variant: plain SFT
+            row.update(id=f"t{k}", chosen_mask=[0] * len(c_ids), rejected_ids=None,
+                       rejected_start=None, rejected_mask=None)
         elif kind == "fgit":  # line (1) around an edited token (2)
             h = [0] * cut + [1, 2, 1]
             row["chosen_mask"] = [0] * c_start + h + [0] * (len(c_ids) - c_start - len(h))
@@ -161,10 +165,80 @@ def test_response_end_is_after_the_last_eos():
     assert response_end([1, 5, 6], 1, EOS) == 3
 
 
-def test_cct_units_group_the_rows_of_one_pair(tmp_path):
-    paths = write_examples(tmp_path, "cct", count=3)
-    units = group_units(load_rows(paths, "cct", EOS, 1024), "cct")
-    assert [sorted(u) for u in units] == [["cct", "cct_seq", "sft"]] * 3
+def train_table(n: int) -> list[dict]:
+    """Training-table rows (the columns the bugs and masks stages read) whose solutions admit
+    every CCT bug family."""
+    solution = "def f(xs, y):\n    total = len(xs) + y\n    return max(total, y)\n"
+    return [{"task_id": f"T/{k}", "instruction": f"Task {k}.", "solution": solution, "test": "",
+             "entry_point": "f"} for k in range(n)]
+
+
+def pipeline_masks(folder: Path, tasks: list[dict], **cct_options) -> dict[str, str]:
+    """The masks files as the pipeline writes them: the training table -> ``sft`` rows (id = the
+    task id); ``cct_pairs`` as the mutate stage calls it -> ``cct`` + ``cct_seq`` rows (ids
+    ``cct:<task>:<family>:<k>``)."""
+    from faulttune.bugs.pairs import cct_pairs
+    from faulttune.mask_table import build_mask_rows
+    from faulttune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(TINY_RANDOM)
+    pairs, _ = cct_pairs(tasks, 0, 1, verify=False, **cct_options)
+    paths = {}
+    for kind, source in (("sft", tasks), ("cct", pairs)):
+        rows, rejected = build_mask_rows(source, tokenizer, kind)
+        assert rejected == []
+        paths[kind] = str(folder / f"{kind}.parquet")
+        write_masks(rows, paths[kind], TINY_RANDOM)
+    return paths
+
+
+@pytest.mark.parametrize("cct_options", [{}, {"per_family": 1}])
+def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
+    tasks = train_table(6)
+    paths = pipeline_masks(tmp_path, tasks, **cct_options)
+    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024), "sft")
+    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024), "cct")
+    assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
+    pairs_per_task = 3 if cct_options else 1  # per_family=1: one twin of each family
+    for unit in units:
+        assert unit.of("sft")[0].id == unit.task_id
+        assert len(unit.of("sft")) == 1
+        assert len(unit.of("cct")) == len(unit.of("cct_seq")) == pairs_per_task
+        assert all(r.id.startswith(f"cct:{unit.task_id}:") for r in unit.of("cct"))
+    # an epoch of CCT takes as many optimiser steps (and L_lm updates) as an epoch of SFT
+    for batch_size in (1, 4):
+        assert total_steps(len(units), batch_size, 1.0, None) == total_steps(len(sft_units), batch_size, 1.0, None)
+
+
+def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
+    from faulttune.mask_table import build_fgit_rows
+    from faulttune.models import load_tokenizer
+
+    tasks = train_table(4)
+    pairs = [{"id": f"teacher:{t['task_id']}", "task_id": t["task_id"], "instruction": t["instruction"],
+              "correct": t["solution"], "incorrect": t["solution"].replace("+ y", "- y")}
+             for t in tasks[:2]]  # the teacher found a variant for two tasks of four
+    rows, rejected = build_fgit_rows(tasks, pairs, load_tokenizer(TINY_RANDOM))
+    assert rejected == []
+    write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
+    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024), "fgit")
+    assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
+    assert [u.rows[0].rejected is not None for u in units] == [True, True, False, False]
+    # one micro-batch per unit: some micro-batches hold plain rows only (no y_i forward pass)
+    for weighting in ("dynamic", "one_sided", "fixed"):
+        out = tmp_path / weighting
+        config = tiny_config("fgit", batch_size=4, micro_batch_size=1, weighting=weighting)
+        train_experiment([str(tmp_path / "fgit.parquet")], TINY_RANDOM, str(out), config)
+        assert all(math.isfinite(json.loads(l)["loss"]) for l in (out / "train_log.jsonl").read_text().splitlines())
+
+
+def test_fgit_plain_row_with_a_segment_is_an_error(tmp_path):
+    rows = make_rows("fgit", 3)
+    rows[2]["chosen_mask"] = rows[0]["chosen_mask"][: len(rows[2]["chosen_ids"])]
+    rows[2]["chosen_mask"] += [0] * (len(rows[2]["chosen_ids"]) - len(rows[2]["chosen_mask"]))
+    write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
+    with pytest.raises(DataError, match="row 2: field chosen_mask is nonzero for an fgit row without"):
+        load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024)
 
 
 def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):

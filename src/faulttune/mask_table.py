@@ -26,7 +26,9 @@ Masks per kind (1 = token in the loss / segment):
     cct          chosen and rejected: every response token; first_diff = first differing position.
     cct_seq      CCT's bug-fix sample (built with every cct row): prompt bugfix_messages(incorrect,
                  seeded template index), response = the correct code; chosen: every response token.
-    fgit         chosen H_c, rejected H_i (line | token | hybrid, values {0, 1, 2}).
+    fgit         chosen H_c, rejected H_i (line | token | hybrid, values {0, 1, 2}). A task without
+                 a usable pair is a plain fgit row (:func:`build_fgit_rows`): no rejected side,
+                 H_c all zero, i.e. ordinary SFT at weight 1 inside the FGit run.
     dpo          chosen and rejected: every response token.
     target_dpo   chosen: every response token; rejected: tokens of D- lines (ndiff '+').
     focused_dpo  both: the tokens between the common prefix and suffix of the two responses.
@@ -60,7 +62,8 @@ from faulttune.prompts import (
 
 KINDS = ("sft", "cct", "fgit", "dpo", "target_dpo", "focused_dpo")  # cct also yields cct_seq rows
 PAIR_KINDS = ("cct", "dpo", "target_dpo", "focused_dpo")  # an identical pair carries no signal
-REJECT_REASONS = ("empty code", "empty instruction", "identical", "too long", "template error")
+REJECT_REASONS = ("empty code", "empty instruction", "identical", "too long", "template error",
+                  "another pair of the task is more similar")
 METADATA_MODEL_KEY = b"faulttune.model"
 
 MASKS_SCHEMA = pa.schema([
@@ -273,6 +276,81 @@ def build_mask_rows(
                 continue
             rows.append({"id": pair.id, "task_id": pair.task_id, **row})
     return rows, rejected
+
+
+def build_fgit_rows(
+    tasks: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    granularity: str = "hybrid",
+    max_length: int = 1024,
+    tasks_source: str = "train",
+    pairs_source: str = "pairs",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """FGit's training examples over the WHOLE training table, one row per task, in its order.
+
+    A task with a pair becomes an ``fgit`` row (H_c, H_i); when the pairs hold several for a task,
+    the most similar one (highest ``similarity``, then file order: FGit §2.1 keeps the most
+    similar variant). A task without a pair, or whose pair cannot be built, becomes a plain
+    ``fgit`` row: id = task id, its solution as the response, no rejected side and an all-zero
+    H_c, i.e. ordinary SFT at weight 1. So FGit trains on exactly the tasks the SFT baseline
+    trains on ("same data, same settings", §2.6). ``tasks`` are training-table rows (``task_id``,
+    ``instruction``, ``solution``), ``pairs`` pairs rows (``id``, ``task_id``, ``instruction``,
+    ``correct``/``chosen``, ``incorrect``/``rejected``). A pair of an unknown task is an error.
+
+    Rejected rows (``id, task_id, kind, reason, detail``): pairs that could not be built (their
+    task trains as a plain row), less similar pairs of a task, and tasks whose plain row cannot
+    be built (those are missing from the SFT examples too).
+    """
+    if granularity not in M.GRANULARITIES:
+        raise ValueError(f"granularity must be one of {M.GRANULARITIES}, got {granularity!r}")
+    tasks_read = [read_pair(raw, i, tasks_source, "sft") for i, raw in enumerate(tasks)]
+    best, rejected = _most_similar_pairs(pairs, {t.task_id for t in tasks_read}, pairs_source)
+    rows = []
+    for task in tasks_read:
+        pair = best.get(task.task_id)
+        if pair is not None:
+            try:
+                row = _mask_row(tokenizer, pair, "fgit", granularity, 0, max_length)
+                rows.append({"id": pair.id, "task_id": pair.task_id, **row})
+                continue
+            except RowRejected as e:
+                rejected.append(_rejected_entry(pair, e.reason, e.detail))
+        try:
+            chosen = _mask_row(tokenizer, task, "sft", granularity, 0, max_length)
+        except RowRejected as e:
+            rejected.append(_rejected_entry(task, e.reason, e.detail))
+            continue
+        plain = {**chosen, "kind": "fgit", "chosen_mask": [0] * len(chosen["chosen_ids"])}
+        rows.append({"id": task.id, "task_id": task.task_id, **plain})
+    return rows, rejected
+
+
+def _rejected_entry(pair: PairInput, reason: str, detail: str) -> dict[str, Any]:
+    return {"id": pair.id, "task_id": pair.task_id, "kind": "fgit", "reason": reason, "detail": detail}
+
+
+def _most_similar_pairs(
+    pairs: Sequence[dict[str, Any]], task_ids: set[str], source: str
+) -> tuple[dict[str, PairInput], list[dict[str, Any]]]:
+    """The most similar pair of each task (ties: the first), and the others as rejected rows."""
+    best: dict[str, tuple[float, PairInput]] = {}
+    rejected = []
+    for index, raw in enumerate(pairs):
+        pair = read_pair(raw, index, source, "fgit")
+        if pair.task_id not in task_ids:
+            raise DataError(f"{source} row {index}: field task_id {pair.task_id!r} is not a task "
+                            f"of the training table")
+        similarity = float(raw.get("similarity") or 0.0)
+        held = best.get(pair.task_id)
+        if held is None or similarity > held[0]:
+            best[pair.task_id] = (similarity, pair)
+            pair, similarity = (held[1], held[0]) if held else (None, 0.0)
+        if pair is not None:
+            rejected.append(_rejected_entry(pair, "another pair of the task is more similar",
+                                            f"similarity {similarity}"))
+    return {task_id: pair for task_id, (_, pair) in best.items()}, rejected
 
 
 def write_masks(

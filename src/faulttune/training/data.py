@@ -1,10 +1,12 @@
 """Training examples from masks parquet files, their grouping into units and the data order.
 
-A *row* is one line of a masks file (docs/CONTRACTS.md "Training examples"). A *unit* is what the
-batch size counts: one row, except for CCT, where the rows of one pair id (its ``sft`` sample, its
-``cct`` comparison pair and its ``cct_seq`` bug-fix sample) form one unit, so that "each original
-sample that yields a comparison pair contributes all three terms in the same step" (METHODS 1.3,
-INTERPRETATION). A CCT row whose id has no partner of another kind is a unit of its own.
+A *row* is one line of a masks file (docs/CONTRACTS.md "Training examples"); it carries its
+source task (the ``task_id`` column, written by every stage from the training table on). A *unit*
+is what the batch size counts: one row, except for CCT, where every row of one source task (its
+``sft`` sample, its ``cct`` comparison pairs and their ``cct_seq`` bug-fix samples) forms one
+unit, so that "each original sample that yields a comparison pair contributes all three terms in
+the same step" (METHODS 1.3, INTERPRETATION) and an epoch of CCT has as many units, and takes as
+many L_lm updates, as an epoch of SFT on the same tasks.
 
 Data order: a pure function of (seed, step), so a resumed run needs nothing but the step number.
 Epoch e is a seeded permutation of the units; step s reads positions [p*B, (p+1)*B) of it
@@ -14,6 +16,7 @@ so that every step has exactly B units (as torch's DistributedSampler pads).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +26,8 @@ import torch
 from torch import Tensor
 
 from faulttune.io import DataError
+
+log = logging.getLogger(__name__)
 
 # Which row kinds each method trains on.
 METHOD_KINDS: dict[str, tuple[str, ...]] = {
@@ -58,10 +63,22 @@ class Side:
 class Row:
     kind: str
     id: str
+    task_id: str          # the source task (the masks file's task_id column)
     where: str            # "<file> row <i>", for error messages
     chosen: Side
     rejected: Side | None
     first_diff: int | None
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What the batch size counts: every row of one source task (CCT) or one row."""
+
+    task_id: str
+    rows: tuple[Row, ...]
+
+    def of(self, kind: str) -> list[Row]:
+        return [row for row in self.rows if row.kind == kind]
 
 
 def response_end(ids: Sequence[int], start: int, eos_id: int | None) -> int:
@@ -88,15 +105,31 @@ def _side(record: dict, prefix: str, where: str, eos_id: int | None, max_length:
     return Side(torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.float32), start, end)
 
 
-def parse_row(record: dict, where: str, eos_id: int | None, max_length: int) -> Row:
-    """One masks-file record as tensors; a malformed field raises naming the file, row and field."""
+def _has_rejected_side(record: dict, where: str) -> bool:
+    """Pair kinds have a rejected side; an fgit row may lack one (a task without a usable
+    variant, trained as plain SFT inside the FGit run): then its H_c must be all zero."""
     kind = record["kind"]
+    if kind == "fgit" and record["rejected_ids"] is None:
+        if any(record["chosen_mask"] or ()):
+            raise DataError(f"{where}: field chosen_mask is nonzero for an fgit row without a "
+                            f"rejected side (a plain row trains every token at weight 1)")
+        return False
+    return kind in PAIR_KINDS
+
+
+def parse_row(record: dict, where: str, eos_id: int | None, max_length: int) -> Row:
+    """One masks-file record as tensors; a malformed field raises naming the file, row and field.
+    ``eos_id`` is the end-of-turn token that closes a response."""
+    kind, task_id = record["kind"], record.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise DataError(f"{where}: field task_id is {task_id!r}, expected the source task's id")
     chosen = _side(record, "chosen", where, eos_id, max_length)
-    rejected = _side(record, "rejected", where, eos_id, max_length) if kind in PAIR_KINDS else None
+    paired = _has_rejected_side(record, where)
+    rejected = _side(record, "rejected", where, eos_id, max_length) if paired else None
     first_diff = record.get("first_diff")
     if kind == "cct" and first_diff is None:
         raise DataError(f"{where}: field first_diff is null for a cct row")
-    return Row(kind, str(record["id"]), where, chosen, rejected, first_diff)
+    return Row(kind, str(record["id"]), task_id, where, chosen, rejected, first_diff)
 
 
 def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length: int) -> list[Row]:
@@ -120,21 +153,21 @@ def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length:
     return rows
 
 
-Unit = dict[str, Row]
-
-
 def group_units(rows: Sequence[Row], method: str) -> list[Unit]:
-    """Units in order of first appearance. CCT: the n-th row of each kind with the same id share
-    a unit; every other method: one row per unit."""
+    """Units in order of first appearance. CCT: all rows of one source task; every other
+    method: one row per unit."""
     if method != "cct":
-        return [{row.kind: row} for row in rows]
-    units: dict[tuple[str, int], Unit] = {}
-    seen: dict[tuple[str, str], int] = defaultdict(int)
+        return [Unit(row.task_id, (row,)) for row in rows]
+    by_task: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        occurrence = seen[(row.id, row.kind)]
-        seen[(row.id, row.kind)] += 1
-        units.setdefault((row.id, occurrence), {})[row.kind] = row
-    return list(units.values())
+        by_task[row.task_id].append(row)
+    units = [Unit(task_id, tuple(group)) for task_id, group in by_task.items()]
+    orphans = [u.task_id for u in units if not u.of("sft")]
+    if orphans:
+        log.warning("cct: %d of %d tasks have comparison rows but no sft row (e.g. %r): they add "
+                    "units that the SFT baseline does not train on", len(orphans), len(units),
+                    orphans[0])
+    return units
 
 
 def steps_per_epoch(n_units: int, batch_size: int) -> int:
