@@ -9,6 +9,7 @@ end-of-turn token (2) and a trailing newline token (198), masks as each kind def
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 from pathlib import Path
@@ -22,7 +23,15 @@ from faulttune.mask_table import write_masks
 from faulttune.models import TINY_RANDOM, resolve_model
 from faulttune.train import TrainConfig, lr_at, train_experiment
 from faulttune.training import loop
-from faulttune.training.data import group_units, load_rows, response_end, step_units, total_steps
+from faulttune.training.budget import run_budget
+from faulttune.training.data import (
+    group_units,
+    load_rows,
+    process_micro_batches,
+    response_end,
+    step_units,
+    total_steps,
+)
 
 EOS, NEWLINE = 2, 198
 METHOD_KIND = {"sft": ["sft"], "cct": ["sft", "cct"], "fgit": ["fgit"], "dpo": ["dpo"],
@@ -152,12 +161,31 @@ def test_config_from_dict_maps_lambda_and_method_defaults():
 
 
 def test_step_units_is_a_seeded_permutation_per_epoch():
-    # 10 units, batch 4: 3 steps per epoch, the last wraps around to the epoch's first 2 units.
+    # 10 units, batch 4: 3 steps per epoch, the last one smaller (2 units), nothing repeated.
     epoch0 = [step_units(s, 10, 4, seed=1) for s in range(3)]
-    flat = [u for batch in epoch0 for u in batch]
-    assert sorted(flat[:10]) == list(range(10)) and flat[10:] == flat[:2]
+    assert [len(batch) for batch in epoch0] == [4, 4, 2]
+    assert sorted(u for batch in epoch0 for u in batch) == list(range(10))
     assert step_units(3, 10, 4, seed=1) != epoch0[0]          # epoch 1: a new order
     assert step_units(0, 10, 4, seed=1) == epoch0[0]          # pure function of the step
+
+
+def test_no_unit_repeats_within_a_step_of_a_small_data_set():
+    # 3 units, global batch 128: one step per epoch with the 3 units once each
+    assert total_steps(3, 128, 2.0, None) == 2
+    for step in range(2):
+        assert sorted(step_units(step, 3, 128, seed=0)) == [0, 1, 2]
+
+
+def test_a_short_step_is_shared_by_processes_without_loss():
+    # 5 units of a step of 8 (2 processes x 2 micro-steps x micro-batch 2): every unit once,
+    # shares differ by at most one, every process runs 2 micro-steps (empty ones are fillers)
+    units = [10, 11, 12, 13, 14]
+    shares = [process_micro_batches(units, rank, 2, 2, 2) for rank in range(2)]
+    assert shares == [[[10, 11], []], [[12, 13], [14]]]
+    full = list(range(8))
+    assert [process_micro_batches(full, rank, 2, 2, 2) for rank in range(2)] == [
+        [[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+    assert process_micro_batches([7], 0, 2, 2, 2) == [[], []]
 
 
 def test_response_end_is_after_the_last_eos():
@@ -296,6 +324,56 @@ def test_accumulation_does_not_change_the_gradient(tmp_path, method):
         torch.testing.assert_close(split[name], whole[name], rtol=0, atol=1e-5 * scale + 1e-7, msg=name)
 
 
+@pytest.mark.parametrize("method", ["sft", "cct", "fgit", "target_dpo"])
+def test_a_short_last_step_gives_the_gradient_of_its_units(tmp_path, method):
+    # 6 units, batch 4: step 1 holds the 2 units left; with micro-batches of 1 (accumulation 4)
+    # two of its four micro-steps are zero-loss fillers
+    paths = write_examples(tmp_path, method, count=6)
+    grads, losses = [], []
+    for micro in (4, 1):
+        config = tiny_config(method, batch_size=4, micro_batch_size=micro)
+        run = loop.setup_run(paths, TINY_RANDOM, str(tmp_path / f"m{micro}"), config)
+        assert len(step_units(1, len(run.units), 4, config.seed)) == 2
+        metrics, _ = loop.accumulate_gradients(run, 1)
+        losses.append(sum(metrics["loss"]))
+        grads.append({n: p.grad.clone() for n, p in run.module.named_parameters() if p.grad is not None})
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        scale = float(grads[0][name].abs().max())
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=0, atol=1e-5 * scale + 1e-7, msg=name)
+
+
+def test_the_trainer_writes_the_budget_and_warns_about_few_steps(tmp_path, caplog):
+    paths = write_examples(tmp_path, "sft", count=8)
+    config = tiny_config("sft", max_steps=None, epochs=1.0)
+    with caplog.at_level(logging.WARNING, logger="faulttune.training.loop"):
+        train_experiment(paths, TINY_RANDOM, str(tmp_path / "out"), config)
+    budget = json.loads((tmp_path / "out" / "budget.json").read_text())
+    tokens = sum(sum(row["chosen_mask"]) for row in make_rows("sft", 8))  # every response token
+    assert budget == {"method": "sft", "train_tasks": 8, "train_examples": 8, "train_steps": 2,
+                      "train_tokens": tokens, "train_tokens_by_kind": {"sft": tokens}, "units": 8,
+                      "steps_per_epoch": 2, "batch_size": 4, "few_steps": True}
+    assert "sft trains for only 2 optimiser steps (< 20)" in caplog.text
+
+
+def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
+    paths = pipeline_masks(tmp_path, train_table(6))
+
+    def budget(method: str, files: list[str], epochs: float) -> dict:
+        units = group_units(load_rows(files, method, EOS, 1024), method)
+        config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=epochs)
+        return run_budget(units, config, total_steps(len(units), 2, epochs, None))
+
+    for epochs in (1.0, 2.5):
+        sft = budget("sft", [paths["sft"]], epochs)
+        cct = budget("cct", [paths["sft"], paths["cct"]], epochs)
+        assert (cct["train_tasks"], cct["train_steps"]) == (sft["train_tasks"], sft["train_steps"])
+        assert cct["train_tokens_by_kind"]["sft"] == sft["train_tokens"]  # the same L_lm budget
+        assert cct["train_examples"] == 3 * sft["train_examples"]         # + a pair and a bug fix
+    assert (sft["train_tasks"], sft["train_steps"], sft["train_examples"]) == (6, 8, 16)
+
+
 # ---------------------------------------------------------------------------------------------
 # resume and reference
 
@@ -359,10 +437,11 @@ def test_two_processes_train_like_one(tmp_path, method):
     """`accelerate launch` with the repo's DDP config and 2 processes (the train rule's command)
     gives the step losses and gradient norms of one process with the same global batch: each
     process takes its half of the step's units, the losses use step-level counts, and the
-    DDP average is undone. The weights end equal too."""
+    DDP average is undone. The weights end equal too. 5 examples at batch 4: the second step
+    holds one unit, so process 0 runs a zero-loss filler while process 1 trains it."""
     from faulttune.train_launch import launch
 
-    paths = write_examples(tmp_path, method, count=8)
+    paths = write_examples(tmp_path, method, count=5)
     config = tiny_config(method, max_steps=2, batch_size=4, micro_batch_size=2, lr=1e-3)
     train_experiment(paths, TINY_RANDOM, str(tmp_path / "one"), config)
     launch(paths, TINY_RANDOM, str(tmp_path / "two"), config, num_processes=2, accelerate_config="ddp")

@@ -179,7 +179,7 @@ def fgit_loss(
 
     Returns `(loss, metrics)`, metrics detached: `nll`, `mean_weight` (over rows with a segment),
     `p_c`, `p_i` (dynamic weightings only, over paired rows with a segment), `segment_rows`,
-    `target_tokens`.
+    `target_tokens`; a mean over no rows is NaN.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown FGit weighting {weighting!r}; expected one of {WEIGHTINGS}")
@@ -216,7 +216,8 @@ def _dynamic_weights(
     if bool((plain & has_segment).any()):
         raise ValueError("fgit_loss: a row without y_i has a nonzero H_c segment mask")
     if len(index) == 0:
-        return sample_w, {}
+        nothing = torch.tensor(float("nan"), device=logps_c.device)
+        return sample_w, {"p_c": nothing, "p_i": nothing}
     if labels_i is None or hybrid_i is None:
         raise ValueError(f"fgit_loss: weighting={weighting!r} needs logits_i, labels_i and hybrid_i")
     logps_i, seg_i = _shifted_segment(logits_i, labels_i, hybrid_i)
@@ -229,6 +230,7 @@ def _dynamic_weights(
 
 
 def _masked_mean(values: Tensor, keep: Tensor) -> Tensor:
-    """Detached mean of `values[keep]` (0 when nothing is kept)."""
+    """Detached mean of `values[keep]`; NaN when nothing is kept (a mean of nothing, which the
+    trainer leaves out of the step's average)."""
     kept = keep.to(values.dtype)
-    return ((values * kept).sum() / kept.sum().clamp(min=1)).detach()
+    return ((values * kept).sum() / kept.sum()).detach()

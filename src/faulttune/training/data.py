@@ -10,8 +10,9 @@ many L_lm updates, as an epoch of SFT on the same tasks.
 
 Data order: a pure function of (seed, step), so a resumed run needs nothing but the step number.
 Epoch e is a seeded permutation of the units; step s reads positions [p*B, (p+1)*B) of it
-(p = s mod steps_per_epoch); the last step of an epoch wraps around to the permutation's start
-so that every step has exactly B units (as torch's DistributedSampler pads).
+(p = s mod steps_per_epoch). The last step of an epoch takes the N - p*B units that are left, so
+no unit appears twice in a step or in an epoch (with a few hundred examples and a global batch of
+128, wrapping around would have put some units into a step twice).
 """
 
 from __future__ import annotations
@@ -181,19 +182,29 @@ def total_steps(n_units: int, batch_size: int, epochs: float, max_steps: int | N
 
 
 def step_units(step: int, n_units: int, batch_size: int, seed: int) -> list[int]:
-    """Indices of the B units of optimiser step ``step`` (all processes together)."""
+    """Indices of the units of optimiser step ``step`` (all processes together): B distinct
+    units, fewer on the last step of an epoch."""
     per_epoch = steps_per_epoch(n_units, batch_size)
     epoch, position = divmod(step, per_epoch)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n_units, generator=generator).tolist()
-    first = position * batch_size
-    return [order[(first + k) % n_units] for k in range(batch_size)]
+    return order[position * batch_size:(position + 1) * batch_size]
 
 
 def process_micro_batches(
-    units: Sequence[int], process_index: int, num_processes: int, micro_batch_size: int
+    units: Sequence[int], process_index: int, num_processes: int, micro_batch_size: int,
+    micro_steps: int,
 ) -> list[list[int]]:
-    """This process's contiguous share of a step's units, cut into micro-batches."""
-    share = len(units) // num_processes
-    mine = list(units[process_index * share:(process_index + 1) * share])
-    return [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
+    """This process's contiguous share of a step's units, cut into exactly ``micro_steps``
+    micro-batches of at most ``micro_batch_size`` units. A full step (B = micro_steps x
+    micro_batch_size x processes units) fills every micro-batch; on a short last step the shares
+    differ by at most one unit and the micro-batches past a process's share are EMPTY: the
+    trainer still runs them (as zero-loss passes), because every process must run the same
+    number of micro-steps (DDP's gradient sync, ZeRO's accumulation boundary)."""
+    n = len(units)
+    mine = list(units[n * process_index // num_processes:n * (process_index + 1) // num_processes])
+    batches = [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
+    if len(batches) > micro_steps:
+        raise ValueError(f"{len(mine)} units do not fit {micro_steps} micro-batches of "
+                         f"{micro_batch_size}")
+    return batches + [[] for _ in range(micro_steps - len(batches))]

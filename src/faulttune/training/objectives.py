@@ -211,6 +211,41 @@ def step_normalisers(units: Sequence[Unit], method: str) -> dict[str, float]:
     return {"pairs": len(rows), "chosen_tokens": sum(_targets(r.chosen, False) for r in rows)}
 
 
+def loss_tokens(unit: Unit, method: str, weighting: str) -> dict[str, int]:
+    """Tokens of one unit that carry a loss term, per row kind (position 0 of a sequence never
+    does): NLL targets (sft, cct_seq; FGit: every y_c response token, plus y_i's H_i tokens
+    under the dynamic weightings, which feed the weight), both sides of a CCT pair from the
+    first difference on (the compared positions), the masked tokens of both preference sides
+    (Focused-DPO: the chosen middle and suffix)."""
+    counts: dict[str, int] = {}
+    for row in unit.rows:
+        counts[row.kind] = counts.get(row.kind, 0) + _row_loss_tokens(row, method, weighting)
+    return counts
+
+
+def _row_loss_tokens(row: Row, method: str, weighting: str) -> int:
+    if row.kind == "cct":
+        return sum(max(0, len(side.ids) - row.first_diff) for side in (row.chosen, row.rejected))
+    if row.kind == "fgit":
+        incorrect = row.rejected is not None and needs_incorrect(weighting)
+        return _targets(row.chosen, True) + (_targets(row.rejected, False) if incorrect else 0)
+    if row.rejected is None:
+        return _targets(row.chosen, False)
+    chosen = _focused_chosen_tokens(row) if method == "focused_dpo" else _targets(row.chosen, False)
+    return chosen + _targets(row.rejected, False)
+
+
+def _focused_chosen_tokens(row: Row) -> int:
+    """Chosen tokens with a nonzero Focused-DPO weight, as `preference_masks` computes them on
+    the pair's shared window."""
+    a = min(row.chosen.start, row.rejected.start) - 1
+    parts = [row.chosen.response()[a:], row.chosen.mask[a:], row.rejected.mask[a:]]
+    width = max(len(p) for p in parts)
+    padded = [torch.nn.functional.pad(p, (0, width - len(p))).unsqueeze(0) for p in parts]
+    weights, _ = focused_preference_masks(*padded)
+    return int((weights[0, 1:] != 0).sum())
+
+
 def _masked_labels(labels: Tensor, marks: Tensor) -> Tensor:
     return labels.masked_fill(marks == 0, IGNORE_INDEX)
 
@@ -298,6 +333,27 @@ def preference_objective(
                   num_chosen_tokens=norms["chosen_tokens"])
     fn = {"dpo": dpo_loss, "target_dpo": target_dpo_loss, "focused_dpo": focused_dpo_loss}[method]
     return fn(*args, beta=config.beta, num_pairs=norms["pairs"])
+
+
+def objective(
+    logits: Tensor, scores: Tensor | None, batch: Batch, config: TrainConfig,
+    norms: dict[str, float], reference: tuple[Tensor, Tensor] | None = None,
+) -> LossOut:
+    """The loss of one micro-batch for `config.method`: the trainer's one dispatch. `logits`:
+    window logits of the batch's first `batch.logit_rows` rows; `scores`: the CCT head's `[R, T]`
+    (CCT only); `reference`: the reference (chosen, rejected) log-probs (preference methods)."""
+    method = config.method
+    if method == "sft":
+        return sft_objective(logits, batch, norms)
+    if method == "cct":
+        if scores is None:
+            raise ValueError("cct needs the head scores")
+        return cct_objective(logits, scores, batch, config, norms)
+    if method == "fgit":
+        return fgit_objective(logits, batch, config, norms)
+    if reference is None:
+        raise ValueError(f"{method} needs the reference log-probs")
+    return preference_objective(logits, batch, reference, config, norms)
 
 
 def is_preference(method: str) -> bool:
