@@ -269,6 +269,37 @@ def test_fgit_plain_row_with_a_segment_is_an_error(tmp_path):
         load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024)
 
 
+def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
+    """A model whose eos (a new </s>) is not what its chat template ends a turn with
+    (<|im_end|>): SFT's masks and FGit's labels (the trainer's response span) cover the same
+    tokens, <|im_end|> included and nothing after it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from faulttune.mask_table import build_fgit_rows, build_mask_rows
+
+    folder = tmp_path / "model"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(TINY_RANDOM))
+    tokenizer.add_special_tokens({"eos_token": "</s>"})
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY_RANDOM))
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    tasks = train_table(3)
+    files = {"sft": build_mask_rows(tasks, tokenizer, "sft")[0], "fgit": build_fgit_rows(tasks, [], tokenizer)[0]}
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for row in files["sft"]:
+        last = max(i for i, m in enumerate(row["chosen_mask"]) if m)
+        assert row["chosen_ids"][last] == im_end != tokenizer.eos_token_id
+    tokens = {}
+    for method, rows in files.items():
+        write_masks(rows, tmp_path / f"{method}.parquet", str(folder))
+        extra = {"weighting": "fixed"} if method == "fgit" else {}
+        config = tiny_config(method, max_steps=None, epochs=1.0, **extra)
+        run = loop.setup_run([str(tmp_path / f"{method}.parquet")], str(folder), str(tmp_path / method), config)
+        tokens[method] = run.budget["train_tokens"]
+    assert tokens["fgit"] == tokens["sft"] == sum(sum(row["chosen_mask"]) for row in files["sft"])
+
+
 def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):
     paths = write_examples(tmp_path, "dpo", count=2)
     with pytest.raises(DataError, match=r"dpo.parquet row 0: field kind 'dpo' is not used by method 'sft'"):

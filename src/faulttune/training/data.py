@@ -82,17 +82,18 @@ class Unit:
         return [row for row in self.rows if row.kind == kind]
 
 
-def response_end(ids: Sequence[int], start: int, eos_id: int | None) -> int:
-    """One past the last end-of-turn token at or after ``start`` (the response's end as the masks
-    table defines it); ``len(ids)`` when there is none."""
-    if eos_id is not None:
+def response_end(ids: Sequence[int], start: int, end_of_turn: int | None) -> int:
+    """One past the last end-of-turn token (``mask_table.end_of_turn_id``: the chat
+    template's, not necessarily the tokenizer's eos) at or after ``start``: the response's end as
+    the masks table defines it; ``len(ids)`` when there is none."""
+    if end_of_turn is not None:
         for i in range(len(ids) - 1, start - 1, -1):
-            if ids[i] == eos_id:
+            if ids[i] == end_of_turn:
                 return i + 1
     return len(ids)
 
 
-def _side(record: dict, prefix: str, where: str, eos_id: int | None, max_length: int) -> Side:
+def _side(record: dict, prefix: str, where: str, end_of_turn: int | None, max_length: int) -> Side:
     ids, mask, start = record[f"{prefix}_ids"], record[f"{prefix}_mask"], record[f"{prefix}_start"]
     if ids is None or mask is None or start is None:
         raise DataError(f"{where}: field {prefix}_ids/_mask/_start is null for kind {record['kind']!r}")
@@ -102,7 +103,7 @@ def _side(record: dict, prefix: str, where: str, eos_id: int | None, max_length:
         raise DataError(f"{where}: field {prefix}_ids has {len(ids)} tokens > max_length {max_length}")
     if not 1 <= start < len(ids):
         raise DataError(f"{where}: field {prefix}_start {start} outside [1, {len(ids)})")
-    end = response_end(ids, start, eos_id)
+    end = response_end(ids, start, end_of_turn)
     return Side(torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.float32), start, end)
 
 
@@ -118,22 +119,22 @@ def _has_rejected_side(record: dict, where: str) -> bool:
     return kind in PAIR_KINDS
 
 
-def parse_row(record: dict, where: str, eos_id: int | None, max_length: int) -> Row:
+def parse_row(record: dict, where: str, end_of_turn: int | None, max_length: int) -> Row:
     """One masks-file record as tensors; a malformed field raises naming the file, row and field.
-    ``eos_id`` is the end-of-turn token that closes a response."""
+    ``end_of_turn`` is the end-of-turn token that closes a response."""
     kind, task_id = record["kind"], record.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise DataError(f"{where}: field task_id is {task_id!r}, expected the source task's id")
-    chosen = _side(record, "chosen", where, eos_id, max_length)
+    chosen = _side(record, "chosen", where, end_of_turn, max_length)
     paired = _has_rejected_side(record, where)
-    rejected = _side(record, "rejected", where, eos_id, max_length) if paired else None
+    rejected = _side(record, "rejected", where, end_of_turn, max_length) if paired else None
     first_diff = record.get("first_diff")
     if kind == "cct" and first_diff is None:
         raise DataError(f"{where}: field first_diff is null for a cct row")
     return Row(kind, str(record["id"]), task_id, where, chosen, rejected, first_diff)
 
 
-def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length: int) -> list[Row]:
+def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int) -> list[Row]:
     """Every row of the masks files, in file order; a kind the method does not use is an error."""
     from faulttune.mask_table import read_masks
 
@@ -148,7 +149,7 @@ def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length:
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
                     f"(expected one of {allowed})"
                 )
-            rows.append(parse_row(record, where, eos_id, max_length))
+            rows.append(parse_row(record, where, end_of_turn, max_length))
     if not rows:
         raise DataError(f"no training examples in {list(paths)}")
     return rows

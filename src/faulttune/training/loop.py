@@ -143,6 +143,7 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
     from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
 
+    from faulttune.mask_table import end_of_turn_id
     from faulttune.models import load_tokenizer
 
     cpu = not torch.cuda.is_available()  # several CPU processes (gloo) need cpu=True to form a group
@@ -155,7 +156,7 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
                          f"{accelerator.gradient_accumulation_steps}; remove it (need {accum})")
     set_seed(config.seed)
     tokenizer = load_tokenizer(model)
-    rows = load_rows(example_paths, config.method, tokenizer.eos_token_id, config.max_length)
+    rows = load_rows(example_paths, config.method, end_of_turn_id(tokenizer), config.max_length)
     units = group_units(rows, config.method)
     steps = total_steps(len(units), config.batch_size, config.epochs, config.max_steps)
     policy = build_policy(model, config, str(accelerator.device))
