@@ -226,6 +226,7 @@ def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
     paths = pipeline_masks(tmp_path, tasks, **cct_options)
     sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024), "sft")
     units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024), "cct")
+    assert len(units) == len(sft_units) == len(tasks)  # one unit per task, as for SFT
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     pairs_per_task = 3 if cct_options else 1  # per_family=1: one twin of each family
     for unit in units:
