@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from faulttune.bugs.cct import FAMILIES, family_order
 from faulttune.bugs.pairs import (
     PAIRS_SCHEMA,
     REASONS,
@@ -133,6 +134,50 @@ def test_cct_without_verification_and_without_applicable_edits():
         ("T/c", "function_missing", "no applicable edit"),
         ("T/c", "operator_misuse", "no applicable edit"),
         ("T/c", "variable_misuse", "no applicable edit")]
+
+
+# every family applies: variables xs/y/total, the operator +, the calls len and max
+ALL_FAMILIES = "def f(xs, y):\n    total = len(xs) + y\n    return max(total, y)\n"
+
+
+def _task(task_id: str, solution: str, test: str = "") -> dict:
+    return {"task_id": task_id, "instruction": "Do it.", "solution": solution, "test": test,
+            "entry_point": "f"}
+
+
+def test_cct_draws_one_family_per_task_by_default():
+    tasks = [_task(f"T/{k}", ALL_FAMILIES) for k in range(8)]
+    pairs, rejected = cct_pairs(tasks, 0, 1, verify=False)  # as the mutate stage calls it
+    assert rejected == []
+    assert sorted(p["task_id"] for p in pairs) == sorted(t["task_id"] for t in tasks)  # one each
+    assert all(p["family"] == family_order(f"0:{p['task_id']}")[0] for p in pairs)
+    assert len({p["family"] for p in pairs}) > 1  # the draw differs between tasks
+    two, _ = cct_pairs(tasks[:1], 0, 2, verify=False)
+    assert len(two) == 2 and len({p["family"] for p in two}) == 1
+    # the per-family option keeps every family: up to per_family * 3 twins per task
+    every, _ = cct_pairs(tasks[:1], 0, per_family=1, verify=False)
+    assert sorted(p["family"] for p in every) == sorted(FAMILIES)
+    with pytest.raises(ValueError, match="per_task 1 when per_family is given"):
+        cct_pairs(tasks, 0, 2, per_family=1)
+
+
+def test_cct_falls_back_to_the_next_family_without_an_applicable_edit():
+    add = _task("T/add", "def f(a, b):\n    return a + b\n")  # no call: no function_missing
+    assert family_order("2:T/add") == ["function_missing", "variable_misuse", "operator_misuse"]
+    pairs, rejected = cct_pairs([add], 2, verify=False)
+    assert [p["family"] for p in pairs] == ["variable_misuse"]
+    assert [(r["family"], r["reason"]) for r in rejected] == [("function_missing", "no applicable edit")]
+
+
+def test_cct_falls_back_to_the_next_family_when_the_drawn_twin_passes_the_tests():
+    # a - a and b - b still give f(2, 2) == 0; seed 1 draws variable_misuse first, then a / b
+    sub = _task("T/sub", "def f(a, b):\n    return a - b\n", "assert f(2, 2) == 0\n")
+    families = ["variable_misuse", "operator_misuse"]
+    assert family_order("1:T/sub", families) == families
+    pairs, rejected = cct_pairs([sub], 1, families=families, workers=2)
+    assert [(p["family"], p["incorrect"], p["verified"]) for p in pairs] == [
+        ("operator_misuse", "def f(a, b):\n    return a / b\n", "true")]
+    assert [(r["family"], r["reason"]) for r in rejected] == [("variable_misuse", "passes the tests")]
 
 
 def test_bad_task_rows_are_named():

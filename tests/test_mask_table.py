@@ -12,7 +12,9 @@ from faulttune.io import DataError
 from faulttune.mask_table import (
     KINDS,
     MASKS_SCHEMA,
+    build_fgit_rows,
     build_mask_rows,
+    end_of_turn_id,
     read_masks,
     template_index,
     write_masks,
@@ -56,6 +58,39 @@ def bos(smol):
     )
     tok.chat_template = smol.chat_template
     assert tok("x").input_ids[0] == tok.bos_token_id == 0
+    return tok
+
+
+# Llama-3-style turns: each message ends with <|eot_id|>, while the tokenizer's eos is another token
+LLAMA3_TEMPLATE = (
+    "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def smol_copy():
+    from transformers import AutoTokenizer
+
+    from faulttune.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(MODEL))
+
+
+@pytest.fixture(scope="module")
+def chatml_eos_s():
+    """SmolLM2's ChatML template (turns end with <|im_end|>) but eos = a new special token </s>."""
+    tok = smol_copy()
+    tok.add_special_tokens({"eos_token": "</s>"})
+    return tok
+
+
+@pytest.fixture(scope="module")
+def llama3_style():
+    tok = smol_copy()
+    tok.add_special_tokens({"eos_token": "<|end_of_text|>", "additional_special_tokens": [
+        "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]})
+    tok.chat_template = LLAMA3_TEMPLATE
     return tok
 
 
@@ -124,6 +159,58 @@ def test_cct_rows_carry_first_diff_and_a_bugfix_sample(smol):
     assert template.split("{buggy}")[0] in prompt and "return a <= b" in prompt
     ids, mask = response(seq, "chosen")
     assert smol.convert_ids_to_tokens(ids) == RESPONSE and mask == ALL
+
+
+def test_fgit_rows_cover_every_task_of_the_training_table(smol):
+    tasks = [{"task_id": "T/0", "instruction": PAIR["instruction"], "solution": PAIR["correct"]},
+             {"task_id": "T/1", "instruction": "Echo.", "solution": "def g(a):\n    return a\n"},
+             {"task_id": "T/2", "instruction": "Echo.", "solution": "def h(a):\n    return a\n"}]
+    pairs = [
+        {**PAIR, "id": "p-less", "task_id": "T/0", "incorrect": "def f(a, b):\n    return b\n",
+         "similarity": 0.5},
+        {**PAIR, "task_id": "T/0", "similarity": 0.9},             # the most similar of T/0
+        {**PAIR, "id": "p-empty", "task_id": "T/2", "instruction": "Echo.",
+         "correct": tasks[2]["solution"], "incorrect": "\n", "similarity": 1.0},
+    ]
+    rows, rejected = build_fgit_rows(tasks, pairs, smol)
+    assert [(r["task_id"], r["id"]) for r in rows] == [("T/0", "p0"), ("T/1", "T/1"), ("T/2", "T/2")]
+    assert rows[0] == one_row(smol, "fgit")                        # the pair's own fgit row
+    for plain, task in zip(rows[1:], tasks[1:]):                   # no usable variant: plain SFT
+        sft = one_row(smol, "sft", {**task, "id": task["task_id"]})
+        assert plain["kind"] == "fgit" and plain["chosen_ids"] == sft["chosen_ids"]
+        assert plain["chosen_start"] == sft["chosen_start"] and not any(plain["chosen_mask"])
+        assert plain["rejected_ids"] is plain["rejected_mask"] is plain["rejected_start"] is None
+    assert [(r["id"], r["reason"]) for r in rejected] == [
+        ("p-less", "another pair of the task is more similar"), ("p-empty", "empty code")]
+    with pytest.raises(DataError, match="pairs row 0: field task_id 'T/9' is not a task"):
+        build_fgit_rows(tasks, [{**PAIR, "task_id": "T/9"}], smol)
+
+
+def test_end_of_turn_comes_from_the_chat_template(smol, chatml_eos_s, llama3_style):
+    assert end_of_turn_id(smol) == smol.eos_token_id == smol.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn_id(chatml_eos_s) == smol.eos_token_id != chatml_eos_s.eos_token_id
+    eot = llama3_style.convert_tokens_to_ids("<|eot_id|>")
+    assert end_of_turn_id(llama3_style) == eot != llama3_style.eos_token_id
+    no_template = smol_copy()
+    no_template.chat_template = None
+    assert end_of_turn_id(no_template) == no_template.eos_token_id
+
+
+@pytest.mark.parametrize("name, turn_end", [("chatml_eos_s", "<|im_end|>"), ("llama3_style", "<|eot_id|>")])
+def test_responses_end_with_the_end_of_turn_token_when_eos_differs(request, name, turn_end):
+    from faulttune.training.data import parse_row
+
+    tok = request.getfixturevalue(name)
+    for kind in ("sft", "dpo", "cct"):
+        row = build_mask_rows([PAIR], tok, kind)[0][0]
+        for side in ("chosen", "rejected") if kind != "sft" else ("chosen",):
+            ids, mask = response(row, side)
+            tokens = tok.convert_ids_to_tokens(ids)
+            end = tokens.index(turn_end) + 1
+            assert mask == [1] * end + [0] * (len(ids) - end), (kind, side)  # trained through it
+        # the trainer's response span (FGit's labels, Focused-DPO's suffix) is the same tokens
+        parsed = parse_row(row, "row", end_of_turn_id(tok), 4096)
+        assert parsed.chosen.response().tolist() == [float(m) for m in row["chosen_mask"]]
 
 
 def test_template_index_is_seeded_per_pair():

@@ -9,6 +9,7 @@ end-of-turn token (2) and a trailing newline token (198), masks as each kind def
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 from pathlib import Path
@@ -23,7 +24,15 @@ from faulttune.models import TINY_RANDOM, resolve_model
 from faulttune.training.config import TrainConfig, lr_at
 from faulttune.training.loop import train_experiment
 from faulttune.training import loop
-from faulttune.training.data import group_units, load_rows, response_end, step_units
+from faulttune.training.budget import run_budget
+from faulttune.training.data import (
+    group_units,
+    load_rows,
+    process_micro_batches,
+    response_end,
+    step_units,
+    total_steps,
+)
 
 EOS, NEWLINE = 2, 198
 METHOD_KIND = {"sft": ["sft"], "cct": ["sft", "cct"], "fgit": ["fgit"], "dpo": ["dpo"],
@@ -45,7 +54,8 @@ def _span(n: int, start: int, end: int, lo: int, hi: int, value: int = 1) -> lis
 
 
 def make_rows(kind: str, count: int, seed: int = 0) -> list[dict]:
-    """`count` rows of `kind` (cct also yields its cct_seq rows); responses differ in 3 tokens."""
+    """`count` rows of `kind` (cct also yields its cct_seq rows); responses differ in 3 tokens.
+    Every third fgit row is a plain row (no rejected side, all-zero H_c)."""
     rng = random.Random(seed)
     rows = []
     for k in range(count):
@@ -69,6 +79,9 @@ def make_rows(kind: str, count: int, seed: int = 0) -> list[dict]:
             rows.append({**row, "kind": "cct_seq", "chosen_ids": s_ids, "chosen_start": s_start,
                          "chosen_mask": _span(len(s_ids), 0, 0, s_start, s_end), "rejected_ids": None,
                          "rejected_start": None, "rejected_mask": None, "first_diff": None})
+        elif kind == "fgit" and k % 3 == 2:  # a task without a usable variant: plain SFT
+            row.update(id=f"t{k}", chosen_mask=[0] * len(c_ids), rejected_ids=None,
+                       rejected_start=None, rejected_mask=None)
         elif kind == "fgit":  # line (1) around an edited token (2)
             h = [0] * cut + [1, 2, 1]
             row["chosen_mask"] = [0] * c_start + h + [0] * (len(c_ids) - c_start - len(h))
@@ -128,6 +141,16 @@ def test_config_rejects_bad_values(bad, message):
         TrainConfig(**bad)
 
 
+def test_config_accepts_every_fgit_weighting_of_the_loss():
+    from faulttune.losses import WEIGHTINGS
+    from faulttune.training.config import FGIT_WEIGHTINGS
+
+    assert FGIT_WEIGHTINGS == WEIGHTINGS
+    assert TrainConfig(method="fgit", weighting="one_sided").weighting == "one_sided"
+    with pytest.raises(ValueError, match="weighting 'symmetric' is not one of"):
+        TrainConfig(method="fgit", weighting="symmetric")
+
+
 def test_config_from_dict_maps_lambda_and_method_defaults():
     config = TrainConfig.from_dict({"method": "fgit", "lambda": 3.0})
     assert config.lam == 3.0
@@ -139,12 +162,31 @@ def test_config_from_dict_maps_lambda_and_method_defaults():
 
 
 def test_step_units_is_a_seeded_permutation_per_epoch():
-    # 10 units, batch 4: 3 steps per epoch, the last wraps around to the epoch's first 2 units.
+    # 10 units, batch 4: 3 steps per epoch, the last one smaller (2 units), nothing repeated.
     epoch0 = [step_units(s, 10, 4, seed=1) for s in range(3)]
-    flat = [u for batch in epoch0 for u in batch]
-    assert sorted(flat[:10]) == list(range(10)) and flat[10:] == flat[:2]
+    assert [len(batch) for batch in epoch0] == [4, 4, 2]
+    assert sorted(u for batch in epoch0 for u in batch) == list(range(10))
     assert step_units(3, 10, 4, seed=1) != epoch0[0]          # epoch 1: a new order
     assert step_units(0, 10, 4, seed=1) == epoch0[0]          # pure function of the step
+
+
+def test_no_unit_repeats_within_a_step_of_a_small_data_set():
+    # 3 units, global batch 128: one step per epoch with the 3 units once each
+    assert total_steps(3, 128, 2.0, None) == 2
+    for step in range(2):
+        assert sorted(step_units(step, 3, 128, seed=0)) == [0, 1, 2]
+
+
+def test_a_short_step_is_shared_by_processes_without_loss():
+    # 5 units of a step of 8 (2 processes x 2 micro-steps x micro-batch 2): every unit once,
+    # shares differ by at most one, every process runs 2 micro-steps (empty ones are fillers)
+    units = [10, 11, 12, 13, 14]
+    shares = [process_micro_batches(units, rank, 2, 2, 2) for rank in range(2)]
+    assert shares == [[[10, 11], []], [[12, 13], [14]]]
+    full = list(range(8))
+    assert [process_micro_batches(full, rank, 2, 2, 2) for rank in range(2)] == [
+        [[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+    assert process_micro_batches([7], 0, 2, 2, 2) == [[], []]
 
 
 def test_response_end_is_after_the_last_eos():
@@ -152,10 +194,112 @@ def test_response_end_is_after_the_last_eos():
     assert response_end([1, 5, 6], 1, EOS) == 3
 
 
-def test_cct_units_group_the_rows_of_one_pair(tmp_path):
-    paths = write_examples(tmp_path, "cct", count=3)
-    units = group_units(load_rows(paths, "cct", EOS, 1024), "cct")
-    assert [sorted(u) for u in units] == [["cct", "cct_seq", "sft"]] * 3
+def train_table(n: int) -> list[dict]:
+    """Training-table rows (the columns the bugs and masks stages read) whose solutions admit
+    every CCT bug family."""
+    solution = "def f(xs, y):\n    total = len(xs) + y\n    return max(total, y)\n"
+    return [{"task_id": f"T/{k}", "instruction": f"Task {k}.", "solution": solution, "test": "",
+             "entry_point": "f"} for k in range(n)]
+
+
+def pipeline_masks(folder: Path, tasks: list[dict], **cct_options) -> dict[str, str]:
+    """The masks files as the pipeline writes them: the training table -> ``sft`` rows (id = the
+    task id); ``cct_pairs`` as the mutate stage calls it -> ``cct`` + ``cct_seq`` rows (ids
+    ``cct:<task>:<family>:<k>``)."""
+    from faulttune.bugs.pairs import cct_pairs
+    from faulttune.mask_table import build_mask_rows
+    from faulttune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(TINY_RANDOM)
+    pairs, _ = cct_pairs(tasks, 0, 1, verify=False, **cct_options)
+    paths = {}
+    for kind, source in (("sft", tasks), ("cct", pairs)):
+        rows, rejected = build_mask_rows(source, tokenizer, kind)
+        assert rejected == []
+        paths[kind] = str(folder / f"{kind}.parquet")
+        write_masks(rows, paths[kind], TINY_RANDOM)
+    return paths
+
+
+@pytest.mark.parametrize("cct_options", [{}, {"per_family": 1}])
+def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
+    tasks = train_table(6)
+    paths = pipeline_masks(tmp_path, tasks, **cct_options)
+    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024), "sft")
+    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024), "cct")
+    assert len(units) == len(sft_units) == len(tasks)  # one unit per task, as for SFT
+    assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
+    pairs_per_task = 3 if cct_options else 1  # per_family=1: one twin of each family
+    for unit in units:
+        assert unit.of("sft")[0].id == unit.task_id
+        assert len(unit.of("sft")) == 1
+        assert len(unit.of("cct")) == len(unit.of("cct_seq")) == pairs_per_task
+        assert all(r.id.startswith(f"cct:{unit.task_id}:") for r in unit.of("cct"))
+    # an epoch of CCT takes as many optimiser steps (and L_lm updates) as an epoch of SFT
+    for batch_size in (1, 4):
+        assert total_steps(len(units), batch_size, 1.0, None) == total_steps(len(sft_units), batch_size, 1.0, None)
+
+
+def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
+    from faulttune.mask_table import build_fgit_rows
+    from faulttune.models import load_tokenizer
+
+    tasks = train_table(4)
+    pairs = [{"id": f"teacher:{t['task_id']}", "task_id": t["task_id"], "instruction": t["instruction"],
+              "correct": t["solution"], "incorrect": t["solution"].replace("+ y", "- y")}
+             for t in tasks[:2]]  # the teacher found a variant for two tasks of four
+    rows, rejected = build_fgit_rows(tasks, pairs, load_tokenizer(TINY_RANDOM))
+    assert rejected == []
+    write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
+    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024), "fgit")
+    assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
+    assert [u.rows[0].rejected is not None for u in units] == [True, True, False, False]
+    # one micro-batch per unit: some micro-batches hold plain rows only (no y_i forward pass)
+    for weighting in ("dynamic", "one_sided", "fixed"):
+        out = tmp_path / weighting
+        config = tiny_config("fgit", batch_size=4, micro_batch_size=1, weighting=weighting)
+        train_experiment([str(tmp_path / "fgit.parquet")], TINY_RANDOM, str(out), config)
+        assert all(math.isfinite(json.loads(l)["loss"]) for l in (out / "train_log.jsonl").read_text().splitlines())
+
+
+def test_fgit_plain_row_with_a_segment_is_an_error(tmp_path):
+    rows = make_rows("fgit", 3)
+    rows[2]["chosen_mask"] = rows[0]["chosen_mask"][: len(rows[2]["chosen_ids"])]
+    rows[2]["chosen_mask"] += [0] * (len(rows[2]["chosen_ids"]) - len(rows[2]["chosen_mask"]))
+    write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
+    with pytest.raises(DataError, match="row 2: field chosen_mask is nonzero for an fgit row without"):
+        load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024)
+
+
+def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
+    """A model whose eos (a new </s>) is not what its chat template ends a turn with
+    (<|im_end|>): SFT's masks and FGit's labels (the trainer's response span) cover the same
+    tokens, <|im_end|> included and nothing after it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from faulttune.mask_table import build_fgit_rows, build_mask_rows
+
+    folder = tmp_path / "model"
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(TINY_RANDOM))
+    tokenizer.add_special_tokens({"eos_token": "</s>"})
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY_RANDOM))
+    model.resize_token_embeddings(len(tokenizer))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    tasks = train_table(3)
+    files = {"sft": build_mask_rows(tasks, tokenizer, "sft")[0], "fgit": build_fgit_rows(tasks, [], tokenizer)[0]}
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for row in files["sft"]:
+        last = max(i for i, m in enumerate(row["chosen_mask"]) if m)
+        assert row["chosen_ids"][last] == im_end != tokenizer.eos_token_id
+    tokens = {}
+    for method, rows in files.items():
+        write_masks(rows, tmp_path / f"{method}.parquet", str(folder))
+        extra = {"weighting": "fixed"} if method == "fgit" else {}
+        config = tiny_config(method, max_steps=None, epochs=1.0, **extra)
+        run = loop.setup_run([str(tmp_path / f"{method}.parquet")], str(folder), str(tmp_path / method), config)
+        tokens[method] = run.budget["train_tokens"]
+    assert tokens["fgit"] == tokens["sft"] == sum(sum(row["chosen_mask"]) for row in files["sft"])
 
 
 def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):
@@ -200,17 +344,77 @@ def first_step_gradients(paths: list[str], out: Path, config: TrainConfig) -> di
     return {n: p.grad.detach().clone() for n, p in run.module.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed"])
+# float32 sums in another order differ by ~1e-6 of the gradients' scale (measured: 2e-7 to 1e-6,
+# ~8 float32 epsilons); the bound is 50 times that. Round-off follows the size of the summed
+# terms, so the scale is the largest gradient of the model, not of each tensor: a gradient that
+# cancels to ~0 (the CCT head's bias) is round-off of its own, off by 150 % relative to itself.
+GRADIENT_ATOL = 5e-5
+
+
+def assert_same_gradients(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    scale = max(float(g.abs().max()) for g in expected.values())
+    assert scale > 0
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, rtol=0, atol=GRADIENT_ATOL * scale, msg=name)
+
+
+@pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed", "fgit-one_sided"])
 def test_accumulation_does_not_change_the_gradient(tmp_path, method):
-    extra = {"weighting": "fixed"} if method == "fgit-fixed" else {}
-    method = method.split("-")[0]
+    method, _, weighting = method.partition("-")
+    extra = {"weighting": weighting} if weighting else {}
     paths = write_examples(tmp_path, method, count=8)
     whole = first_step_gradients(paths, tmp_path / "a", tiny_config(method, batch_size=8, micro_batch_size=8, **extra))
     split = first_step_gradients(paths, tmp_path / "b", tiny_config(method, batch_size=8, micro_batch_size=2, **extra))
     assert whole.keys() == split.keys() and len(whole) > 0
-    for name in whole:  # float32 sums in another order: equal up to ~1e-6 of the tensor's scale
-        scale = float(whole[name].abs().max())
-        torch.testing.assert_close(split[name], whole[name], rtol=0, atol=1e-5 * scale + 1e-7, msg=name)
+    assert_same_gradients(split, whole)
+
+
+@pytest.mark.parametrize("method", ["sft", "cct", "fgit", "target_dpo"])
+def test_a_short_last_step_gives_the_gradient_of_its_units(tmp_path, method):
+    # 6 units, batch 4: step 1 holds the 2 units left; with micro-batches of 1 (accumulation 4)
+    # two of its four micro-steps are zero-loss fillers
+    paths = write_examples(tmp_path, method, count=6)
+    grads, losses = [], []
+    for micro in (4, 1):
+        config = tiny_config(method, batch_size=4, micro_batch_size=micro)
+        run = loop.setup_run(paths, TINY_RANDOM, str(tmp_path / f"m{micro}"), config)
+        assert len(step_units(1, len(run.units), 4, config.seed)) == 2
+        metrics, _ = loop.accumulate_gradients(run, 1)
+        losses.append(sum(metrics["loss"]))
+        grads.append({n: p.grad.clone() for n, p in run.module.named_parameters() if p.grad is not None})
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    assert_same_gradients(grads[1], grads[0])
+
+
+def test_the_trainer_writes_the_budget_and_warns_about_few_steps(tmp_path, caplog):
+    paths = write_examples(tmp_path, "sft", count=8)
+    config = tiny_config("sft", max_steps=None, epochs=1.0)
+    with caplog.at_level(logging.WARNING, logger="faulttune.training.loop"):
+        train_experiment(paths, TINY_RANDOM, str(tmp_path / "out"), config)
+    budget = json.loads((tmp_path / "out" / "budget.json").read_text())
+    tokens = sum(sum(row["chosen_mask"]) for row in make_rows("sft", 8))  # every response token
+    assert budget == {"method": "sft", "train_tasks": 8, "train_examples": 8, "train_steps": 2,
+                      "train_tokens": tokens, "train_tokens_by_kind": {"sft": tokens}, "units": 8,
+                      "steps_per_epoch": 2, "batch_size": 4, "few_steps": True}
+    assert "sft trains for only 2 optimiser steps (< 20)" in caplog.text
+
+
+def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
+    paths = pipeline_masks(tmp_path, train_table(6))
+
+    def budget(method: str, files: list[str], epochs: float) -> dict:
+        units = group_units(load_rows(files, method, EOS, 1024), method)
+        config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=epochs)
+        return run_budget(units, config, total_steps(len(units), 2, epochs, None))
+
+    for epochs in (1.0, 2.5):
+        sft = budget("sft", [paths["sft"]], epochs)
+        cct = budget("cct", [paths["sft"], paths["cct"]], epochs)
+        assert (cct["train_tasks"], cct["train_steps"]) == (sft["train_tasks"], sft["train_steps"])
+        assert cct["train_tokens_by_kind"]["sft"] == sft["train_tokens"]  # the same L_lm budget
+        assert cct["train_examples"] == 3 * sft["train_examples"]         # + a pair and a bug fix
+    assert (sft["train_tasks"], sft["train_steps"], sft["train_examples"]) == (6, 8, 16)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,10 +480,11 @@ def test_two_processes_train_like_one(tmp_path, method):
     """`accelerate launch` with the repo's DDP config and 2 processes (the train rule's command)
     gives the step losses and gradient norms of one process with the same global batch: each
     process takes its half of the step's units, the losses use step-level counts, and the
-    DDP average is undone. The weights end equal too."""
+    DDP average is undone. The weights end equal too. 5 examples at batch 4: the second step
+    holds one unit, so process 0 runs a zero-loss filler while process 1 trains it."""
     from faulttune.training.launch import launch
 
-    paths = write_examples(tmp_path, method, count=8)
+    paths = write_examples(tmp_path, method, count=5)
     config = tiny_config(method, max_steps=2, batch_size=4, micro_batch_size=2, lr=1e-3)
     train_experiment(paths, TINY_RANDOM, str(tmp_path / "one"), config)
     launch(paths, TINY_RANDOM, str(tmp_path / "two"), config, num_processes=2, accelerate_config="ddp")

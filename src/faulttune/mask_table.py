@@ -17,16 +17,20 @@ text through the offset mapping, shifted by where the code starts in it. The cod
 as ``code_response`` places it (``code.strip("\\n") + "\\n"``).
 
 Response tokens: from the first token that starts at or after the response's first character
-through the response's last character, plus the end-of-turn token (``tokenizer.eos_token_id``)
-right after it, which the model must learn to emit. Whatever the template writes after that
-(e.g. a newline) is never masked.
+through the response's last character, plus the end-of-turn token right after it, which the
+model must learn to emit. The end-of-turn token is the one the CHAT TEMPLATE closes an assistant
+turn with (:func:`end_of_turn_id`: ChatML ``<|im_end|>``, Llama 3 ``<|eot_id|>``), which need not
+be ``tokenizer.eos_token_id``. Whatever the template writes after it (e.g. a newline) is never
+masked.
 
 Masks per kind (1 = token in the loss / segment):
     sft          chosen: every response token; no rejected side.
     cct          chosen and rejected: every response token; first_diff = first differing position.
     cct_seq      CCT's bug-fix sample (built with every cct row): prompt bugfix_messages(incorrect,
                  seeded template index), response = the correct code; chosen: every response token.
-    fgit         chosen H_c, rejected H_i (line | token | hybrid, values {0, 1, 2}).
+    fgit         chosen H_c, rejected H_i (line | token | hybrid, values {0, 1, 2}). A task without
+                 a usable pair is a plain fgit row (:func:`build_fgit_rows`): no rejected side,
+                 H_c all zero, i.e. ordinary SFT at weight 1 inside the FGit run.
     dpo          chosen and rejected: every response token.
     target_dpo   chosen: every response token; rejected: tokens of D- lines (ndiff '+').
     focused_dpo  both: the tokens between the common prefix and suffix of the two responses.
@@ -60,7 +64,8 @@ from faulttune.prompts import (
 
 KINDS = ("sft", "cct", "fgit", "dpo", "target_dpo", "focused_dpo")  # cct also yields cct_seq rows
 PAIR_KINDS = ("cct", "dpo", "target_dpo", "focused_dpo")  # an identical pair carries no signal
-REJECT_REASONS = ("empty code", "empty instruction", "identical", "too long", "template error")
+REJECT_REASONS = ("empty code", "empty instruction", "identical", "too long", "template error",
+                  "another pair of the task is more similar")
 METADATA_MODEL_KEY = b"faulttune.model"
 
 MASKS_SCHEMA = pa.schema([
@@ -109,8 +114,40 @@ def normalise_code(code: str) -> str:
     return code.strip("\n") + "\n"
 
 
-def encode_training(tokenizer: Any, messages: Any, code: str) -> Encoded:
+_TURN_PROBE = "faulttune-end-of-turn-probe"
+
+
+def end_of_turn_id(tokenizer: Any) -> int | None:
+    """The token that closes an assistant turn: the first special token the chat template
+    writes after an assistant message (ChatML ``<|im_end|>``, Llama 3 ``<|eot_id|>``, Gemma
+    ``<end_of_turn>``, Mistral ``</s>``). ``eos_token_id`` when the tokenizer has no chat template
+    or the template writes no special token after the message."""
+    if not getattr(tokenizer, "chat_template", None):
+        return tokenizer.eos_token_id
+    messages = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": _TURN_PROBE}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = text[text.rindex(_TURN_PROBE) + len(_TURN_PROBE):]
+    special = set(tokenizer.all_special_ids)
+    special |= {i for i, token in tokenizer.added_tokens_decoder.items() if token.special}
+    ids = tokenizer(after, add_special_tokens=False).input_ids
+    return next((i for i in ids if i in special), tokenizer.eos_token_id)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A tokenizer and the end-of-turn token its chat template closes a response with."""
+
+    tokenizer: Any
+    end_of_turn: int | None
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> Encoder:
+        return cls(tokenizer, end_of_turn_id(tokenizer))
+
+
+def encode_training(encoder: Encoder, messages: Any, code: str) -> Encoded:
     """Render and tokenise prompt + ``code_response(code)``; locate the response and the code."""
+    tokenizer = encoder.tokenizer
     try:
         full, start_char, end_char = render_training_text(tokenizer, messages, code_response(code))
     except ValueError as e:
@@ -120,7 +157,7 @@ def encode_training(tokenizer: Any, messages: Any, code: str) -> Encoded:
     offsets = [tuple(o) for o in enc["offset_mapping"]]
     start = next((i for i, (s, _) in enumerate(offsets) if s >= start_char), len(ids))
     end = next((i for i, (s, _) in enumerate(offsets) if s >= end_char), len(ids))
-    if end < len(ids) and ids[end] == tokenizer.eos_token_id:
+    if end < len(ids) and ids[end] == encoder.end_of_turn:
         end += 1
     return Encoded(ids, offsets, start, end, start_char + len(CODE_PREFILL))
 
@@ -197,21 +234,21 @@ def _row(
 
 
 def _mask_row(
-    tokenizer: Any, pair: PairInput, row_kind: str, granularity: str, seed: int, max_length: int
+    encoder: Encoder, pair: PairInput, row_kind: str, granularity: str, seed: int, max_length: int
 ) -> dict[str, Any]:
     """Build one training example of ``row_kind``; raise RowRejected when it cannot be built."""
     correct, incorrect = _check_codes(pair, row_kind)
     if row_kind == "cct_seq":
         messages = bugfix_messages(incorrect, template_index(seed, pair.id))
-        seq = encode_training(tokenizer, messages, correct)
+        seq = encode_training(encoder, messages, correct)
         _check_length(seq, "chosen", max_length)
         return _row(row_kind, seq, seq.response_mask())
     prompt = solve_messages(pair.instruction)
-    chosen = encode_training(tokenizer, prompt, correct)
+    chosen = encode_training(encoder, prompt, correct)
     _check_length(chosen, "chosen", max_length)
     if row_kind == "sft":
         return _row(row_kind, chosen, chosen.response_mask())
-    rejected = encode_training(tokenizer, prompt, incorrect)
+    rejected = encode_training(encoder, prompt, incorrect)
     _check_length(rejected, "rejected", max_length)
     return _pair_row(row_kind, chosen, rejected, correct, incorrect, granularity)
 
@@ -261,18 +298,95 @@ def build_mask_rows(
     if granularity not in M.GRANULARITIES:
         raise ValueError(f"granularity must be one of {M.GRANULARITIES}, got {granularity!r}")
     row_kinds = ("cct", "cct_seq") if kind == "cct" else (kind,)
+    encoder = Encoder.of(tokenizer)
     rows: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     for index, raw in enumerate(pairs):
         pair = read_pair(raw, index, source, kind)
         for row_kind in row_kinds:
             try:
-                row = _mask_row(tokenizer, pair, row_kind, granularity, seed, max_length)
+                row = _mask_row(encoder, pair, row_kind, granularity, seed, max_length)
             except RowRejected as e:
                 rejected.append({**raw, "kind": row_kind, "reason": e.reason, "detail": e.detail})
                 continue
             rows.append({"id": pair.id, "task_id": pair.task_id, **row})
     return rows, rejected
+
+
+def build_fgit_rows(
+    tasks: Sequence[dict[str, Any]],
+    pairs: Sequence[dict[str, Any]],
+    tokenizer: Any,
+    *,
+    granularity: str = "hybrid",
+    max_length: int = 1024,
+    tasks_source: str = "train",
+    pairs_source: str = "pairs",
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """FGit's training examples over the WHOLE training table, one row per task, in its order.
+
+    A task with a pair becomes an ``fgit`` row (H_c, H_i); when the pairs hold several for a task,
+    the most similar one (highest ``similarity``, then file order: FGit §2.1 keeps the most
+    similar variant). A task without a pair, or whose pair cannot be built, becomes a plain
+    ``fgit`` row: id = task id, its solution as the response, no rejected side and an all-zero
+    H_c, i.e. ordinary SFT at weight 1. So FGit trains on exactly the tasks the SFT baseline
+    trains on ("same data, same settings", §2.6). ``tasks`` are training-table rows (``task_id``,
+    ``instruction``, ``solution``), ``pairs`` pairs rows (``id``, ``task_id``, ``instruction``,
+    ``correct``/``chosen``, ``incorrect``/``rejected``). A pair of an unknown task is an error.
+
+    Rejected rows (``id, task_id, kind, reason, detail``): pairs that could not be built (their
+    task trains as a plain row), less similar pairs of a task, and tasks whose plain row cannot
+    be built (those are missing from the SFT examples too).
+    """
+    if granularity not in M.GRANULARITIES:
+        raise ValueError(f"granularity must be one of {M.GRANULARITIES}, got {granularity!r}")
+    encoder = Encoder.of(tokenizer)
+    tasks_read = [read_pair(raw, i, tasks_source, "sft") for i, raw in enumerate(tasks)]
+    best, rejected = _most_similar_pairs(pairs, {t.task_id for t in tasks_read}, pairs_source)
+    rows = []
+    for task in tasks_read:
+        pair = best.get(task.task_id)
+        if pair is not None:
+            try:
+                row = _mask_row(encoder, pair, "fgit", granularity, 0, max_length)
+                rows.append({"id": pair.id, "task_id": pair.task_id, **row})
+                continue
+            except RowRejected as e:
+                rejected.append(_rejected_entry(pair, e.reason, e.detail))
+        try:
+            chosen = _mask_row(encoder, task, "sft", granularity, 0, max_length)
+        except RowRejected as e:
+            rejected.append(_rejected_entry(task, e.reason, e.detail))
+            continue
+        plain = {**chosen, "kind": "fgit", "chosen_mask": [0] * len(chosen["chosen_ids"])}
+        rows.append({"id": task.id, "task_id": task.task_id, **plain})
+    return rows, rejected
+
+
+def _rejected_entry(pair: PairInput, reason: str, detail: str) -> dict[str, Any]:
+    return {"id": pair.id, "task_id": pair.task_id, "kind": "fgit", "reason": reason, "detail": detail}
+
+
+def _most_similar_pairs(
+    pairs: Sequence[dict[str, Any]], task_ids: set[str], source: str
+) -> tuple[dict[str, PairInput], list[dict[str, Any]]]:
+    """The most similar pair of each task (ties: the first), and the others as rejected rows."""
+    best: dict[str, tuple[float, PairInput]] = {}
+    rejected = []
+    for index, raw in enumerate(pairs):
+        pair = read_pair(raw, index, source, "fgit")
+        if pair.task_id not in task_ids:
+            raise DataError(f"{source} row {index}: field task_id {pair.task_id!r} is not a task "
+                            f"of the training table")
+        similarity = float(raw.get("similarity") or 0.0)
+        held = best.get(pair.task_id)
+        if held is None or similarity > held[0]:
+            best[pair.task_id] = (similarity, pair)
+            pair, similarity = (held[1], held[0]) if held else (None, 0.0)
+        if pair is not None:
+            rejected.append(_rejected_entry(pair, "another pair of the task is more similar",
+                                            f"similarity {similarity}"))
+    return {task_id: pair for task_id, (_, pair) in best.items()}, rejected
 
 
 def write_masks(

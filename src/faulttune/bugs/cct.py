@@ -379,5 +379,18 @@ def twins(source: str, seed: int | str, per_family: int,
     """``per_family`` twins per family, seeded by ``seed`` (pass e.g. ``f"{seed}:{task_id}"``)."""
     out = []
     for family in families:
-        out += inject(source, family, random.Random(f"{seed}:{family}"), per_family)
+        out += family_twins(source, seed, family, per_family)
     return out
+
+
+def family_twins(source: str, seed: int | str, family: str, k: int) -> list[tuple[Edit, str]]:
+    """Up to ``k`` twins of one family; the same draw as :func:`twins` makes for that family."""
+    return inject(source, family, random.Random(f"{seed}:{family}"), k)
+
+
+def family_order(seed: int | str, families: Sequence[str] = FAMILIES) -> list[str]:
+    """The families in a seeded order: its first is the family drawn uniformly for a snippet
+    (METHODS 1.1, one bug per sample); the others stand in, in turn, when it yields no twin."""
+    order = list(families)
+    random.Random(f"{seed}:family-order").shuffle(order)
+    return order

@@ -21,19 +21,30 @@ from faulttune.losses.dpo import (
     target_dpo_loss,
     target_rpo_loss,
 )
-from faulttune.losses.fgit import fgit_loss, fgit_weights, segment_mean_prob, select_granularity
+from faulttune.losses.fgit import (
+    WEIGHTINGS,
+    fgit_loss,
+    fgit_one_sided_weights,
+    fgit_weights,
+    needs_incorrect,
+    segment_mean_prob,
+    select_granularity,
+)
 from faulttune.losses.sft import sft_loss
 
 __all__ = [
     "IGNORE_INDEX",
+    "WEIGHTINGS",
     "CCTHead",
     "cct_loss",
     "count_targets",
     "dpo_loss",
     "fgit_loss",
+    "fgit_one_sided_weights",
     "fgit_weights",
     "focused_dpo_loss",
     "focused_preference_masks",
+    "needs_incorrect",
     "preference_logps",
     "rpo_loss",
     "segment_mean_prob",

@@ -20,7 +20,8 @@ Granularity = Literal["line", "token", "hybrid"]
 
 
 def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
-    """Dynamic FGit weight, RECONSTRUCTION of the paper's Eq. 7 (METHODS section 2.3).
+    """Dynamic FGit weight (``weighting="dynamic"``), the symmetric RECONSTRUCTION of the paper's
+    Eq. 7 (METHODS section 2.3).
 
     With the Bradley-Terry win probability P_BT = p_c / (p_c + p_i):
         w = 1 + (lam - 1) * 2 * min(P_BT, 1 - P_BT)
@@ -29,9 +30,42 @@ def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
     dominates; w lies in (1, lam] for lam > 1. Differentiable, no stop-gradient. At p_c == p_i the
     kink of |x| gets torch's subgradient sign(0) = 0, so the gradient there is exactly 0 (w is at
     its maximum). Both p == 0 (underflow) gives w = lam. `p_c`, `p_i`: `[B]`; returns `[B]`.
+
+    Gradient, s = p_c + p_i: where p_c > p_i, dw/dp_c = -(lam-1) 2 p_i / s^2 < 0 and
+    dw/dp_i = +(lam-1) 2 p_c / s^2 > 0, so minimising w * NLL pushes p_i down, as the paper
+    argues. Where the model prefers the wrong twin (p_c < p_i) the signs flip: dw/dp_c =
+    +(lam-1) 2 p_i / s^2 and dw/dp_i = -(lam-1) 2 p_c / s^2 (p_c = 0.3, p_i = 0.6, lam = 2:
+    +1.48 and -0.74), so the loss then REWARDS raising p_i. See `fgit_one_sided_weights`.
     """
     total = (p_c + p_i).clamp(min=torch.finfo(p_c.dtype).tiny)
     return 1.0 + (lam - 1.0) * (1.0 - (p_c - p_i).abs() / total)
+
+
+def fgit_one_sided_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
+    """One-sided FGit weight (``weighting="one_sided"``), METHODS section 2.3's alternative:
+
+        w = 1 + (lam - 1) * min(1, 2 * (1 - P_BT)),   P_BT = p_c / (p_c + p_i)
+          = 1 + (lam - 1) * 2 p_i / (p_c + p_i)   where p_c > p_i   (the symmetric weight)
+          = lam                                   where p_c <= p_i  (constant: no gradient)
+
+    Where the model already prefers y_c it equals `fgit_weights` (same value, same gradient:
+    dw/dp_c < 0 < dw/dp_i). Where it prefers the wrong twin or cannot tell them apart the weight
+    sits at its maximum lam with zero gradient, so the loss never rewards raising p_i.
+    w lies in (1, lam]; both p == 0 gives lam. `p_c`, `p_i`: `[B]`; returns `[B]`.
+    """
+    total = (p_c + p_i).clamp(min=torch.finfo(p_c.dtype).tiny)
+    below_tie = 1.0 + (lam - 1.0) * 2.0 * p_i / total
+    return torch.where(p_c > p_i, below_tie, torch.full_like(below_tie, float(lam)))
+
+
+# weighting -> weight function of (p_c, p_i, lam); these need the y_i forward pass.
+DYNAMIC_WEIGHTINGS: dict[str, WeightFn] = {"dynamic": fgit_weights, "one_sided": fgit_one_sided_weights}
+WEIGHTINGS = (*DYNAMIC_WEIGHTINGS, "fixed")
+
+
+def needs_incorrect(weighting: str) -> bool:
+    """Whether `weighting` reads y_i (a second forward pass with gradient)."""
+    return weighting in DYNAMIC_WEIGHTINGS
 
 
 def segment_mean_prob(token_probs: Tensor, hybrid_mask: Tensor) -> Tensor:
@@ -84,6 +118,27 @@ def dynamic_sample_weights(
     return weight_fn(p_c, p_i, lam), p_c, p_i
 
 
+def _shifted_segment(logits: Tensor, labels: Tensor, hybrid: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-token log-probs `[B, T-1]` and the segment mask H on the same (target) positions."""
+    logps = token_logps(logits, labels)
+    return logps, hybrid[:, 1:].to(logps.dtype) * (labels[:, 1:] >= 0).to(logps.dtype)
+
+
+def _paired_rows(paired: Tensor | None, rows: int, incorrect: Tensor | None) -> Tensor:
+    """Indices of the y_c rows that have a y_i row (all rows when `paired` is None)."""
+    if paired is None:
+        index = torch.arange(rows)
+    else:
+        if paired.shape != (rows,):
+            raise ValueError(f"fgit_loss: paired has shape {tuple(paired.shape)}, expected ({rows},)")
+        index = paired.nonzero().squeeze(1)
+    found = 0 if incorrect is None else incorrect.shape[0]
+    if found != len(index):
+        raise ValueError(f"fgit_loss: {len(index)} rows of y_c are paired but y_i has {found} rows "
+                         f"(weightings {tuple(DYNAMIC_WEIGHTINGS)} need one y_i row per paired y_c)")
+    return index
+
+
 def fgit_loss(
     logits_c: Tensor,
     labels_c: Tensor,
@@ -92,42 +147,51 @@ def fgit_loss(
     labels_i: Tensor | None,
     hybrid_i: Tensor | None,
     lam: float = 2.0,
-    weighting: Literal["dynamic", "fixed"] = "dynamic",
+    weighting: str = "dynamic",
     fixed_weight: float = 2.0,
     num_target_tokens: Count = None,
-    weight_fn: WeightFn = fgit_weights,
+    paired: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """FGit loss (paper Eq. 2): `L = -sum_{b,t} w[b,t] log P(y_c[b,t] | ...) / N`.
 
     `w[b,t] = w_b` on segment tokens of y_c (H_c > 0), 1 on other targets (labels_c >= 0), where
-    w_b = `weight_fn(p_c, p_i, lam)` (`weighting="dynamic"`, gradients flow through w_b and into
-    the y_i forward pass) or `fixed_weight` (`"fixed"`; 1 is plain SFT). A row without any segment
-    token is plain SFT. Granularity (line/token/hybrid) is chosen upstream: pass
-    `select_granularity(H, ...)` as the masks.
+    w_b depends on `weighting`:
+      * "dynamic": `fgit_weights(p_c, p_i, lam)`, the symmetric reconstruction
+        w = 1 + (lam - 1) (1 - |p_c - p_i| / (p_c + p_i));
+      * "one_sided": `fgit_one_sided_weights`, w = 1 + (lam - 1) min(1, 2 (1 - P_BT)) with
+        P_BT = p_c / (p_c + p_i): the same where p_c > p_i, lam (no gradient) where p_c <= p_i;
+      * "fixed": `fixed_weight` (1 is plain SFT).
+    For the first two, p_c / p_i are the H-weighted mean token probabilities of the segments of
+    y_c / y_i (`segment_mean_prob`) and gradients flow through w_b into the y_i forward pass.
+    Granularity (line/token/hybrid) is chosen upstream: pass `select_granularity(H, ...)`.
+
+    Plain rows: a y_c row without a y_i row (a task with no usable variant, trained as ordinary
+    SFT inside the FGit run) has weight 1 on every target; its H_c must be all zero, and it needs
+    no y_i. `paired` `[B]` bool marks the y_c rows that have a y_i row; the y_i tensors hold
+    exactly those rows, in order (None: every row is paired). A row whose H_c is all zero is plain
+    SFT whatever the weighting.
 
     Shapes: logits `[B, T, V]`, labels `[B, T]` (-100 off-target), hybrid masks `[B, T]` aligned to
-    the labels; y_i tensors may be None for `"fixed"`. Normaliser N: the step's number of target
-    tokens of y_c (`num_target_tokens`, as in `sft_loss`; default this batch's count), counted
-    without weights, so lam = 1 or a fixed weight of 1 gives exactly `sft_loss`.
+    the labels; y_i tensors `[B_i, T_i(, V)]`, may be None for "fixed" or when no row is paired.
+    Normaliser N: the step's number of target tokens of y_c (`num_target_tokens`, as in
+    `sft_loss`; default this batch's count), counted without weights, so lam = 1 or a fixed
+    weight of 1 gives exactly `sft_loss`.
 
     Returns `(loss, metrics)`, metrics detached: `nll`, `mean_weight` (over rows with a segment),
-    `p_c`, `p_i` (dynamic only), `segment_rows`, `target_tokens`.
+    `p_c`, `p_i` (dynamic weightings only, over paired rows with a segment), `segment_rows`,
+    `target_tokens`; a mean over no rows is NaN.
     """
-    logps_c = token_logps(logits_c, labels_c)
-    seg_c = hybrid_c[:, 1:].to(logps_c.dtype) * (labels_c[:, 1:] >= 0).to(logps_c.dtype)
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown FGit weighting {weighting!r}; expected one of {WEIGHTINGS}")
+    logps_c, seg_c = _shifted_segment(logits_c, labels_c, hybrid_c)
     has_segment = seg_c.sum(dim=-1) > 0
     metrics: dict[str, Tensor] = {}
-    if weighting == "dynamic":
-        if logits_i is None or labels_i is None or hybrid_i is None:
-            raise ValueError("fgit_loss: weighting='dynamic' needs logits_i, labels_i and hybrid_i")
-        logps_i = token_logps(logits_i, labels_i)
-        seg_i = hybrid_i[:, 1:].to(logps_i.dtype) * (labels_i[:, 1:] >= 0).to(logps_i.dtype)
-        sample_w, p_c, p_i = dynamic_sample_weights(logps_c, seg_c, logps_i, seg_i, lam, weight_fn)
-        metrics.update(p_c=_masked_mean(p_c, has_segment), p_i=_masked_mean(p_i, has_segment))
-    elif weighting == "fixed":
-        sample_w = torch.full_like(logps_c[:, 0], float(fixed_weight))
+    if needs_incorrect(weighting):
+        sample_w, p_metrics = _dynamic_weights(
+            logps_c, seg_c, logits_i, labels_i, hybrid_i, lam, weighting, paired, has_segment)
+        metrics.update(p_metrics)
     else:
-        raise ValueError(f"unknown FGit weighting {weighting!r}; expected 'dynamic' or 'fixed'")
+        sample_w = torch.full_like(logps_c[:, 0], float(fixed_weight))
     token_w = torch.where(seg_c > 0, sample_w.unsqueeze(1), torch.ones_like(logps_c))
     local_count = count_targets(labels_c)
     loss = -(token_w * logps_c).sum() / resolve_normaliser(num_target_tokens, local_count)
@@ -140,7 +204,33 @@ def fgit_loss(
     return loss, metrics
 
 
+def _dynamic_weights(
+    logps_c: Tensor, seg_c: Tensor, logits_i: Tensor | None, labels_i: Tensor | None,
+    hybrid_i: Tensor | None, lam: float, weighting: str, paired: Tensor | None, has_segment: Tensor,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-row weights `[B]` (1 on plain rows) and the p_c / p_i metrics."""
+    index = _paired_rows(paired, logps_c.shape[0], logits_i)
+    sample_w = torch.ones_like(logps_c[:, 0])
+    plain = torch.ones_like(has_segment)
+    plain[index.to(plain.device)] = False
+    if bool((plain & has_segment).any()):
+        raise ValueError("fgit_loss: a row without y_i has a nonzero H_c segment mask")
+    if len(index) == 0:
+        nothing = torch.tensor(float("nan"), device=logps_c.device)
+        return sample_w, {"p_c": nothing, "p_i": nothing}
+    if labels_i is None or hybrid_i is None:
+        raise ValueError(f"fgit_loss: weighting={weighting!r} needs logits_i, labels_i and hybrid_i")
+    logps_i, seg_i = _shifted_segment(logits_i, labels_i, hybrid_i)
+    index = index.to(logps_c.device)
+    w, p_c, p_i = dynamic_sample_weights(
+        logps_c[index], seg_c[index], logps_i, seg_i, lam, DYNAMIC_WEIGHTINGS[weighting])
+    keep = has_segment[index]
+    metrics = {"p_c": _masked_mean(p_c, keep), "p_i": _masked_mean(p_i, keep)}
+    return sample_w.index_put((index,), w), metrics
+
+
 def _masked_mean(values: Tensor, keep: Tensor) -> Tensor:
-    """Detached mean of `values[keep]` (0 when nothing is kept)."""
+    """Detached mean of `values[keep]`; NaN when nothing is kept (a mean of nothing, which the
+    trainer leaves out of the step's average)."""
     kept = keep.to(values.dtype)
-    return ((values * kept).sum() / kept.sum().clamp(min=1)).detach()
+    return ((values * kept).sum() / kept.sum()).detach()

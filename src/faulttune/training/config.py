@@ -10,6 +10,7 @@ from typing import Any
 METHODS = ("sft", "cct", "fgit", "dpo", "rpo", "target_dpo", "target_rpo", "focused_dpo")
 PREFERENCE_METHODS = ("dpo", "rpo", "target_dpo", "target_rpo", "focused_dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FGIT_WEIGHTINGS = ("dynamic", "one_sided", "fixed")  # faulttune.losses.fgit.WEIGHTINGS
 # The papers' defaults (METHODS.md) for the method-dependent knobs left at None.
 _ALPHA = {"cct": 2.0, "rpo": 1.0, "target_rpo": 1.0}
 _BETA = {"cct": 0.5}
@@ -52,7 +53,7 @@ class TrainConfig:
     alpha: float | None = _help("CCT: weight of L_token (2.0); rpo/target_rpo: weight of the NLL (1.0)", None)
     beta: float | None = _help("CCT: weight of L_seq (0.5); preference methods: DPO beta (0.1)", None)
     lam: float = _help("FGit: upper end of the dynamic weight range (1, lambda] (YAML key: lambda)", 2.0)
-    weighting: str = _help("FGit: dynamic | fixed", "dynamic")
+    weighting: str = _help("FGit: dynamic (symmetric weight) | one_sided (never rewards raising p_i) | fixed", "dynamic")
     fixed_weight: float = _help("FGit weighting=fixed: the constant on every segment token (1 == SFT)", 2.0)
     focus_weight: float = _help("Focused-DPO: weight of the chosen middle segment", 2.0)
     cct_margin: float = _help("CCT: hinge margin of L_token", 1.0)
@@ -79,8 +80,8 @@ class TrainConfig:
             out.append(f"method {self.method!r} is not one of {METHODS}")
         if self.precision not in PRECISIONS:
             out.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
-        if self.weighting not in ("dynamic", "fixed"):
-            out.append(f"weighting {self.weighting!r} is not 'dynamic' or 'fixed'")
+        if self.weighting not in FGIT_WEIGHTINGS:
+            out.append(f"weighting {self.weighting!r} is not one of {FGIT_WEIGHTINGS}")
         positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
                     "micro_batch_size": self.micro_batch_size, "log_every": self.log_every}
         out += [f"{name} must be > 0, got {value}" for name, value in positive.items() if not value > 0]

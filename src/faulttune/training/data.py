@@ -1,19 +1,23 @@
 """Training examples from masks parquet files, their grouping into units and the data order.
 
-A *row* is one line of a masks file (docs/CONTRACTS.md "Training examples"). A *unit* is what the
-batch size counts: one row, except for CCT, where the rows of one pair id (its ``sft`` sample, its
-``cct`` comparison pair and its ``cct_seq`` bug-fix sample) form one unit, so that "each original
-sample that yields a comparison pair contributes all three terms in the same step" (METHODS 1.3,
-INTERPRETATION). A CCT row whose id has no partner of another kind is a unit of its own.
+A *row* is one line of a masks file (docs/CONTRACTS.md "Training examples"); it carries its
+source task (the ``task_id`` column, written by every stage from the training table on). A *unit*
+is what the batch size counts: one row, except for CCT, where every row of one source task (its
+``sft`` sample, its ``cct`` comparison pairs and their ``cct_seq`` bug-fix samples) forms one
+unit, so that "each original sample that yields a comparison pair contributes all three terms in
+the same step" (METHODS 1.3, INTERPRETATION) and an epoch of CCT has as many units, and takes as
+many L_lm updates, as an epoch of SFT on the same tasks.
 
 Data order: a pure function of (seed, step), so a resumed run needs nothing but the step number.
 Epoch e is a seeded permutation of the units; step s reads positions [p*B, (p+1)*B) of it
-(p = s mod steps_per_epoch); the last step of an epoch wraps around to the permutation's start
-so that every step has exactly B units (as torch's DistributedSampler pads).
+(p = s mod steps_per_epoch). The last step of an epoch takes the N - p*B units that are left, so
+no unit appears twice in a step or in an epoch (with a few hundred examples and a global batch of
+128, wrapping around would have put some units into a step twice).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -23,6 +27,8 @@ import torch
 from torch import Tensor
 
 from faulttune.io import DataError
+
+log = logging.getLogger(__name__)
 
 # Which row kinds each method trains on.
 METHOD_KINDS: dict[str, tuple[str, ...]] = {
@@ -58,23 +64,36 @@ class Side:
 class Row:
     kind: str
     id: str
+    task_id: str          # the source task (the masks file's task_id column)
     where: str            # "<file> row <i>", for error messages
     chosen: Side
     rejected: Side | None
     first_diff: int | None
 
 
-def response_end(ids: Sequence[int], start: int, eos_id: int | None) -> int:
-    """One past the last end-of-turn token at or after ``start`` (the response's end as the masks
-    table defines it); ``len(ids)`` when there is none."""
-    if eos_id is not None:
+@dataclass(frozen=True)
+class Unit:
+    """What the batch size counts: every row of one source task (CCT) or one row."""
+
+    task_id: str
+    rows: tuple[Row, ...]
+
+    def of(self, kind: str) -> list[Row]:
+        return [row for row in self.rows if row.kind == kind]
+
+
+def response_end(ids: Sequence[int], start: int, end_of_turn: int | None) -> int:
+    """One past the last end-of-turn token (``mask_table.end_of_turn_id``: the chat
+    template's, not necessarily the tokenizer's eos) at or after ``start``: the response's end as
+    the masks table defines it; ``len(ids)`` when there is none."""
+    if end_of_turn is not None:
         for i in range(len(ids) - 1, start - 1, -1):
-            if ids[i] == eos_id:
+            if ids[i] == end_of_turn:
                 return i + 1
     return len(ids)
 
 
-def _side(record: dict, prefix: str, where: str, eos_id: int | None, max_length: int) -> Side:
+def _side(record: dict, prefix: str, where: str, end_of_turn: int | None, max_length: int) -> Side:
     ids, mask, start = record[f"{prefix}_ids"], record[f"{prefix}_mask"], record[f"{prefix}_start"]
     if ids is None or mask is None or start is None:
         raise DataError(f"{where}: field {prefix}_ids/_mask/_start is null for kind {record['kind']!r}")
@@ -84,22 +103,38 @@ def _side(record: dict, prefix: str, where: str, eos_id: int | None, max_length:
         raise DataError(f"{where}: field {prefix}_ids has {len(ids)} tokens > max_length {max_length}")
     if not 1 <= start < len(ids):
         raise DataError(f"{where}: field {prefix}_start {start} outside [1, {len(ids)})")
-    end = response_end(ids, start, eos_id)
+    end = response_end(ids, start, end_of_turn)
     return Side(torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.float32), start, end)
 
 
-def parse_row(record: dict, where: str, eos_id: int | None, max_length: int) -> Row:
-    """One masks-file record as tensors; a malformed field raises naming the file, row and field."""
+def _has_rejected_side(record: dict, where: str) -> bool:
+    """Pair kinds have a rejected side; an fgit row may lack one (a task without a usable
+    variant, trained as plain SFT inside the FGit run): then its H_c must be all zero."""
     kind = record["kind"]
-    chosen = _side(record, "chosen", where, eos_id, max_length)
-    rejected = _side(record, "rejected", where, eos_id, max_length) if kind in PAIR_KINDS else None
+    if kind == "fgit" and record["rejected_ids"] is None:
+        if any(record["chosen_mask"] or ()):
+            raise DataError(f"{where}: field chosen_mask is nonzero for an fgit row without a "
+                            f"rejected side (a plain row trains every token at weight 1)")
+        return False
+    return kind in PAIR_KINDS
+
+
+def parse_row(record: dict, where: str, end_of_turn: int | None, max_length: int) -> Row:
+    """One masks-file record as tensors; a malformed field raises naming the file, row and field.
+    ``end_of_turn`` is the end-of-turn token that closes a response."""
+    kind, task_id = record["kind"], record.get("task_id")
+    if not isinstance(task_id, str) or not task_id:
+        raise DataError(f"{where}: field task_id is {task_id!r}, expected the source task's id")
+    chosen = _side(record, "chosen", where, end_of_turn, max_length)
+    paired = _has_rejected_side(record, where)
+    rejected = _side(record, "rejected", where, end_of_turn, max_length) if paired else None
     first_diff = record.get("first_diff")
     if kind == "cct" and first_diff is None:
         raise DataError(f"{where}: field first_diff is null for a cct row")
-    return Row(kind, str(record["id"]), where, chosen, rejected, first_diff)
+    return Row(kind, str(record["id"]), task_id, where, chosen, rejected, first_diff)
 
 
-def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length: int) -> list[Row]:
+def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int) -> list[Row]:
     """Every row of the masks files, in file order; a kind the method does not use is an error."""
     from faulttune.mask_table import read_masks
 
@@ -114,27 +149,27 @@ def load_rows(paths: Sequence[str], method: str, eos_id: int | None, max_length:
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
                     f"(expected one of {allowed})"
                 )
-            rows.append(parse_row(record, where, eos_id, max_length))
+            rows.append(parse_row(record, where, end_of_turn, max_length))
     if not rows:
         raise DataError(f"no training examples in {list(paths)}")
     return rows
 
 
-Unit = dict[str, Row]
-
-
 def group_units(rows: Sequence[Row], method: str) -> list[Unit]:
-    """Units in order of first appearance. CCT: the n-th row of each kind with the same id share
-    a unit; every other method: one row per unit."""
+    """Units in order of first appearance. CCT: all rows of one source task; every other
+    method: one row per unit."""
     if method != "cct":
-        return [{row.kind: row} for row in rows]
-    units: dict[tuple[str, int], Unit] = {}
-    seen: dict[tuple[str, str], int] = defaultdict(int)
+        return [Unit(row.task_id, (row,)) for row in rows]
+    by_task: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        occurrence = seen[(row.id, row.kind)]
-        seen[(row.id, row.kind)] += 1
-        units.setdefault((row.id, occurrence), {})[row.kind] = row
-    return list(units.values())
+        by_task[row.task_id].append(row)
+    units = [Unit(task_id, tuple(group)) for task_id, group in by_task.items()]
+    orphans = [u.task_id for u in units if not u.of("sft")]
+    if orphans:
+        log.warning("cct: %d of %d tasks have comparison rows but no sft row (e.g. %r): they add "
+                    "units that the SFT baseline does not train on", len(orphans), len(units),
+                    orphans[0])
+    return units
 
 
 def steps_per_epoch(n_units: int, batch_size: int) -> int:
@@ -148,19 +183,29 @@ def total_steps(n_units: int, batch_size: int, epochs: float, max_steps: int | N
 
 
 def step_units(step: int, n_units: int, batch_size: int, seed: int) -> list[int]:
-    """Indices of the B units of optimiser step ``step`` (all processes together)."""
+    """Indices of the units of optimiser step ``step`` (all processes together): B distinct
+    units, fewer on the last step of an epoch."""
     per_epoch = steps_per_epoch(n_units, batch_size)
     epoch, position = divmod(step, per_epoch)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n_units, generator=generator).tolist()
-    first = position * batch_size
-    return [order[(first + k) % n_units] for k in range(batch_size)]
+    return order[position * batch_size:(position + 1) * batch_size]
 
 
 def process_micro_batches(
-    units: Sequence[int], process_index: int, num_processes: int, micro_batch_size: int
+    units: Sequence[int], process_index: int, num_processes: int, micro_batch_size: int,
+    micro_steps: int,
 ) -> list[list[int]]:
-    """This process's contiguous share of a step's units, cut into micro-batches."""
-    share = len(units) // num_processes
-    mine = list(units[process_index * share:(process_index + 1) * share])
-    return [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
+    """This process's contiguous share of a step's units, cut into exactly ``micro_steps``
+    micro-batches of at most ``micro_batch_size`` units. A full step (B = micro_steps x
+    micro_batch_size x processes units) fills every micro-batch; on a short last step the shares
+    differ by at most one unit and the micro-batches past a process's share are EMPTY: the
+    trainer still runs them (as zero-loss passes), because every process must run the same
+    number of micro-steps (DDP's gradient sync, ZeRO's accumulation boundary)."""
+    n = len(units)
+    mine = list(units[n * process_index // num_processes:n * (process_index + 1) // num_processes])
+    batches = [mine[i:i + micro_batch_size] for i in range(0, len(mine), micro_batch_size)]
+    if len(batches) > micro_steps:
+        raise ValueError(f"{len(mine)} units do not fit {micro_steps} micro-batches of "
+                         f"{micro_batch_size}")
+    return batches + [[] for _ in range(micro_steps - len(batches))]

@@ -45,7 +45,7 @@ def launch(examples: Sequence[str], model: str, out_dir: str, config: TrainConfi
                                 "config": config.to_dict()}))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(config_file), "--num_processes", str(num_processes),
-               "--main_process_port", str(free_port()), "-m", "faulttune.train_launch", str(spec)]
+               "--main_process_port", str(free_port()), "-m", "faulttune.training.launch", str(spec)]
     log.info("launching %s", " ".join(command))
     subprocess.run(command, check=True)
 

@@ -5,7 +5,8 @@
     for each step: lr_at(step) -> step normalisers over the step's units -> micro-steps
                    (forward, loss, backward) -> clip -> AdamW step -> zero_grad(set_to_none=True)
                    -> log line -> checkpoint
-    save the model (LoRA merged, CCT head dropped) + tokenizer, trainer_state.json; drop checkpoints
+    save the model (LoRA merged, CCT head dropped) + tokenizer, trainer_state.json, budget.json;
+    drop checkpoints
 
 Loss scaling across micro-steps and processes: every micro-batch loss is already normalised by the
 step-level count (see objectives.step_normalisers), so the gradients must be SUMMED over micro-steps
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 
 from faulttune.training import checkpoint as C
 from faulttune.training import objectives as O
+from faulttune.training.budget import BUDGET_FILE, MIN_STEPS, run_budget
 from faulttune.training.config import TrainConfig, lr_at
 from faulttune.training.data import (
     Unit,
@@ -80,6 +83,7 @@ class Run:
     ref_logps: Tensor | None = None
     ref_model: nn.Module | None = None
     flops_per_token: float = 0.0
+    budget: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
 
     @property
@@ -139,6 +143,7 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
     from accelerate import Accelerator, PartialState
     from accelerate.utils import set_seed
 
+    from faulttune.mask_table import end_of_turn_id
     from faulttune.models import load_tokenizer
 
     cpu = not torch.cuda.is_available()  # several CPU processes (gloo) need cpu=True to form a group
@@ -151,7 +156,7 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
                          f"{accelerator.gradient_accumulation_steps}; remove it (need {accum})")
     set_seed(config.seed)
     tokenizer = load_tokenizer(model)
-    rows = load_rows(example_paths, config.method, tokenizer.eos_token_id, config.max_length)
+    rows = load_rows(example_paths, config.method, end_of_turn_id(tokenizer), config.max_length)
     units = group_units(rows, config.method)
     steps = total_steps(len(units), config.batch_size, config.epochs, config.max_steps)
     policy = build_policy(model, config, str(accelerator.device))
@@ -160,13 +165,26 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
     optimizer = build_optimizer(policy, config)
     module, optimizer = accelerator.prepare(policy, optimizer)
     run = Run(config, model, Path(out_dir), accelerator, module, optimizer, tokenizer, units,
-              steps, accum, ref_model=ref_model, flops_per_token=6.0 * n_params)
+              steps, accum, ref_model=ref_model, flops_per_token=6.0 * n_params,
+              budget=run_budget(units, config, steps))
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if O.is_preference(config.method) and config.precompute_ref:
         run.ref_logps = _precomputed_reference(run)
     log.info("%s on %s: %d rows, %d units, %d steps, accumulation %d x %d processes",
              config.method, model, len(rows), len(units), steps, accum, accelerator.num_processes)
+    _log_budget(run.budget)
     return run
+
+
+def _log_budget(budget: dict[str, Any]) -> None:
+    log.info("budget: %d tasks, %d examples, %d optimiser steps, %d loss tokens %s",
+             budget["train_tasks"], budget["train_examples"], budget["train_steps"],
+             budget["train_tokens"], budget["train_tokens_by_kind"])
+    if budget["few_steps"]:
+        log.warning("%s trains for only %d optimiser steps (< %d): %d units at batch_size %d make "
+                    "%d steps per epoch; lower batch_size or add data/epochs before comparing "
+                    "methods", budget["method"], budget["train_steps"], MIN_STEPS, budget["units"],
+                    budget["batch_size"], budget["steps_per_epoch"])
 
 
 def _frozen_reference(policy: PolicyModule, config: TrainConfig) -> nn.Module | None:
@@ -213,39 +231,48 @@ def _reference_for(run: Run, batch: O.Batch) -> tuple[Tensor, Tensor]:
 
 def micro_loss(run: Run, batch: O.Batch, norms: dict[str, float]) -> O.LossOut:
     """Forward pass of one micro-batch and its method's loss (normalised by the step's counts)."""
-    cfg = run.config
     logits, scores = run.module(batch.input_ids, batch.attention_mask, batch.window_start,
                                 batch.labels.shape[1], batch.logit_rows)
-    if cfg.method == "sft":
-        return O.sft_objective(logits, batch, norms)
-    if cfg.method == "cct":
-        return O.cct_objective(logits, scores, batch, cfg, norms)
-    if cfg.method == "fgit":
-        return O.fgit_objective(logits, batch, cfg, norms)
-    return O.preference_objective(logits, batch, _reference_for(run, batch), cfg, norms)
+    reference = _reference_for(run, batch) if O.is_preference(run.config.method) else None
+    return O.objective(logits, scores, batch, run.config, norms, reference)
 
 
 def accumulate_gradients(run: Run, step: int) -> tuple[dict[str, list[float]], int]:
     """Micro-steps of optimiser step `step`: forward, loss, backward; afterwards the parameters'
     `.grad` hold the step's gradient. Returns the micro-batch metrics (lists, one entry per
-    micro-batch) and the number of tokens this process processed."""
+    micro-batch; NaN: no value) and the number of tokens this process processed.
+
+    Every process runs `accum` micro-steps. On a short last step of an epoch a micro-batch past
+    this process's share is a FILLER: the step's first unit with its loss multiplied by 0, so
+    the gradient sync and the accumulation boundary come where every backend expects them."""
     cfg, acc = run.config, run.accelerator
     unit_ids = step_units(step, len(run.units), cfg.batch_size, cfg.seed)
     norms = O.step_normalisers([run.units[i] for i in unit_ids], cfg.method)
     metrics: dict[str, list[float]] = defaultdict(list)
     tokens = 0
     pad_id = run.tokenizer.pad_token_id
-    for ids in process_micro_batches(unit_ids, acc.process_index, acc.num_processes, cfg.micro_batch_size):
+    shares = process_micro_batches(unit_ids, acc.process_index, acc.num_processes,
+                                   cfg.micro_batch_size, run.accum)
+    for ids in shares:
+        filler = not ids
+        ids = ids or unit_ids[:1]
         batch = O.build_batch([run.units[i] for i in ids], ids, cfg.method, cfg.weighting, pad_id)
         batch = batch.to(acc.device)
         with acc.accumulate(run.module):  # DDP syncs (ZeRO: steps) on the last micro-step only
             loss, terms = micro_loss(run, batch, norms)
+            loss = loss * 0.0 if filler else loss
             acc.backward(loss * run.accum * acc.num_processes)
-        metrics["loss"].append(float(loss.detach()))
-        for name, value in terms.items():
-            metrics[name].append(float(value))
-        tokens += int(batch.attention_mask.sum())
+        for name, value in {"loss": loss, **terms}.items():
+            metrics[name].append(_metric_value(name, value, filler))
+        tokens += 0 if filler else int(batch.attention_mask.sum())
     return metrics, tokens
+
+
+def _metric_value(name: str, value: Tensor, filler: bool) -> float:
+    """A filler adds 0 to the summed loss terms and nothing to the averaged metrics."""
+    if filler:
+        return 0.0 if name in SUMMED_METRICS else math.nan
+    return float(value.detach())
 
 
 def apply_gradients(run: Run) -> float:
@@ -266,17 +293,19 @@ def _clip(run: Run) -> float:
 
 
 def step_record(run: Run, step: int, lr: float, metrics: dict[str, list[float]], tokens: int,
-                seconds: float) -> dict[str, float]:
+                seconds: float) -> dict[str, float | None]:
     """One train_log.jsonl line: loss terms summed over micro-batches and processes, other
-    metrics averaged; throughput (and MFU on a GPU)."""
+    metrics averaged over the micro-batches that have a value (None when none has); throughput
+    (and MFU on a GPU). Every process must hold the same metric names."""
     acc = run.accelerator
     names = sorted(metrics)
-    local = torch.tensor([sum(metrics[n]) if n in SUMMED_METRICS else sum(metrics[n]) / len(metrics[n])
-                          for n in names] + [float(tokens)], dtype=torch.float64, device=acc.device)
-    total = acc.reduce(local, reduction="sum")
-    values = {n: float(v) if n in SUMMED_METRICS or n == "tokens" else float(v) / acc.num_processes
-              for n, v in zip([*names, "tokens"], total.tolist())}
-    tokens_all = values.pop("tokens")
+    known = [[v for v in metrics[n] if not math.isnan(v)] for n in names]
+    local = torch.tensor([sum(v) for v in known] + [len(v) for v in known] + [float(tokens)],
+                         dtype=torch.float64, device=acc.device)
+    total = acc.reduce(local, reduction="sum").tolist()
+    sums, counts, tokens_all = total[:len(names)], total[len(names):-1], total[-1]
+    values = {n: s if n in SUMMED_METRICS else (s / c if c else None)
+              for n, s, c in zip(names, sums, counts)}
     per_epoch = -(-len(run.units) // run.config.batch_size)
     record = {"step": step + 1, "epoch": (step + 1) / per_epoch, "lr": lr, **values,
               "tokens_per_s": tokens_all / max(seconds, 1e-9)}
@@ -305,7 +334,8 @@ def train_experiment(
     *, on_step_end: StepHook | None = None,
 ) -> None:
     """Train `model` on the masks parquet files `example_paths` and write `out_dir`:
-    the model folder (safetensors + tokenizer), train_log.jsonl, trainer_state.json. Resumes from
+    the model folder (safetensors + tokenizer), train_log.jsonl, trainer_state.json, budget.json
+    (`training.budget`). Resumes from
     out_dir/checkpoints/ when a previous run left one. `on_step_end(step)` is called after every
     optimiser step (tests use it to stop a run)."""
     run = setup_run(example_paths, model, out_dir, config)
@@ -360,3 +390,4 @@ def _write_state(run: Run, start: int, seconds: float, example_paths: Sequence[s
         "config": run.config.to_dict(),
     }
     (run.out_dir / C.STATE_FILE).write_text(json.dumps(state, indent=1))
+    (run.out_dir / BUDGET_FILE).write_text(json.dumps(run.budget, indent=1))

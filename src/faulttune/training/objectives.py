@@ -7,7 +7,8 @@ stacked on dim 0 in named groups:
     sft          lm = the sft rows
     cct          lm = sft rows ; seq = cct_seq rows ; correct = cct chosen ; buggy = cct rejected
                  (the LM head runs on lm and seq only: the pairs need hidden states, not logits)
-    fgit         correct = chosen (y_c) ; incorrect = rejected (y_i, dynamic weighting only)
+    fgit         correct = chosen (y_c) ; incorrect = rejected (y_i, dynamic / one_sided weighting
+                 only, and only of the rows that have one: plain rows train y_c at weight 1)
     preference   chosen ; rejected  (so `chunk(2)` splits them, as `preference_logps` expects)
 
 Normalisers are step-level (see `step_normalisers`): counted from the masks of ALL units of the
@@ -29,6 +30,7 @@ from faulttune.losses import (
     fgit_loss,
     focused_dpo_loss,
     focused_preference_masks,
+    needs_incorrect,
     preference_logps,
     rpo_loss,
     sft_loss,
@@ -36,7 +38,7 @@ from faulttune.losses import (
     target_rpo_loss,
 )
 from faulttune.training.config import PREFERENCE_METHODS, TrainConfig
-from faulttune.training.data import Side, Unit
+from faulttune.training.data import Row, Side, Unit
 
 LossOut = tuple[Tensor, dict[str, Tensor]]
 
@@ -52,8 +54,9 @@ class Batch:
     masks-file mask) and `response` (1 on response tokens) are `[R, W]`, cut to the same windows,
     so `logits[:, j]` predicts `labels[:, j + 1]` exactly as `faulttune.losses` expects. The two
     sides of a pair share their window start. `lengths` `[R]` and `first_diff` `[pairs]` (CCT)
-    are full-sequence positions (the CCT head scores every position). `groups`: name -> rows;
-    `units`: the global unit index of each example."""
+    are full-sequence positions (the CCT head scores every position). `paired` `[rows of
+    correct]` (FGit): which y_c rows have a y_i row. `groups`: name -> rows; `units`: the global
+    unit index of each example."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -65,6 +68,7 @@ class Batch:
     groups: dict[str, slice]
     units: list[int]
     first_diff: Tensor | None = None
+    paired: Tensor | None = None
 
     @property
     def logit_rows(self) -> int:
@@ -91,8 +95,9 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: getattr(self, k).to(device) for k in ("input_ids", "attention_mask",
                  "window_start", "labels", "mask", "response", "lengths")}
-        diff = self.first_diff.to(device) if self.first_diff is not None else None
-        return Batch(**moved, groups=self.groups, units=self.units, first_diff=diff)
+        optional = {k: getattr(self, k).to(device) if getattr(self, k) is not None else None
+                    for k in ("first_diff", "paired")}
+        return Batch(**moved, groups=self.groups, units=self.units, **optional)
 
 
 def _pad(sides: Sequence[Side], starts: Sequence[int], pad_id: int) -> dict[str, Tensor]:
@@ -114,7 +119,9 @@ def _pad(sides: Sequence[Side], starts: Sequence[int], pad_id: int) -> dict[str,
 def group_layout(units: Sequence[Unit], method: str, weighting: str) -> dict[str, list[Side]]:
     """The sequences of each group, in unit order (see the module docstring)."""
     def sides(kind: str, rejected: bool = False) -> list[Side]:
-        return [u[kind].rejected if rejected else u[kind].chosen for u in units if kind in u]
+        rows = [row for unit in units for row in unit.of(kind)]
+        return [row.rejected for row in rows if row.rejected is not None] if rejected else [
+            row.chosen for row in rows]
 
     if method == "sft":
         return {"lm": sides("sft")}
@@ -123,10 +130,10 @@ def group_layout(units: Sequence[Unit], method: str, weighting: str) -> dict[str
                 "buggy": sides("cct", True)}
     if method == "fgit":
         layout = {"correct": sides("fgit")}
-        if weighting == "dynamic":
+        if needs_incorrect(weighting):
             layout["incorrect"] = sides("fgit", True)
         return layout
-    kind = next(iter(units[0]))
+    kind = units[0].rows[0].kind
     return {"chosen": sides(kind), "rejected": sides(kind, True)}
 
 
@@ -134,7 +141,7 @@ def _window_starts(units: Sequence[Unit], layout: dict[str, list[Side]]) -> list
     """start - 1 per sequence; both sides of a pair use the smaller of their two starts."""
     pair_start = {}
     for unit in units:
-        for row in unit.values():
+        for row in unit.rows:
             if row.rejected is not None:
                 first = min(row.chosen.start, row.rejected.start) - 1
                 pair_start[id(row.chosen)] = pair_start[id(row.rejected)] = first
@@ -150,11 +157,13 @@ def build_batch(
         groups[name] = slice(start, start + len(sides))
         ordered.extend(sides)
         start += len(sides)
-    first_diff = None
+    first_diff = paired = None
     if method == "cct":
-        first_diff = torch.tensor([u["cct"].first_diff for u in units if "cct" in u], dtype=torch.long)
+        first_diff = torch.tensor([r.first_diff for u in units for r in u.of("cct")], dtype=torch.long)
+    if method == "fgit":
+        paired = torch.tensor([r.rejected is not None for u in units for r in u.of("fgit")])
     padded = _pad(ordered, _window_starts(units, layout), pad_id)
-    return Batch(**padded, groups=groups, units=list(unit_ids), first_diff=first_diff)
+    return Batch(**padded, groups=groups, units=list(unit_ids), first_diff=first_diff, paired=paired)
 
 
 def windowed_logits(lm, input_ids: Tensor, attention_mask: Tensor, window_start: Tensor,
@@ -178,9 +187,12 @@ def _targets(side: Side, use_response: bool) -> int:
     return int((marks[1:] != 0).sum())
 
 
-def _valid_cct_pair(unit: Unit) -> bool:
-    row = unit["cct"]
+def _valid_cct_pair(row: Row) -> bool:
     return row.first_diff < max(len(row.chosen.ids), len(row.rejected.ids))
+
+
+def _rows(units: Sequence[Unit], kind: str) -> list[Row]:
+    return [row for unit in units for row in unit.of(kind)]
 
 
 def step_normalisers(units: Sequence[Unit], method: str) -> dict[str, float]:
@@ -188,15 +200,50 @@ def step_normalisers(units: Sequence[Unit], method: str) -> dict[str, float]:
     `lm_tokens` (sft rows' targets; FGit: y_c response tokens), `seq_tokens` (cct_seq targets),
     `pairs` (CCT: valid comparison pairs; preference: pairs), `chosen_tokens` (RPO's NLL)."""
     if method in ("sft", "cct"):
-        out = {"lm_tokens": sum(_targets(u["sft"].chosen, False) for u in units if "sft" in u)}
+        out = {"lm_tokens": sum(_targets(r.chosen, False) for r in _rows(units, "sft"))}
         if method == "cct":
-            out["seq_tokens"] = sum(_targets(u["cct_seq"].chosen, False) for u in units if "cct_seq" in u)
-            out["pairs"] = sum(1 for u in units if "cct" in u and _valid_cct_pair(u))
+            out["seq_tokens"] = sum(_targets(r.chosen, False) for r in _rows(units, "cct_seq"))
+            out["pairs"] = sum(1 for r in _rows(units, "cct") if _valid_cct_pair(r))
         return out
     if method == "fgit":
-        return {"lm_tokens": sum(_targets(u["fgit"].chosen, True) for u in units)}
-    kind = next(iter(units[0]))
-    return {"pairs": len(units), "chosen_tokens": sum(_targets(u[kind].chosen, False) for u in units)}
+        return {"lm_tokens": sum(_targets(r.chosen, True) for r in _rows(units, "fgit"))}
+    rows = [unit.rows[0] for unit in units]
+    return {"pairs": len(rows), "chosen_tokens": sum(_targets(r.chosen, False) for r in rows)}
+
+
+def loss_tokens(unit: Unit, method: str, weighting: str) -> dict[str, int]:
+    """Tokens of one unit that carry a loss term, per row kind (position 0 of a sequence never
+    does): NLL targets (sft, cct_seq; FGit: every y_c response token, plus y_i's H_i tokens
+    under the dynamic weightings, which feed the weight), both sides of a CCT pair from the
+    first difference on (the compared positions), the masked tokens of both preference sides
+    (Focused-DPO: the chosen middle and suffix)."""
+    counts: dict[str, int] = {}
+    for row in unit.rows:
+        counts[row.kind] = counts.get(row.kind, 0) + _row_loss_tokens(row, method, weighting)
+    return counts
+
+
+def _row_loss_tokens(row: Row, method: str, weighting: str) -> int:
+    if row.kind == "cct":
+        return sum(max(0, len(side.ids) - row.first_diff) for side in (row.chosen, row.rejected))
+    if row.kind == "fgit":
+        incorrect = row.rejected is not None and needs_incorrect(weighting)
+        return _targets(row.chosen, True) + (_targets(row.rejected, False) if incorrect else 0)
+    if row.rejected is None:
+        return _targets(row.chosen, False)
+    chosen = _focused_chosen_tokens(row) if method == "focused_dpo" else _targets(row.chosen, False)
+    return chosen + _targets(row.rejected, False)
+
+
+def _focused_chosen_tokens(row: Row) -> int:
+    """Chosen tokens with a nonzero Focused-DPO weight, as `preference_masks` computes them on
+    the pair's shared window."""
+    a = min(row.chosen.start, row.rejected.start) - 1
+    parts = [row.chosen.response()[a:], row.chosen.mask[a:], row.rejected.mask[a:]]
+    width = max(len(p) for p in parts)
+    padded = [torch.nn.functional.pad(p, (0, width - len(p))).unsqueeze(0) for p in parts]
+    weights, _ = focused_preference_masks(*padded)
+    return int((weights[0, 1:] != 0).sum())
 
 
 def _masked_labels(labels: Tensor, marks: Tensor) -> Tensor:
@@ -265,7 +312,7 @@ def fgit_objective(logits: Tensor, batch: Batch, config: TrainConfig, norms: dic
     loss, metrics = fgit_loss(
         batch.group("correct", logits), batch.group("correct", labels), batch.group("correct", batch.mask),
         *incorrect, lam=config.lam, weighting=config.weighting, fixed_weight=config.fixed_weight,
-        num_target_tokens=norms["lm_tokens"],
+        num_target_tokens=norms["lm_tokens"], paired=batch.paired,
     )
     metrics["fgit_weight"] = metrics.pop("mean_weight")
     return loss, metrics
@@ -286,6 +333,27 @@ def preference_objective(
                   num_chosen_tokens=norms["chosen_tokens"])
     fn = {"dpo": dpo_loss, "target_dpo": target_dpo_loss, "focused_dpo": focused_dpo_loss}[method]
     return fn(*args, beta=config.beta, num_pairs=norms["pairs"])
+
+
+def objective(
+    logits: Tensor, scores: Tensor | None, batch: Batch, config: TrainConfig,
+    norms: dict[str, float], reference: tuple[Tensor, Tensor] | None = None,
+) -> LossOut:
+    """The loss of one micro-batch for `config.method`: the trainer's one dispatch. `logits`:
+    window logits of the batch's first `batch.logit_rows` rows; `scores`: the CCT head's `[R, T]`
+    (CCT only); `reference`: the reference (chosen, rejected) log-probs (preference methods)."""
+    method = config.method
+    if method == "sft":
+        return sft_objective(logits, batch, norms)
+    if method == "cct":
+        if scores is None:
+            raise ValueError("cct needs the head scores")
+        return cct_objective(logits, scores, batch, config, norms)
+    if method == "fgit":
+        return fgit_objective(logits, batch, config, norms)
+    if reference is None:
+        raise ValueError(f"{method} needs the reference log-probs")
+    return preference_objective(logits, batch, reference, config, norms)
 
 
 def is_preference(method: str) -> bool:

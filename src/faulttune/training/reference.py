@@ -27,7 +27,7 @@ def fingerprint(units: Sequence[Unit], method: str, focus_weight: float, model: 
     """Hash of everything the reference log-probs depend on (model, masks, ids, method)."""
     digest = hashlib.sha256(f"{model}|{method}|{focus_weight}|{precision}".encode())
     for unit in units:
-        for row in unit.values():
+        for row in unit.rows:
             for side in (s for s in (row.chosen, row.rejected) if s is not None):
                 digest.update(side.ids.numpy().tobytes())
                 digest.update(side.mask.numpy().tobytes())
