@@ -11,7 +11,13 @@ import pytest
 import yaml
 
 from faulttune import methods
-from faulttune.config import ConfigError, expand_experiments, load_config, read_yaml, validate_config
+from faulttune.config import (
+    ConfigError,
+    expand_experiments,
+    load_config,
+    read_yaml,
+    validate_config,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from faulttune import methods
 from faulttune.losses import (
     CCTHead,
     cct_loss,
@@ -25,7 +26,6 @@ from faulttune.losses import (
     preference_logps,
     rpo_loss,
     segment_mean_prob,
-    select_granularity,
     sequence_logps,
     sft_loss,
     target_dpo_loss,
@@ -34,7 +34,7 @@ from faulttune.losses import (
     token_logps,
 )
 from faulttune.training.config import TrainConfig
-from faulttune.training.data import METHOD_KINDS, Row, Side, Unit
+from faulttune.training.data import Row, Side, Unit
 from faulttune.training.loop import PolicyModule
 from faulttune.training.objectives import (
     build_batch,
@@ -188,7 +188,7 @@ def test_cct_token_hinge_hand_value():
     buggy = torch.tensor([[9.0, 0.0, 0.5, 7.0], [0.0, 0.0, 1.0, 7.0], [1.0, 1.0, 1.0, 7.0]])
     first_diff = torch.tensor([1, 2, 3])
     len_c, len_b = torch.tensor([4, 3, 3]), torch.tensor([3, 3, 3])
-    per_pair, valid = token_hinge_terms(correct, buggy, first_diff, len_c, len_b)
+    per_pair, valid = token_hinge_terms(correct, buggy, first_diff, len_c, len_b, margin=1.0)
     torch.testing.assert_close(per_pair, torch.tensor([1 / 3, 2.0, 0.0]))
     assert valid.tolist() == [True, True, False]
 
@@ -205,6 +205,9 @@ def test_cct_token_hinge_hand_value():
         len_buggy=len_b,
         seq_logits=seq_logits,
         seq_labels=seq_labels,
+        alpha=2.0,
+        beta=0.5,
+        margin=1.0,
     )
     l_lm = -(math.log(0.5) + math.log(0.25) + math.log(0.8)) / 3
     l_token = (1 / 3 + 2.0) / 2  # mean over the 2 valid pairs = 7/6
@@ -235,6 +238,7 @@ def test_cct_with_zero_alpha_beta_is_sft():
         seq_labels=torch.randint(0, 7, (2, 4)),
         alpha=0.0,
         beta=0.0,
+        margin=1.0,
     )
     sft, _ = sft_loss(logits, labels)
     torch.testing.assert_close(loss, sft)
@@ -243,9 +247,10 @@ def test_cct_with_zero_alpha_beta_is_sft():
 def test_cct_rejects_bad_pairs():
     scores = torch.zeros(1, 3)
     with pytest.raises(ValueError, match="first_diff"):
-        token_hinge_terms(scores, scores, torch.tensor([4]), torch.tensor([3]), torch.tensor([3]))
+        token_hinge_terms(scores, scores, torch.tensor([4]), torch.tensor([3]), torch.tensor([3]), 1.0)
     with pytest.raises(ValueError, match="scores_buggy"):
-        cct_loss(torch.zeros(1, 3, 2), torch.zeros(1, 3, dtype=torch.long), scores_correct=scores)
+        cct_loss(torch.zeros(1, 3, 2), torch.zeros(1, 3, dtype=torch.long), scores_correct=scores,
+                 alpha=2.0, beta=0.5, margin=1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,8 +297,16 @@ def fgit_example():
     return logits_c, labels_c, hybrid_c, logits_i, labels_i, hybrid_i
 
 
+# The paper's values (faulttune.methods' defaults); a test that needs others passes them.
+FGIT_PAPER = {"lam": 2.0, "weighting": "dynamic", "fixed_weight": 2.0}
+
+
+def fgit(*args, **kwargs):
+    return fgit_loss(*args, **{**FGIT_PAPER, **kwargs})
+
+
 def test_fgit_loss_dynamic_hand_value():
-    loss, metrics = fgit_loss(*fgit_example(), lam=2.0)
+    loss, metrics = fgit(*fgit_example(), lam=2.0)
     # p_c = (2 * .25 + 1 * .8) / 3 = 0.433333; p_i = 0.1
     # w = 1 + (1 - 0.333333 / 0.533333) = 1.375
     # L = (ln 2 + 1.375 * (ln 4 + ln 1.25)) / 3 = (0.693147 + 2.212977) / 3 = 0.968708
@@ -311,13 +324,13 @@ def test_fgit_fixed_weight_hand_value_and_sft_limits():
     example = fgit_example()
     logits_c, labels_c = example[0], example[1]
     sft, _ = sft_loss(logits_c, labels_c)
-    fixed2, _ = fgit_loss(*example, weighting="fixed", fixed_weight=2.0)
+    fixed2, _ = fgit(*example, weighting="fixed", fixed_weight=2.0)
     # (ln 2 + 2 * (ln 4 + ln 1.25)) / 3
     assert fixed2.item() == pytest.approx((math.log(2) + 2 * (math.log(4) + math.log(1.25))) / 3)
-    fixed1, _ = fgit_loss(
+    fixed1, _ = fgit(
         logits_c, labels_c, example[2], None, None, None, weighting="fixed", fixed_weight=1.0
     )
-    lam1, _ = fgit_loss(*example, lam=1.0)
+    lam1, _ = fgit(*example, lam=1.0)
     assert fixed1.item() == pytest.approx(sft.item(), abs=1e-12)
     assert lam1.item() == pytest.approx(sft.item(), abs=1e-12)
 
@@ -329,7 +342,7 @@ def test_fgit_lambda_one_is_sft_with_gradients():
     labels_c, labels_i = torch.randint(0, 9, (3, 6)), torch.randint(0, 9, (3, 6))
     labels_c[:, :2] = IGN
     hybrid_c, hybrid_i = torch.randint(0, 3, (3, 6)), torch.randint(0, 3, (3, 6))
-    loss, _ = fgit_loss(logits_c, labels_c, hybrid_c, logits_i, labels_i, hybrid_i, lam=1.0)
+    loss, _ = fgit(logits_c, labels_c, hybrid_c, logits_i, labels_i, hybrid_i, lam=1.0)
     sft, _ = sft_loss(logits_c, labels_c)
     torch.testing.assert_close(loss, sft)
     grad_fgit = torch.autograd.grad(loss, logits_c)[0]
@@ -340,24 +353,24 @@ def test_fgit_lambda_one_is_sft_with_gradients():
 def test_fgit_edge_cases_and_gradient_into_incorrect_pass():
     logits_c, labels_c, hybrid_c, logits_i, labels_i, _ = fgit_example()
     # H_i all zero (pure deletion in y_i): p_i := p_c, so w = lambda = 2
-    _, metrics = fgit_loss(
+    _, metrics = fgit(
         logits_c, labels_c, hybrid_c, logits_i, labels_i, torch.zeros(1, 4), lam=2.0
     )
     assert metrics["mean_weight"].item() == pytest.approx(2.0)
     # no segment in y_c: plain SFT whatever the weight
-    no_seg, metrics = fgit_loss(
+    no_seg, metrics = fgit(
         logits_c, labels_c, torch.zeros(1, 4), logits_i, labels_i, torch.ones(1, 4)
     )
     assert no_seg.item() == pytest.approx(sft_loss(logits_c, labels_c)[0].item(), abs=1e-12)
     assert metrics["segment_rows"].item() == 0
     # dynamic: the incorrect forward pass receives gradient through w (y_i has no NLL of its own)
     leaf_i = logits_i.clone().requires_grad_(True)
-    loss, _ = fgit_loss(logits_c, labels_c, hybrid_c, leaf_i, labels_i, fgit_example()[5])
+    loss, _ = fgit(logits_c, labels_c, hybrid_c, leaf_i, labels_i, fgit_example()[5])
     loss.backward()
     assert leaf_i.grad[0, 1].abs().sum() > 0  # position 1 predicts the marked token 2
     assert leaf_i.grad[0, 2].abs().sum() == 0  # token 3 of y_i is not in H_i
     with pytest.raises(ValueError, match="unknown FGit weighting 'linear'"):
-        fgit_loss(*fgit_example(), weighting="linear")
+        fgit(*fgit_example(), weighting="linear")
 
 
 @pytest.mark.parametrize(
@@ -402,7 +415,7 @@ def test_fgit_loss_gradient_into_the_wrong_twin_when_the_model_prefers_it():
     grads = {}
     for weighting in ("dynamic", "one_sided"):
         leaf_i = logits_i.clone().requires_grad_(True)
-        loss, metrics = fgit_loss(logits_c, labels_c, hybrid_c, leaf_i, labels_i, hybrid_i,
+        loss, metrics = fgit(logits_c, labels_c, hybrid_c, leaf_i, labels_i, hybrid_i,
                                   weighting=weighting)
         loss.backward()
         grads[weighting] = leaf_i.grad
@@ -422,34 +435,21 @@ def test_fgit_loss_mixes_plain_rows_without_y_i():
     both_hybrid = torch.cat([hybrid_c, torch.zeros(1, 4, dtype=torch.long)])
     paired = torch.tensor([True, False])
     for weighting in ("dynamic", "one_sided"):
-        loss, metrics = fgit_loss(both_logits, both_labels, both_hybrid, logits_i, labels_i,
+        loss, metrics = fgit(both_logits, both_labels, both_hybrid, logits_i, labels_i,
                                   hybrid_i, weighting=weighting, paired=paired)
         # (ln 2 + 1.375 (ln 4 + ln 1.25) - ln .8) / 4 targets; w = 1.375 as in the dynamic example
         expected = (math.log(2) + 1.375 * (math.log(4) + math.log(1.25)) - math.log(0.8)) / 4
         assert loss.item() == pytest.approx(expected, abs=1e-12), weighting
         assert metrics["p_i"].item() == pytest.approx(0.1)
     # a micro-batch of plain rows only needs no y_i at all: plain SFT
-    alone, _ = fgit_loss(plain_logits, both_labels[1:], both_hybrid[1:], None, None, None,
+    alone, _ = fgit(plain_logits, both_labels[1:], both_hybrid[1:], None, None, None,
                          paired=torch.tensor([False]))
     assert alone.item() == pytest.approx(-math.log(0.8), abs=1e-12)
     with pytest.raises(ValueError, match="without y_i has a nonzero H_c"):
-        fgit_loss(both_logits, both_labels, torch.cat([hybrid_c, hybrid_c]), logits_i, labels_i,
+        fgit(both_logits, both_labels, torch.cat([hybrid_c, hybrid_c]), logits_i, labels_i,
                   hybrid_i, paired=paired)
     with pytest.raises(ValueError, match="2 rows of y_c are paired but y_i has 1 rows"):
-        fgit_loss(both_logits, both_labels, both_hybrid, logits_i, labels_i, hybrid_i)
-
-
-def test_select_granularity():
-    hybrid = torch.tensor([[0, 1, 2, 1, 0]])
-    assert select_granularity(hybrid, "hybrid").tolist() == [[0, 1, 2, 1, 0]]
-    assert select_granularity(hybrid, "line").tolist() == [[0, 1, 1, 1, 0]]
-    assert select_granularity(hybrid, "token").tolist() == [[0, 0, 1, 0, 0]]
-    with pytest.raises(ValueError, match="'line', 'token' or 'hybrid'"):
-        select_granularity(hybrid, "char")
-
-
-# ---------------------------------------------------------------------------------------------
-# DPO family
+        fgit(both_logits, both_labels, both_hybrid, logits_i, labels_i, hybrid_i)
 
 
 def dpo_example():
@@ -550,13 +550,14 @@ def test_focused_masks_and_loss_hand_value():
     completion = torch.tensor([[0, 1, 1, 1, 1, 1], [0, 1, 1, 1, 1, 0]])
     chosen_middle = torch.tensor([[0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0]])
     rejected_middle = torch.tensor([[0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]])
-    weights, rejected_mask = focused_preference_masks(completion, chosen_middle, rejected_middle)
+    weights, rejected_mask = focused_preference_masks(completion, chosen_middle, rejected_middle,
+                                                      middle_weight=2.0)
     assert weights.tolist() == [[0, 0, 2, 2, 1, 1], [0, 0, 0, 1, 1, 0]]
     assert rejected_mask.tolist() == [[0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]]
 
     policy, ref, labels, completion = preference_batch()
     weights, rejected_mask = focused_preference_masks(
-        completion, torch.tensor([[0, 0, 1, 0]]), torch.tensor([[0, 0, 1, 0]])
+        completion, torch.tensor([[0, 0, 1, 0]]), torch.tensor([[0, 0, 1, 0]]), middle_weight=2.0
     )
     assert weights.tolist() == [[0, 0, 2, 1]]  # prefix token 1, middle token 2, suffix token 3
     pc, pr = preference_logps(policy, labels, weights, rejected_mask)
@@ -587,13 +588,13 @@ LOSS_CONFIGS = {
     "sft": {"method": "sft"},
     "cct": {"method": "cct"},
     "fgit": {"method": "fgit"},
-    "fgit_one_sided": {"method": "fgit", "weighting": "one_sided"},
-    "fgit_fixed": {"method": "fgit", "weighting": "fixed"},
-    "dpo": {"method": "dpo", "beta": 0.5},
-    "rpo": {"method": "rpo", "beta": 0.5},
-    "target_dpo": {"method": "target_dpo", "beta": 0.5},
-    "target_rpo": {"method": "target_rpo", "beta": 0.5},
-    "focused_dpo": {"method": "focused_dpo", "beta": 0.5},
+    "fgit_one_sided": {"method": "fgit", "params": {"weighting": "one_sided"}},
+    "fgit_fixed": {"method": "fgit", "params": {"weighting": "fixed"}},
+    "dpo": {"method": "dpo", "params": {"beta": 0.5}},
+    "rpo": {"method": "rpo", "params": {"beta": 0.5}},
+    "target_dpo": {"method": "target_dpo", "params": {"beta": 0.5}},
+    "target_rpo": {"method": "target_rpo", "params": {"beta": 0.5}},
+    "focused_dpo": {"method": "focused_dpo", "params": {"beta": 0.5}},
 }
 
 
@@ -691,7 +692,7 @@ def make_units(method: str, seed: int = 3) -> list[Unit]:
             h_i = [0] * len(r) if b == 2 else [2 * m for m in r_mid]
             rows = [row("fgit", side(c, prompt, h_c), side(r, prompt, h_i))]
         else:
-            kind = METHOD_KINDS[method][0]
+            kind = methods.get(method).row_kinds[0]
             chosen_mask = c_mid if kind == "focused_dpo" else comp_c
             rejected_mask = {"dpo": comp_r}.get(kind, r_mid)
             rows = [row(kind, side(c, prompt, chosen_mask), side(r, prompt, rejected_mask))]

@@ -18,13 +18,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from faulttune import methods
 from faulttune.io import DataError
 from faulttune.mask_table import write_masks
 from faulttune.models import TINY_RANDOM, resolve_model
-from faulttune.training.config import TrainConfig, lr_at
-from faulttune.training.loop import train_experiment
 from faulttune.training import loop
 from faulttune.training.budget import run_budget
+from faulttune.training.config import TrainConfig, lr_at
 from faulttune.training.data import (
     group_units,
     load_rows,
@@ -33,6 +33,7 @@ from faulttune.training.data import (
     step_units,
     total_steps,
 )
+from faulttune.training.loop import train_experiment
 
 EOS, NEWLINE = 2, 198
 METHOD_KIND = {"sft": ["sft"], "cct": ["sft", "cct"], "fgit": ["fgit"], "dpo": ["dpo"],
@@ -133,7 +134,8 @@ def test_lr_at_warmup_then_cosine():
     ({"batch_size": 8, "micro_batch_size": 3}, "not a multiple of micro_batch_size 3"),
     ({"method": "ppo"}, "method 'ppo'"),
     ({"precision": "int8"}, "precision 'int8'"),
-    ({"lam": 0.5}, "lambda must be >= 1"),
+    ({"method": "fgit", "params": {"lambda": 0.5}}, "fgit parameter lambda: 0.5 is less than the minimum of 1"),
+    ({"method": "cct", "params": {"lambda": 2.0}}, "method 'cct' has no parameter 'lambda'"),
     ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
 ])
 def test_config_rejects_bad_values(bad, message):
@@ -143,20 +145,20 @@ def test_config_rejects_bad_values(bad, message):
 
 def test_config_accepts_every_fgit_weighting_of_the_loss():
     from faulttune.losses import WEIGHTINGS
-    from faulttune.training.config import FGIT_WEIGHTINGS
 
-    assert FGIT_WEIGHTINGS == WEIGHTINGS
-    assert TrainConfig(method="fgit", weighting="one_sided").weighting == "one_sided"
-    with pytest.raises(ValueError, match="weighting 'symmetric' is not one of"):
-        TrainConfig(method="fgit", weighting="symmetric")
+    assert tuple(methods.get("fgit").param("weighting").schema["enum"]) == WEIGHTINGS
+    assert TrainConfig(method="fgit", params={"weighting": "one_sided"}).weighting == "one_sided"
+    with pytest.raises(ValueError, match="weighting: 'symmetric' is not one of"):
+        TrainConfig(method="fgit", params={"weighting": "symmetric"})
 
 
-def test_config_from_dict_maps_lambda_and_method_defaults():
-    config = TrainConfig.from_dict({"method": "fgit", "lambda": 3.0})
-    assert config.lam == 3.0
-    assert (TrainConfig(method="cct").alpha, TrainConfig(method="cct").beta) == (2.0, 0.5)
-    assert (TrainConfig(method="target_rpo").alpha, TrainConfig(method="target_rpo").beta) == (1.0, 0.1)
-    assert TrainConfig(method="dpo").beta == 0.1
+def test_config_keeps_the_user_names_and_fills_the_registry_defaults(tmp_path):
+    config = TrainConfig(method="fgit", params={"lambda": 3.0})
+    assert config.params == {**methods.get("fgit").defaults(), "lambda": 3.0}
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["params"]["lambda"] == 3.0  # what trainer_state.json stores
+    for name in methods.TRAINED_METHODS:
+        assert TrainConfig(method=name).params == methods.get(name).defaults()
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['grad_accum'\]"):
         TrainConfig.from_dict({"grad_accum": 2})
 
@@ -257,7 +259,7 @@ def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
     # one micro-batch per unit: some micro-batches hold plain rows only (no y_i forward pass)
     for weighting in ("dynamic", "one_sided", "fixed"):
         out = tmp_path / weighting
-        config = tiny_config("fgit", batch_size=4, micro_batch_size=1, weighting=weighting)
+        config = tiny_config("fgit", batch_size=4, micro_batch_size=1, params={"weighting": weighting})
         train_experiment([str(tmp_path / "fgit.parquet")], TINY_RANDOM, str(out), config)
         assert all(math.isfinite(json.loads(l)["loss"]) for l in (out / "train_log.jsonl").read_text().splitlines())
 
@@ -295,7 +297,7 @@ def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
     tokens = {}
     for method, rows in files.items():
         write_masks(rows, tmp_path / f"{method}.parquet", str(folder))
-        extra = {"weighting": "fixed"} if method == "fgit" else {}
+        extra = {"params": {"weighting": "fixed"}} if method == "fgit" else {}
         config = tiny_config(method, max_steps=None, epochs=1.0, **extra)
         run = loop.setup_run([str(tmp_path / f"{method}.parquet")], str(folder), str(tmp_path / method), config)
         tokens[method] = run.budget["train_tokens"]
@@ -361,7 +363,7 @@ def assert_same_gradients(got: dict[str, torch.Tensor], expected: dict[str, torc
 @pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed", "fgit-one_sided"])
 def test_accumulation_does_not_change_the_gradient(tmp_path, method):
     method, _, weighting = method.partition("-")
-    extra = {"weighting": weighting} if weighting else {}
+    extra = {"params": {"weighting": weighting}} if weighting else {}
     paths = write_examples(tmp_path, method, count=8)
     whole = first_step_gradients(paths, tmp_path / "a", tiny_config(method, batch_size=8, micro_batch_size=8, **extra))
     split = first_step_gradients(paths, tmp_path / "b", tiny_config(method, batch_size=8, micro_batch_size=2, **extra))

@@ -164,6 +164,7 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     _check_experiments(config, source)
     _check_sweeps(config, source)
     _check_seeds(config, source)
+    _check_bugs(config, source)
     expand_experiments(config, source)  # collisions and baselines
     return config
 
@@ -209,6 +210,13 @@ def _check_sweeps(config: Mapping[str, Any], source: str) -> None:
                                   f"{method.name!r} does not take {key!r} (it takes {list(method.accepted_keys())})")
             for index, value in enumerate(values):
                 check_schema(value, source, method.param(key).schema, ("sweeps", name, key, index))
+
+
+def _check_bugs(config: Mapping[str, Any], source: str) -> None:
+    bugs = config["bugs"]
+    if bugs["cct_per_family"] is not None and bugs["max_per_task"] != 1:
+        raise ConfigError(f"{source}: config key bugs.cct_per_family: {bugs['cct_per_family']} "
+                          f"needs bugs.max_per_task 1 (it is {bugs['max_per_task']})")
 
 
 def _check_seeds(config: Mapping[str, Any], source: str) -> None:

@@ -157,24 +157,24 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            objective=f"{_OBJ}:fgit_objective"),
     Method("dpo", "DPO on summed response log-probs",
            params=(_BETA_DPO, _bugs("codeflow")), row_kinds=("dpo",), mask_kind="dpo",
-           preference=True, baseline="base", objective=f"{_OBJ}:preference_objective"),
+           preference=True, baseline="base", objective=f"{_OBJ}:dpo_objective"),
     Method("rpo", "DPO + alpha * NLL of the chosen response",
            params=(_BETA_DPO, _ALPHA_NLL, _bugs("codeflow")), row_kinds=("dpo",), mask_kind="dpo",
-           preference=True, baseline="base", objective=f"{_OBJ}:preference_objective"),
+           preference=True, baseline="base", objective=f"{_OBJ}:rpo_objective"),
     Method("target_dpo", "IterPref's Target-DPO: the rejected log-ratio counts only the error "
            "lines D-", params=(_BETA_DPO, _REJECTED, _bugs("codeflow")),
            row_kinds=("target_dpo",), mask_kind="target_dpo", preference=True, baseline="dpo",
-           objective=f"{_OBJ}:preference_objective"),
+           objective=f"{_OBJ}:target_dpo_objective"),
     Method("target_rpo", "IterPref's Target-RPO: Target-DPO + alpha * NLL of the chosen response",
            params=(_BETA_DPO, _ALPHA_NLL, _REJECTED, _bugs("codeflow")),
            row_kinds=("target_dpo",), mask_kind="target_dpo", preference=True, baseline="rpo",
-           objective=f"{_OBJ}:preference_objective"),
+           objective=f"{_OBJ}:target_rpo_objective"),
     Method("focused_dpo", "Focused-DPO: the chosen middle segment up-weighted, the rejected suffix "
            "dropped",
            params=(_BETA_DPO, Param("focus_weight", 2.0, "weight of the chosen middle segment",
                                     _NONNEG), _bugs("codeflow")),
            row_kinds=("focused_dpo",), mask_kind="focused_dpo", preference=True, baseline="dpo",
-           objective=f"{_OBJ}:preference_objective"),
+           objective=f"{_OBJ}:focused_dpo_objective"),
 )}
 TRAINED_METHODS = tuple(name for name, m in METHODS.items() if m.trained)
 PREFERENCE_METHODS = tuple(name for name, m in METHODS.items() if m.preference)
@@ -188,6 +188,23 @@ def get(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+
+
+def param_problems(method_name: str, params: Mapping[str, Any]) -> list[str]:
+    """Every parameter the method does not take or whose value its schema rejects."""
+    import jsonschema
+
+    method, out = get(method_name), []
+    own = {p.name: p for p in method.params}
+    for key, value in params.items():
+        if key not in own:
+            out.append(f"method {method.name!r} has no parameter {key!r} (it has {list(own)})")
+            continue
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(own[key].schema).iter_errors(value))
+        if error is not None:
+            out.append(f"{method.name} parameter {key}: {error.message}")
+    return out
 
 
 def experiment_schema() -> dict[str, Any]:

@@ -97,6 +97,7 @@ class BugSettings(Settings):
     max_per_task: int
     verify: bool
     seed: int
+    cct_per_family: int | None = None
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,9 @@ class Plan:
 
     def mutate(self, source: str) -> BugSettings:
         bugs = self.config["bugs"]
-        return BugSettings(source, bugs["max_per_task"], bugs["verify"], self.config["seed"])
+        per_family = bugs["cct_per_family"] if source == "cct" else None
+        return BugSettings(source, bugs["max_per_task"], bugs["verify"], self.config["seed"],
+                           per_family)
 
     def backend(self, section: Mapping[str, Any], model: str, precision: str,
                 batch_size: int) -> BackendSettings:

@@ -4,6 +4,8 @@
 rule masks:
     input:
         pairs=lambda w: pairs_file(w.source),
+        # FGit trains every task of the table: a task without a pair is a plain SFT row
+        tasks=lambda w: [f"{R}/data/train.parquet"] if w.kind.startswith("fgit-") else [],
     output:
         masks=f"{R}/masks/{{kind}}_{{source}}.parquet",
         rejected=f"{R}/masks/{{kind}}_{{source}}.rejected.parquet",

@@ -28,7 +28,6 @@ from faulttune.losses.fgit import (
     fgit_weights,
     needs_incorrect,
     segment_mean_prob,
-    select_granularity,
 )
 from faulttune.losses.sft import sft_loss
 
@@ -48,7 +47,6 @@ __all__ = [
     "preference_logps",
     "rpo_loss",
     "segment_mean_prob",
-    "select_granularity",
     "sequence_logps",
     "sft_loss",
     "target_dpo_loss",

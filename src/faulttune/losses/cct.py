@@ -39,7 +39,7 @@ def token_hinge_terms(
     first_diff: Tensor,
     len_correct: Tensor,
     len_buggy: Tensor,
-    margin: float = 1.0,
+    margin: float,
 ) -> tuple[Tensor, Tensor]:
     """Per-pair CCT token loss (section 1.2, Eq. 2 with the sign typo fixed) and its validity.
 
@@ -77,9 +77,9 @@ def cct_loss(
     len_buggy: Tensor | None = None,
     seq_logits: Tensor | None = None,
     seq_labels: Tensor | None = None,
-    alpha: float = 2.0,
-    beta: float = 0.5,
-    margin: float = 1.0,
+    alpha: float,
+    beta: float,
+    margin: float,
     num_lm_tokens: Count = None,
     num_pairs: Count = None,
     num_seq_tokens: Count = None,

@@ -36,7 +36,7 @@ def dpo_loss(
     policy_rejected: Tensor,
     ref_chosen: Tensor,
     ref_rejected: Tensor,
-    beta: float = 0.1,
+    beta: float,
     num_pairs: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Sigmoid DPO (Rafailov et al. 2023, Eq. 7) on summed log-probs, all inputs `[B]`.
@@ -62,8 +62,8 @@ def rpo_loss(
     ref_chosen: Tensor,
     ref_rejected: Tensor,
     chosen_lengths: Tensor,
-    beta: float = 0.1,
-    alpha: float = 1.0,
+    beta: float,
+    alpha: float,
     num_pairs: Count = None,
     num_chosen_tokens: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -89,7 +89,7 @@ def target_dpo_loss(
     policy_rejected: Tensor,
     ref_chosen: Tensor,
     ref_rejected: Tensor,
-    beta: float = 0.1,
+    beta: float,
     num_pairs: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Target-DPO (IterPref, arXiv 2503.02783 v3, section 3.3): L = -log sigmoid(beta (K+ - K-')).
@@ -109,8 +109,8 @@ def target_rpo_loss(
     ref_chosen: Tensor,
     ref_rejected: Tensor,
     chosen_lengths: Tensor,
-    beta: float = 0.1,
-    alpha: float = 1.0,
+    beta: float,
+    alpha: float,
     num_pairs: Count = None,
     num_chosen_tokens: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -135,7 +135,7 @@ def focused_preference_masks(
     chosen_completion: Tensor,
     chosen_middle: Tensor,
     rejected_middle: Tensor,
-    middle_weight: float = 2.0,
+    middle_weight: float,
 ) -> tuple[Tensor, Tensor]:
     """Per-token weights of the chosen and mask of the rejected for Focused-DPO, all `[B, T]`.
 
@@ -163,7 +163,7 @@ def focused_dpo_loss(
     policy_rejected: Tensor,
     ref_chosen: Tensor,
     ref_rejected: Tensor,
-    beta: float = 0.1,
+    beta: float,
     num_pairs: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Focused-DPO (arXiv 2502.11475; METHODS section 4, INTERPRETATION of its algebra):

@@ -8,7 +8,6 @@ feeds the dynamic weight (Eqs. 3-7); it has no NLL term of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -16,7 +15,6 @@ from torch import Tensor
 from faulttune.losses.common import Count, count_targets, resolve_normaliser, token_logps
 
 WeightFn = Callable[[Tensor, Tensor, float], Tensor]
-Granularity = Literal["line", "token", "hybrid"]
 
 
 def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
@@ -87,24 +85,6 @@ def segment_mean_prob(token_probs: Tensor, hybrid_mask: Tensor) -> Tensor:
     return torch.where(mass > 0, mean, torch.zeros_like(mean))
 
 
-def select_granularity(hybrid_mask: Tensor, granularity: Granularity) -> Tensor:
-    """The paper's mask ablations from the stored hybrid mask H = M_line + M_token in {0, 1, 2}.
-
-    `hybrid` keeps H; `line` gives 1 on every token of an edited line (H >= 1); `token` gives 1
-    on the edited tokens only (H == 2), which assumes, as METHODS 2.2 does, that every edited
-    token lies on an edited line.
-    """
-    if granularity == "hybrid":
-        return hybrid_mask
-    if granularity == "line":
-        return (hybrid_mask >= 1).to(hybrid_mask.dtype)
-    if granularity == "token":
-        return (hybrid_mask >= 2).to(hybrid_mask.dtype)
-    raise ValueError(
-        f"unknown FGit granularity {granularity!r}; expected 'line', 'token' or 'hybrid'"
-    )
-
-
 def dynamic_sample_weights(
     logps_c: Tensor, seg_c: Tensor, logps_i: Tensor, seg_i: Tensor, lam: float, weight_fn: WeightFn
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -146,9 +126,10 @@ def fgit_loss(
     logits_i: Tensor | None,
     labels_i: Tensor | None,
     hybrid_i: Tensor | None,
-    lam: float = 2.0,
-    weighting: str = "dynamic",
-    fixed_weight: float = 2.0,
+    *,
+    lam: float,
+    weighting: str,
+    fixed_weight: float,
     num_target_tokens: Count = None,
     paired: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -163,7 +144,7 @@ def fgit_loss(
       * "fixed": `fixed_weight` (1 is plain SFT).
     For the first two, p_c / p_i are the H-weighted mean token probabilities of the segments of
     y_c / y_i (`segment_mean_prob`) and gradients flow through w_b into the y_i forward pass.
-    Granularity (line/token/hybrid) is chosen upstream: pass `select_granularity(H, ...)`.
+    Granularity (line/token/hybrid) is chosen upstream: the masks stage writes H of that kind.
 
     Plain rows: a y_c row without a y_i row (a task with no usable variant, trained as ordinary
     SFT inside the FGit run) has weight 1 on every target; its H_c must be all zero, and it needs

@@ -26,9 +26,14 @@ def mutate(settings: BugSettings, train: str, out: str, workers: int) -> None:
     """Verified twins by universalmutator (``mutation``) or CCT's AST injection (``cct``)."""
     from faulttune.bugs.pairs import cct_pairs, mutation_pairs
 
-    make = mutation_pairs if settings.source == "mutation" else cct_pairs
-    pairs, rejected = make(train_tasks(train), settings.seed, settings.max_per_task,
-                           verify=settings.verify, workers=workers)
+    tasks = train_tasks(train)
+    if settings.source == "mutation":
+        pairs, rejected = mutation_pairs(tasks, settings.seed, settings.max_per_task,
+                                         verify=settings.verify, workers=workers)
+    else:
+        pairs, rejected = cct_pairs(tasks, settings.seed, settings.max_per_task,
+                                    per_family=settings.cct_per_family, verify=settings.verify,
+                                    workers=workers)
     write_pairs(pairs, rejected, out, f"mutate:{settings.source}")
 
 

@@ -30,8 +30,8 @@ def heldout_twins(settings: HeldoutSettings, out: str, workers: int) -> None:
     from faulttune.bugs.pairs import cct_pairs
     from faulttune.stages.bugs import write_pairs
 
-    pairs, rejected = cct_pairs(heldout_tasks(settings), settings.seed, 1, verify=True,
-                                workers=workers)
+    pairs, rejected = cct_pairs(heldout_tasks(settings), settings.seed, 1, per_family=1,
+                                verify=True, workers=workers)
     write_pairs(pairs, rejected, out, "heldout_twins")
 
 

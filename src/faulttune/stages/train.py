@@ -6,30 +6,24 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from faulttune import methods
 from faulttune.settings import TrainSettings
 from faulttune.stages import set_threads
 
 log = logging.getLogger("faulttune")
-# TrainConfig's field names of the parameters whose user name is a Python keyword or ambiguous.
-_FIELD_OF = {"lambda": "lam", "margin": "cct_margin"}
 
 
 def train_config(settings: TrainSettings) -> Any:
-    """The trainer's config of an experiment: its loss parameters, the train settings and the
-    global batch (micro_batch_size x grad_accum x num_processes)."""
+    """The trainer's config of an experiment: its method parameters (user names), the train
+    settings and the global batch (micro_batch_size x grad_accum x num_processes)."""
     from faulttune.training.config import TrainConfig
 
-    method = methods.get(settings.method)
-    loss = {_FIELD_OF.get(k, k): v for k, v in settings.params.items() if not method.param(k).data}
-    return TrainConfig.from_dict({
-        "method": settings.method, **loss, "seed": settings.seed, "lr": settings.lr,
-        "epochs": settings.epochs, "max_steps": settings.max_steps,
-        "max_length": settings.max_length, "warmup_ratio": settings.warmup_ratio,
-        "batch_size": settings.global_batch, "micro_batch_size": settings.micro_batch_size,
-        "precision": settings.precision, "gradient_checkpointing": settings.gradient_checkpointing,
-        "lora": settings.lora, "save_every": settings.save_every,
-    })
+    return TrainConfig(
+        method=settings.method, params=dict(settings.params), seed=settings.seed, lr=settings.lr,
+        epochs=settings.epochs, max_steps=settings.max_steps, max_length=settings.max_length,
+        warmup_ratio=settings.warmup_ratio, batch_size=settings.global_batch,
+        micro_batch_size=settings.micro_batch_size, precision=settings.precision,
+        gradient_checkpointing=settings.gradient_checkpointing, lora=settings.lora,
+        save_every=settings.save_every)
 
 
 def train(settings: TrainSettings, examples: Sequence[str], out_dir: str, threads: int = 1) -> None:

@@ -1,4 +1,9 @@
-"""The training configuration (one dataclass, YAML keys map 1:1 onto it) and the LR schedule."""
+"""The training configuration (one dataclass) and the LR schedule.
+
+The method and its parameters come from the registry (:mod:`faulttune.methods`): ``params`` holds
+them by their user names (``lambda``, ``alpha``, ...), with the registry's defaults filled in, so
+the saved ``trainer_state.json`` shows the names the config uses.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-METHODS = ("sft", "cct", "fgit", "dpo", "rpo", "target_dpo", "target_rpo", "focused_dpo")
-PREFERENCE_METHODS = ("dpo", "rpo", "target_dpo", "target_rpo", "focused_dpo")
+from faulttune import methods
+
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-FGIT_WEIGHTINGS = ("dynamic", "one_sided", "fixed")  # faulttune.losses.fgit.WEIGHTINGS
-# The papers' defaults (METHODS.md) for the method-dependent knobs left at None.
-_ALPHA = {"cct": 2.0, "rpo": 1.0, "target_rpo": 1.0}
-_BETA = {"cct": 0.5}
-_DPO_BETA = 0.1
 # Fields that change nothing about the trained weights (a resumed run may differ in them).
 LOGGING_FIELDS = ("log_every", "save_every", "keep_last_checkpoint")
 
@@ -49,14 +49,8 @@ class TrainConfig:
     save_every: int | None = _help("checkpoint every this many steps (None: no checkpoints)", None)
     keep_last_checkpoint: bool = _help("keep the last checkpoint after the final save", False)
     # --- method -----------------------------------------------------------------------------
-    method: str = _help(f"one of {', '.join(METHODS)}", "sft")
-    alpha: float | None = _help("CCT: weight of L_token (2.0); rpo/target_rpo: weight of the NLL (1.0)", None)
-    beta: float | None = _help("CCT: weight of L_seq (0.5); preference methods: DPO beta (0.1)", None)
-    lam: float = _help("FGit: upper end of the dynamic weight range (1, lambda] (YAML key: lambda)", 2.0)
-    weighting: str = _help("FGit: dynamic (symmetric weight) | one_sided (never rewards raising p_i) | fixed", "dynamic")
-    fixed_weight: float = _help("FGit weighting=fixed: the constant on every segment token (1 == SFT)", 2.0)
-    focus_weight: float = _help("Focused-DPO: weight of the chosen middle segment", 2.0)
-    cct_margin: float = _help("CCT: hinge margin of L_token", 1.0)
+    method: str = _help(f"one of {', '.join(methods.TRAINED_METHODS)}", "sft")
+    params: dict[str, Any] = _help("the method's parameters by their user names (faulttune.methods); missing ones get the registry's default", None)  # noqa: RUF009
     precompute_ref: bool = _help("preference methods: reference log-probs computed once before training (else a frozen copy runs every step)", True)
 
     def __post_init__(self) -> None:
@@ -64,24 +58,30 @@ class TrainConfig:
         for problem in self.problems():
             raise ValueError(f"TrainConfig: {problem}")
 
+    @property
+    def focus_weight(self) -> float:
+        """Focused-DPO's weight of the chosen middle (the masks of the other methods ignore it)."""
+        return float(self.params.get("focus_weight", 1.0))
+
+    @property
+    def weighting(self) -> str:
+        """FGit's weighting (the batch layout of the other methods ignores it)."""
+        return str(self.params.get("weighting", ""))
+
     def _resolve_method_defaults(self) -> None:
-        if self.method in PREFERENCE_METHODS:
-            self.beta = _DPO_BETA if self.beta is None else self.beta
-            self.alpha = _ALPHA.get(self.method, 0.0) if self.alpha is None else self.alpha
-        else:
-            self.alpha = _ALPHA.get(self.method, 0.0) if self.alpha is None else self.alpha
-            self.beta = _BETA.get(self.method, 0.0) if self.beta is None else self.beta
+        if self.method in methods.TRAINED_METHODS:
+            self.params = {**methods.get(self.method).defaults(), **(self.params or {})}
         self.adam_betas = tuple(self.adam_betas)  # YAML gives a list
 
     def problems(self) -> list[str]:
         """Every bad value or combination, as messages that name the fields."""
         out = []
-        if self.method not in METHODS:
-            out.append(f"method {self.method!r} is not one of {METHODS}")
+        if self.method not in methods.TRAINED_METHODS:
+            out.append(f"method {self.method!r} is not one of {methods.TRAINED_METHODS}")
+        else:
+            out += methods.param_problems(self.method, self.params)
         if self.precision not in PRECISIONS:
             out.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
-        if self.weighting not in FGIT_WEIGHTINGS:
-            out.append(f"weighting {self.weighting!r} is not one of {FGIT_WEIGHTINGS}")
         positive = {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
                     "micro_batch_size": self.micro_batch_size, "log_every": self.log_every}
         out += [f"{name} must be > 0, got {value}" for name, value in positive.items() if not value > 0]
@@ -95,11 +95,8 @@ class TrainConfig:
             out.append(f"max_length must be >= 2, got {self.max_length}")
         if not 0 <= self.warmup_ratio <= 1 or not 0 <= self.min_lr_ratio <= 1:
             out.append(f"warmup_ratio {self.warmup_ratio} and min_lr_ratio {self.min_lr_ratio} must lie in [0, 1]")
-        nonneg = {"weight_decay": self.weight_decay, "alpha": self.alpha, "beta": self.beta,
-                  "fixed_weight": self.fixed_weight, "focus_weight": self.focus_weight}
-        out += [f"{name} must be >= 0, got {value}" for name, value in nonneg.items() if value < 0]
-        if self.lam < 1:
-            out.append(f"lambda must be >= 1, got {self.lam}")
+        if self.weight_decay < 0:
+            out.append(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
             out.append(f"max_grad_norm must be None or > 0, got {self.max_grad_norm}")
         if self.lora is not None and not isinstance(self.lora, Mapping):
@@ -108,10 +105,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from YAML-style keys (``lambda`` for ``lam``); an unknown key is an error."""
+        """Build from :meth:`to_dict`'s keys; an unknown key is an error."""
         values = dict(values)
-        if "lambda" in values:
-            values["lam"] = values.pop("lambda")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -26,21 +26,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faulttune import methods
 from faulttune.io import DataError
 
 log = logging.getLogger(__name__)
 
-# Which row kinds each method trains on.
-METHOD_KINDS: dict[str, tuple[str, ...]] = {
-    "sft": ("sft",),
-    "cct": ("sft", "cct", "cct_seq"),
-    "fgit": ("fgit",),
-    "dpo": ("dpo",),
-    "rpo": ("dpo",),
-    "target_dpo": ("target_dpo",),
-    "target_rpo": ("target_dpo",),
-    "focused_dpo": ("focused_dpo",),
-}
 PAIR_KINDS = ("cct", "fgit", "dpo", "target_dpo", "focused_dpo")
 
 
@@ -138,7 +128,7 @@ def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_le
     """Every row of the masks files, in file order; a kind the method does not use is an error."""
     from faulttune.mask_table import read_masks
 
-    allowed = METHOD_KINDS[method]
+    allowed = methods.get(method).row_kinds
     rows = []
     for path in paths:
         table, _ = read_masks(path)

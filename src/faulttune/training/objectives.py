@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from faulttune import methods
 from faulttune.losses import (
     IGNORE_INDEX,
     cct_loss,
@@ -37,7 +38,7 @@ from faulttune.losses import (
     target_dpo_loss,
     target_rpo_loss,
 )
-from faulttune.training.config import PREFERENCE_METHODS, TrainConfig
+from faulttune.training.config import TrainConfig
 from faulttune.training.data import Row, Side, Unit
 
 LossOut = tuple[Tensor, dict[str, Tensor]]
@@ -242,7 +243,7 @@ def _focused_chosen_tokens(row: Row) -> int:
     parts = [row.chosen.response()[a:], row.chosen.mask[a:], row.rejected.mask[a:]]
     width = max(len(p) for p in parts)
     padded = [torch.nn.functional.pad(p, (0, width - len(p))).unsqueeze(0) for p in parts]
-    weights, _ = focused_preference_masks(*padded)
+    weights, _ = focused_preference_masks(*padded, middle_weight=1.0)  # only nonzero-ness counts
     return int((weights[0, 1:] != 0).sum())
 
 
@@ -267,15 +268,21 @@ def pair_logps(logits: Tensor, batch: Batch, method: str, focus_weight: float) -
     return preference_logps(logits, batch.labels, chosen_mask, rejected_mask)
 
 
-def sft_objective(logits: Tensor, batch: Batch, norms: dict[str, float]) -> LossOut:
+# Every objective takes (logits, batch, config, norms, scores, reference): the method registry
+# (faulttune.methods) names each method's objective and `objective` calls it.
+Scores = Tensor | None
+Reference = tuple[Tensor, Tensor] | None
+
+
+def sft_objective(logits: Tensor, batch: Batch, config: TrainConfig, norms: dict[str, float],
+                  scores: Scores = None, reference: Reference = None) -> LossOut:
     labels = _masked_labels(batch.labels, batch.mask)
     loss, metrics = sft_loss(logits, labels, num_target_tokens=norms["lm_tokens"])
     return loss, {"L_lm": loss.detach(), **metrics}
 
 
-def cct_objective(
-    logits: Tensor, scores: Tensor, batch: Batch, config: TrainConfig, norms: dict[str, float]
-) -> LossOut:
+def cct_objective(logits: Tensor, batch: Batch, config: TrainConfig, norms: dict[str, float],
+                  scores: Scores = None, reference: Reference = None) -> LossOut:
     """CCT loss of one micro-batch. A micro-batch without sft rows passes one all-ignored row as
     the LM input (L_lm = 0 with a connected graph); the head always sees every row (adding
     0 * scores) so that DDP finds a gradient for it in every micro-step."""
@@ -285,6 +292,8 @@ def cct_objective(
     else:
         lm_logits, lm_labels = logits[:1], torch.full_like(labels[:1], IGNORE_INDEX)
     pairs = {}
+    if scores is None:
+        raise ValueError("cct needs the head scores")
     if batch.has("correct"):
         pairs = {
             "scores_correct": batch.group("correct", scores), "scores_buggy": batch.group("buggy", scores),
@@ -295,14 +304,15 @@ def cct_objective(
     if batch.has("seq"):
         seq = {"seq_logits": batch.group("seq", logits), "seq_labels": batch.group("seq", labels)}
     loss, metrics = cct_loss(
-        lm_logits, lm_labels, **pairs, **seq, alpha=config.alpha, beta=config.beta,
-        margin=config.cct_margin, num_lm_tokens=norms["lm_tokens"], num_pairs=norms["pairs"],
-        num_seq_tokens=norms["seq_tokens"],
+        lm_logits, lm_labels, **pairs, **seq, alpha=config.params["alpha"],
+        beta=config.params["beta"], margin=config.params["margin"],
+        num_lm_tokens=norms["lm_tokens"], num_pairs=norms["pairs"], num_seq_tokens=norms["seq_tokens"],
     )
     return loss + 0.0 * scores.sum(), metrics
 
 
-def fgit_objective(logits: Tensor, batch: Batch, config: TrainConfig, norms: dict[str, float]) -> LossOut:
+def fgit_objective(logits: Tensor, batch: Batch, config: TrainConfig, norms: dict[str, float],
+                   scores: Scores = None, reference: Reference = None) -> LossOut:
     """FGit on y_c with the weight from P_c and P_i (y_i's forward pass WITH gradient)."""
     labels = _masked_labels(batch.labels, batch.response)
     incorrect = (None, None, None)
@@ -311,50 +321,50 @@ def fgit_objective(logits: Tensor, batch: Batch, config: TrainConfig, norms: dic
                      batch.group("incorrect", batch.mask))
     loss, metrics = fgit_loss(
         batch.group("correct", logits), batch.group("correct", labels), batch.group("correct", batch.mask),
-        *incorrect, lam=config.lam, weighting=config.weighting, fixed_weight=config.fixed_weight,
+        *incorrect, lam=config.params["lambda"], weighting=config.params["weighting"],
+        fixed_weight=config.params["fixed_weight"],
         num_target_tokens=norms["lm_tokens"], paired=batch.paired,
     )
     metrics["fgit_weight"] = metrics.pop("mean_weight")
     return loss, metrics
 
 
-def preference_objective(
-    logits: Tensor, batch: Batch, ref: tuple[Tensor, Tensor], config: TrainConfig,
-    norms: dict[str, float],
-) -> LossOut:
-    """DPO / RPO / Target-DPO / Target-RPO / Focused-DPO on summed masked log-probs."""
-    method = config.method
-    chosen, rejected = pair_logps(logits, batch, method, config.focus_weight)
-    args = (chosen, rejected, ref[0].to(chosen), ref[1].to(chosen))
-    if method in ("rpo", "target_rpo"):
-        lengths = (batch.group("chosen", batch.mask)[:, 1:] != 0).sum(dim=1)
-        fn = rpo_loss if method == "rpo" else target_rpo_loss
-        return fn(*args, lengths, beta=config.beta, alpha=config.alpha, num_pairs=norms["pairs"],
-                  num_chosen_tokens=norms["chosen_tokens"])
-    fn = {"dpo": dpo_loss, "target_dpo": target_dpo_loss, "focused_dpo": focused_dpo_loss}[method]
-    return fn(*args, beta=config.beta, num_pairs=norms["pairs"])
+def _preference_objective(loss_fn, with_nll: bool = False):
+    """The objective of a DPO-family loss on summed masked log-probs; ``with_nll`` adds RPO's
+    alpha * token-mean NLL of the chosen responses."""
+    def objective_fn(logits: Tensor, batch: Batch, config: TrainConfig, norms: dict[str, float],
+                     scores: Scores = None, reference: Reference = None) -> LossOut:
+        if reference is None:
+            raise ValueError(f"{config.method} needs the reference log-probs")
+        p = config.params
+        chosen, rejected = pair_logps(logits, batch, config.method, config.focus_weight)
+        args = (chosen, rejected, reference[0].to(chosen), reference[1].to(chosen))
+        if with_nll:
+            lengths = (batch.group("chosen", batch.mask)[:, 1:] != 0).sum(dim=1)
+            return loss_fn(*args, lengths, beta=p["beta"], alpha=p["alpha"],
+                           num_pairs=norms["pairs"], num_chosen_tokens=norms["chosen_tokens"])
+        return loss_fn(*args, beta=p["beta"], num_pairs=norms["pairs"])
+    return objective_fn
+
+
+dpo_objective = _preference_objective(dpo_loss)
+rpo_objective = _preference_objective(rpo_loss, with_nll=True)
+target_dpo_objective = _preference_objective(target_dpo_loss)
+target_rpo_objective = _preference_objective(target_rpo_loss, with_nll=True)
+focused_dpo_objective = _preference_objective(focused_dpo_loss)
 
 
 def objective(
     logits: Tensor, scores: Tensor | None, batch: Batch, config: TrainConfig,
     norms: dict[str, float], reference: tuple[Tensor, Tensor] | None = None,
 ) -> LossOut:
-    """The loss of one micro-batch for `config.method`: the trainer's one dispatch. `logits`:
-    window logits of the batch's first `batch.logit_rows` rows; `scores`: the CCT head's `[R, T]`
-    (CCT only); `reference`: the reference (chosen, rejected) log-probs (preference methods)."""
-    method = config.method
-    if method == "sft":
-        return sft_objective(logits, batch, norms)
-    if method == "cct":
-        if scores is None:
-            raise ValueError("cct needs the head scores")
-        return cct_objective(logits, scores, batch, config, norms)
-    if method == "fgit":
-        return fgit_objective(logits, batch, config, norms)
-    if reference is None:
-        raise ValueError(f"{method} needs the reference log-probs")
-    return preference_objective(logits, batch, reference, config, norms)
+    """The loss of one micro-batch: the registry's objective of `config.method`, the trainer's
+    one dispatch. `logits`: window logits of the batch's first `batch.logit_rows` rows; `scores`:
+    the CCT head's `[R, T]` (CCT only); `reference`: the reference (chosen, rejected) log-probs
+    (preference methods)."""
+    fn = methods.get(config.method).load_objective()
+    return fn(logits, batch, config, norms, scores=scores, reference=reference)
 
 
 def is_preference(method: str) -> bool:
-    return method in PREFERENCE_METHODS
+    return methods.get(method).preference
