@@ -192,8 +192,8 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec["steps"]`` optimiser steps of one loss; throughput, MFU and peak memory."""
     import torch
 
-    from faulttune.training.config import TrainConfig
     from faulttune.training import loop
+    from faulttune.training.config import TrainConfig
 
     on_gpu = spec["device"] == "cuda"
     if on_gpu:

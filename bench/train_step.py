@@ -29,7 +29,7 @@ from pathlib import Path
 
 OURS = {  # name -> (masks kind, TrainConfig overrides)
     "sft": ("sft", {"method": "sft"}),
-    "fgit_fixed": ("fgit", {"method": "fgit", "weighting": "fixed"}),
+    "fgit_fixed": ("fgit", {"method": "fgit", "params": {"weighting": "fixed"}}),
     "fgit": ("fgit", {"method": "fgit"}),
     "cct": ("cct", {"method": "cct"}),
     "dpo": ("dpo", {"method": "dpo"}),
@@ -84,8 +84,8 @@ def write_data(model: str, folder: Path, count: int) -> None:
 
 
 def time_ours(name: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> list[float]:
-    from faulttune.training.config import TrainConfig
     from faulttune.training import loop
+    from faulttune.training.config import TrainConfig
 
     kind, overrides = OURS[name]
     paths = [str(folder / f"{kind}.parquet")]
@@ -140,8 +140,8 @@ def time_trl(name: str, model: str, folder: Path, steps: int, batch: int, micro:
 
 
 def ours_runs(names: list[str], model: str, folder: Path, steps: int, batch: int, micro: int) -> list:
-    from faulttune.training.config import TrainConfig
     from faulttune.training import loop
+    from faulttune.training.config import TrainConfig
 
     runs = []
     for name in names:
