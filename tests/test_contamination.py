@@ -162,3 +162,20 @@ def test_decontaminate_table_writes_kept_and_rejected(humaneval, tmp_path):
     rejected = read_parquet(rejected_path(out))
     assert rejected[0]["id"] == "planted" and rejected[0]["stage"] == "decontaminate"
     assert "HumanEval/0" in rejected[0]["reason"]
+
+
+def test_a_training_row_that_is_a_benchmark_task_by_id_is_rejected_whatever_its_text():
+    from types import SimpleNamespace
+
+    from faulttune.contamination import decontaminate, task_key
+
+    assert task_key("mbpp/601") == task_key("Mbpp/601") == ("mbpp", "601")
+    assert task_key("Python/3") == task_key("HumanEval/3") == ("humaneval", "3")
+    assert task_key("evol/12") is None and task_key("Mbpp/x") is None
+    bench = {"mbpp": [SimpleNamespace(task_id="Mbpp/601", prompt="add two numbers",
+                                      canonical_solution="def add(a, b):\n    return a + b\n")]}
+    rows = [{"task_id": "mbpp/601", "instruction": "unrelated words", "solution": "x = 1\n"},
+            {"task_id": "mbpp/602", "instruction": "unrelated words", "solution": "y = 2\n"}]
+    kept, rejected = decontaminate(rows, bench)
+    assert [r["task_id"] for r in kept] == ["mbpp/602"]
+    assert rejected[0]["reason"] == "same task as mbpp Mbpp/601"

@@ -78,6 +78,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "generation.tensor_parallel_size": (),  # the hf backend does not read it
     "bugs.max_per_task": ("mutate",),
     "bugs.verify": ("mutate", "select_pairs"),
+    "codeflow.enabled": (),  # no experiment of the demo trains on CodeFlow's pairs: report only
     "codeflow.max_iters": ("codeflow",),
     "codeflow.start": ("codeflow",),
     "codeflow.rejected": ("codeflow",),

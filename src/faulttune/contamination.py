@@ -37,7 +37,9 @@ Report per benchmark (:func:`contamination_report`)::
 
 :func:`decontaminate` keeps the rows without a match and rejects the others with a ``reason``
 naming the benchmark, the task, the part, the field and the kind of overlap (for
-``io.write_rejected``).
+``io.write_rejected``). It also rejects a row that IS a benchmark task by its id, whatever its
+text (:func:`task_key`: ``mbpp/601`` of MBPP's train split is MBPP+'s ``Mbpp/601``,
+HumanEvalPack's ``Python/3`` is ``HumanEval/3``).
 """
 
 from __future__ import annotations
@@ -287,18 +289,53 @@ def contamination_report(rows: Sequence[Mapping[str, Any]], benchmarks: Mapping[
             "benchmarks": per}
 
 
+_TASK_FAMILIES = {"humaneval": "humaneval", "python": "humaneval", "mbpp": "mbpp"}
+
+
+def task_key(task_id: Any) -> tuple[str, str] | None:
+    """The benchmark task an id names, across the spellings of its sources: (family, number) for
+    ``HumanEval/N``, ``Python/N`` (HumanEvalPack), ``Mbpp/N`` and ``mbpp/N`` (MBPP's train split);
+    None for any other id."""
+    family, _, number = str(task_id).partition("/")
+    family = _TASK_FAMILIES.get(family.lower())
+    return (family, number) if family and number.isdigit() else None
+
+
+def same_task_ids(rows: Sequence[Mapping[str, Any]], benchmarks: Mapping[str, Sequence[Any]]
+                  ) -> dict[int, str]:
+    """row index -> reason, for every row whose ``task_id`` is a task of an evaluated benchmark."""
+    owners: dict[tuple[str, str], str] = {}
+    for name, tasks in benchmarks.items():
+        for task in tasks:
+            key = task_key(task.task_id)
+            if key is not None:
+                owners.setdefault(key, f"same task as {name} {task.task_id}")
+    out = {}
+    for r, row in enumerate(rows):
+        key = task_key(row.get("task_id"))
+        if key in owners:
+            out[r] = owners[key]
+    return out
+
+
 def decontaminate(rows: Sequence[Mapping[str, Any]], benchmarks: Mapping[str, Sequence[Any]],
                   params: CheckParams = CheckParams()
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(kept rows, rejected rows with ``reason``); the reason names the strongest flagged match
-    (most similar, then most contained) and how many other benchmark tasks matched."""
+    """(kept rows, rejected rows with ``reason``): a row that is a benchmark task by its id
+    (:func:`same_task_ids`), else one whose text overlaps one; the reason names the strongest
+    flagged match (most similar, then most contained) and how many other benchmark tasks
+    matched."""
     index = build_index(benchmarks, params.n)
     per_row: dict[int, list[Match]] = defaultdict(list)
     for m in find_matches(rows, index, params):
         if m.flagged:
             per_row[m.row].append(m)
+    by_id = same_task_ids(rows, benchmarks)
     kept, rejected = [], []
     for r, row in enumerate(rows):
+        if r in by_id:
+            rejected.append({**row, "reason": by_id[r]})
+            continue
         found = per_row.get(r)
         if not found:
             kept.append(dict(row))

@@ -42,8 +42,9 @@ class Method:
 
     ``row_kinds``: the masks-file row kinds it trains on; ``mask_kind``: the masks stage kind that
     makes its pairs rows (None: it reads the training table only); ``preference``: a DPO-family
-    loss on (chosen, rejected); ``baseline``: the method it is compared against at equal data and
-    budget; ``objective``: ``"module:function"`` of its objective in :mod:`faulttune.training`."""
+    loss on (chosen, rejected), whose units are pairs (the others' units are the tasks of the
+    training table); ``baseline``: the method it is compared against at equal data and budget;
+    ``objective``: ``"module:function"`` of its objective in :mod:`faulttune.training`."""
 
     name: str
     help: str
@@ -87,6 +88,15 @@ class Method:
         if kind == "fgit":
             kind = f"fgit-{experiment.get('granularity', 'hybrid')}"
         return [*files, (kind, pairs_source(experiment))]
+
+    def unit_source(self, experiment: Mapping[str, Any]) -> str | None:
+        """What one unit of its batch is drawn from: ``train`` (a task of the training table:
+        SFT, CCT, FGit) or its pairs source (the DPO family; IterPref's rejected rule keeps the
+        tasks and count of its CodeFlow pairs). Two runs whose units come from the same source
+        and share their batch settings take the same number of steps per epoch."""
+        if not self.trained:
+            return None
+        return experiment["bugs"] if self.preference else "train"
 
     def load_objective(self) -> Callable[..., Any]:
         if self.objective is None:

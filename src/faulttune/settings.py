@@ -364,6 +364,26 @@ class Plan:
             precision=train["precision"], gradient_checkpointing=train["gradient_checkpointing"],
             lora=train["lora"], save_every=train["save_every"])
 
+    def budget_mismatches(self) -> list[str]:
+        """Every setting in which a trained experiment differs from its trained baseline: the
+        units it draws and everything that sets how often and how hard it learns from them."""
+        out = []
+        for name, exp in self.experiments.items():
+            base = self.experiments.get(exp.baseline or "")
+            if not exp.trained or base is None or not base.trained:
+                continue
+            mine, theirs = self.train(name), self.train(base.name)
+            fields_ = ("lr", "epochs", "max_steps", "max_length", "warmup_ratio", "global_batch",
+                       "seed")
+            diffs = [f"{f} {getattr(mine, f)} vs {getattr(theirs, f)}" for f in fields_
+                     if getattr(mine, f) != getattr(theirs, f)]
+            units = [methods.get(e.method).unit_source(e.params) for e in (exp, base)]
+            if units[0] != units[1]:
+                diffs.append(f"units from {units[0]} vs {units[1]}")
+            if diffs:
+                out.append(f"{name} vs its baseline {base.name}: " + "; ".join(diffs))
+        return out
+
     def mask_inputs(self, name: str) -> list[tuple[str, str]]:
         exp = self.experiments[name]
         return methods.get(exp.method).mask_inputs(exp.params)

@@ -16,6 +16,8 @@ config.update(validate_config(dict(config), source="config"))
 os.environ.setdefault("FAULTTUNE_ROOT", workflow.basedir)
 
 PLAN = Plan(config)
+for _mismatch in PLAN.budget_mismatches():
+    logger.warning(f"faulttune: not an equal-budget comparison: {_mismatch}")
 R = f"results/{config['run']}"
 EXPERIMENTS = PLAN.experiments
 BENCHMARKS = PLAN.benchmarks
@@ -95,11 +97,17 @@ def training_pairs():
     return sorted(pairs_file(s) for s in sources if s != "train")
 
 
+def codeflow_runs():
+    """CodeFlow runs when an experiment trains on its pairs, or for the report when enabled."""
+    return config["codeflow"]["enabled"] or any(s.startswith("codeflow") for s in (
+        src for name in TRAINED for _, src in PLAN.mask_inputs(name)))
+
+
 def report_inputs():
     return {
         "scores": score_files(),
         "pairs": training_pairs(),
-        "trajectories": [f"{R}/codeflow/trajectories.parquet"],
+        "trajectories": [f"{R}/codeflow/trajectories.parquet"] if codeflow_runs() else [],
         "masks": training_masks(),
         "models": [f"{R}/models/{e}" for e in TRAINED],
         "sensitivity": [f"{R}/eval/{e}/bug_sensitivity.json" for e in EXPERIMENTS]
