@@ -227,8 +227,8 @@ def pipeline_masks(folder: Path, tasks: list[dict], **cct_options) -> dict[str, 
 def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
     tasks = train_table(6)
     paths = pipeline_masks(tmp_path, tasks, **cct_options)
-    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024), "sft")
-    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024), "cct")
+    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024)[0], "sft")
+    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024)[0], "cct")
     assert len(units) == len(sft_units) == len(tasks)  # one unit per task, as for SFT
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     pairs_per_task = 3 if cct_options else 1  # per_family=1: one twin of each family
@@ -253,7 +253,7 @@ def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
     rows, rejected = build_fgit_rows(tasks, pairs, load_tokenizer(TINY_RANDOM))
     assert rejected == []
     write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
-    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024), "fgit")
+    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024)[0], "fgit")
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     assert [u.rows[0].rejected is not None for u in units] == [True, True, False, False]
     # one micro-batch per unit: some micro-batches hold plain rows only (no y_i forward pass)
@@ -308,8 +308,18 @@ def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):
     paths = write_examples(tmp_path, "dpo", count=2)
     with pytest.raises(DataError, match=r"dpo.parquet row 0: field kind 'dpo' is not used by method 'sft'"):
         load_rows(paths, "sft", EOS, 1024)
-    with pytest.raises(DataError, match=r"row 0: field chosen_ids has \d+ tokens > max_length 8"):
+    with pytest.raises(DataError, match="no training examples of at most 8 tokens"):
         load_rows(paths, "dpo", EOS, 8)
+
+
+def test_rows_longer_than_the_runs_max_length_are_left_out_and_counted(tmp_path):
+    paths = write_examples(tmp_path, "sft", count=4)
+    rows, _ = load_rows(paths, "sft", EOS, 1024)
+    lengths = sorted(len(r.chosen.ids) for r in rows)
+    kept, too_long = load_rows(paths, "sft", EOS, lengths[1])
+    assert len(kept) == sum(n <= lengths[1] for n in lengths) and len(too_long) == 4 - len(kept)
+    assert all(len(r.chosen.ids) <= lengths[1] for r in kept)
+    assert too_long[0].startswith(f"{paths[0]} row ")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +408,8 @@ def test_the_trainer_writes_the_budget_and_warns_about_few_steps(tmp_path, caplo
     tokens = sum(sum(row["chosen_mask"]) for row in make_rows("sft", 8))  # every response token
     assert budget == {"method": "sft", "train_tasks": 8, "train_examples": 8, "train_steps": 2,
                       "train_tokens": tokens, "train_tokens_by_kind": {"sft": tokens}, "units": 8,
-                      "steps_per_epoch": 2, "batch_size": 4, "few_steps": True}
+                      "steps_per_epoch": 2, "batch_size": 4, "few_steps": True,
+                      "left_out_too_long": 0}
     assert "sft trains for only 2 optimiser steps (< 20)" in caplog.text
 
 
@@ -406,7 +417,7 @@ def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
     paths = pipeline_masks(tmp_path, train_table(6))
 
     def budget(method: str, files: list[str], epochs: float) -> dict:
-        units = group_units(load_rows(files, method, EOS, 1024), method)
+        units = group_units(load_rows(files, method, EOS, 1024)[0], method)
         config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=epochs)
         return run_budget(units, config, total_steps(len(units), 2, epochs, None))
 

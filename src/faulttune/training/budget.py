@@ -11,6 +11,7 @@
     units                  units per epoch (what the batch size counts)
     steps_per_epoch, batch_size
     few_steps              train_steps < MIN_STEPS: the run hardly trains (the trainer warns)
+    left_out_too_long      masks rows longer than the run's max_length, not trained on
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ BUDGET_FILE = "budget.json"
 MIN_STEPS = 20
 
 
-def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int) -> dict[str, Any]:
+def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int,
+               left_out_too_long: int = 0) -> dict[str, Any]:
     """The budget of a run of `total_steps` steps over `units` (see the module docstring)."""
     per_unit = [loss_tokens(unit, config.method, config.weighting) for unit in units]
     tasks: set[str] = set()
@@ -44,4 +46,5 @@ def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int) -> 
         "train_tokens_by_kind": dict(sorted(tokens.items())), "units": len(units),
         "steps_per_epoch": steps_per_epoch(len(units), config.batch_size),
         "batch_size": config.batch_size, "few_steps": total_steps < MIN_STEPS,
+        "left_out_too_long": left_out_too_long,
     }

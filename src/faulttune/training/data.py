@@ -124,12 +124,20 @@ def parse_row(record: dict, where: str, end_of_turn: int | None, max_length: int
     return Row(kind, str(record["id"]), task_id, where, chosen, rejected, first_diff)
 
 
-def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int) -> list[Row]:
-    """Every row of the masks files, in file order; a kind the method does not use is an error."""
+def _longest_side(record: dict) -> int:
+    return max(len(record.get(f"{side}_ids") or ()) for side in ("chosen", "rejected"))
+
+
+def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int
+              ) -> tuple[list[Row], list[str]]:
+    """Every row of the masks files, in file order, and where the rows are that are left out
+    because a side is longer than ``max_length`` (masks files are shared by experiments and keep
+    what the longest ``max_length`` of the run admits; rows are never truncated). A kind the
+    method does not use is an error."""
     from faulttune.mask_table import read_masks
 
     allowed = methods.get(method).row_kinds
-    rows = []
+    rows, too_long = [], []
     for path in paths:
         table, _ = read_masks(path)
         for index, record in enumerate(table.to_pylist()):
@@ -139,10 +147,16 @@ def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_le
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
                     f"(expected one of {allowed})"
                 )
+            if _longest_side(record) > max_length:
+                too_long.append(f"{where} ({_longest_side(record)} tokens)")
+                continue
             rows.append(parse_row(record, where, end_of_turn, max_length))
+    if too_long:
+        log.warning("left out %d rows longer than max_length %d, e.g. %s", len(too_long),
+                    max_length, too_long[0])
     if not rows:
-        raise DataError(f"no training examples in {list(paths)}")
-    return rows
+        raise DataError(f"no training examples of at most {max_length} tokens in {list(paths)}")
+    return rows, too_long
 
 
 def group_units(rows: Sequence[Row], method: str) -> list[Unit]:
