@@ -18,7 +18,9 @@ install: $(BIN)/.installed
 
 demo: install
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) all
-	@echo "Report: results/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("config/config.yaml"))["run"])')/report/report.md"
+	@RUN=results/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("config/config.yaml"))["run"])'); \
+	echo "The three slowest rules:"; $(BIN)/faulttune timings $$RUN --slowest 3; \
+	echo "Report: $$RUN/report/report.md"
 
 test: install
 	$(BIN)/python -m pytest -q

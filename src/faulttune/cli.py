@@ -14,6 +14,8 @@ _HANDLERS = {
     "generate": "faulttune.generate.run:generate_command",
     "show-mask": "faulttune.mask_view:show_mask_command",
     "convert-model": "faulttune.models:convert_command",
+    "methods": "faulttune.methods:methods_command",
+    "timings": "faulttune.timings:timings_command",
 }
 
 
@@ -54,11 +56,21 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="smollm2-135m-instruct")
 
 
+def _add_methods(sub: argparse._SubParsersAction) -> None:
+    sub.add_parser("methods", help="every training method and its parameters, defaults and help")
+
+
+def _add_timings(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("timings", help="where a run's time went: per-rule wall time and peak memory")
+    p.add_argument("run_dir", help="results/<run> (reads its benchmarks/ folder)")
+    p.add_argument("--slowest", type=int, default=None, help="only the N slowest rules")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faulttune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_score, _add_generate, _add_show_mask, _add_convert):
+    for add in (_add_score, _add_generate, _add_show_mask, _add_convert, _add_methods, _add_timings):
         add(sub)
     return parser
 

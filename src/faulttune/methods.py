@@ -235,6 +235,11 @@ def with_defaults(experiment: Mapping[str, Any]) -> dict[str, Any]:
     return {**get(experiment["method"]).defaults(), **experiment}
 
 
+def methods_command(args: Any) -> int:
+    print(describe())
+    return 0
+
+
 def describe() -> str:
     """Every method and parameter, as ``faulttune methods`` prints them."""
     lines = []

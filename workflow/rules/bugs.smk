@@ -9,6 +9,8 @@ rule mutate:
         rejected=f"{R}/bugs/pairs_{{mut_source}}.rejected.parquet",
     log:
         f"{R}/logs/mutate/{{mut_source}}.log",
+    benchmark:
+        f"{R}/benchmarks/mutate/{{mut_source}}.tsv",
     params:
         settings=lambda w: PLAN.mutate(w.mut_source).to_params(),
     threads: 2
@@ -25,6 +27,8 @@ rule teacher_variants:
         f"{R}/bugs/teacher.parquet",
     log:
         f"{R}/logs/teacher_variants.log",
+    benchmark:
+        f"{R}/benchmarks/teacher_variants.tsv",
     params:
         settings=PLAN.teacher().to_params(),
     threads: 2
@@ -45,6 +49,8 @@ rule select_pairs:
         rejected=f"{R}/bugs/pairs_teacher.rejected.parquet",
     log:
         f"{R}/logs/select_pairs.log",
+    benchmark:
+        f"{R}/benchmarks/select_pairs.tsv",
     params:
         settings=PLAN.select_pairs().to_params(),
     threads: 2

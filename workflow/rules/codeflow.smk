@@ -11,6 +11,8 @@ rule codeflow:
         rejected=f"{R}/codeflow/pairs.rejected.parquet",
     log:
         f"{R}/logs/codeflow.log",
+    benchmark:
+        f"{R}/benchmarks/codeflow.tsv",
     params:
         settings=PLAN.codeflow().to_params(),
     threads: 2
@@ -31,6 +33,8 @@ rule codeflow_pairs:
         rejected=f"{R}/codeflow/pairs-{{rejected_rule}}.rejected.parquet",
     log:
         f"{R}/logs/codeflow_pairs/{{rejected_rule}}.log",
+    benchmark:
+        f"{R}/benchmarks/codeflow_pairs/{{rejected_rule}}.tsv",
     params:
         settings=lambda w: PLAN.codeflow_pairs(w.rejected_rule).to_params(),
     conda:

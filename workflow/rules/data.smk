@@ -6,6 +6,8 @@ rule prepare_train:
         f"{R}/data/train.parquet",
     log:
         f"{R}/logs/prepare_train.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_train.tsv",
     params:
         settings=PLAN.train_table("train").to_params(),
     conda:
@@ -19,6 +21,8 @@ rule prepare_codeflow_train:
         f"{R}/data/codeflow_train.parquet",
     log:
         f"{R}/logs/prepare_codeflow_train.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_codeflow_train.tsv",
     params:
         settings=PLAN.train_table("codeflow_train").to_params() if config["data"]["codeflow_train"] else {},
     conda:
@@ -32,6 +36,8 @@ rule prepare_benchmark:
         f"{R}/data/bench/{{prompt_set}}.parquet",
     log:
         f"{R}/logs/prepare_benchmark/{{prompt_set}}.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_benchmark/{{prompt_set}}.tsv",
     params:
         settings=lambda w: PLAN.prepare_benchmark(w.prompt_set).to_params(),
     conda:

@@ -9,6 +9,8 @@ rule generate:
         f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl",
     log:
         f"{R}/logs/generate/{{experiment}}/{{prompt_set}}.log",
+    benchmark:
+        f"{R}/benchmarks/generate/{{experiment}}/{{prompt_set}}.tsv",
     params:
         settings=lambda w: PLAN.generate(model_for(w.experiment)).to_params(),
     threads: 2
@@ -28,6 +30,8 @@ rule score:
         f"{R}/eval/{{experiment}}/{{benchmark}}.json",
     log:
         f"{R}/logs/score/{{experiment}}/{{benchmark}}.log",
+    benchmark:
+        f"{R}/benchmarks/score/{{experiment}}/{{benchmark}}.tsv",
     params:
         settings=lambda w: PLAN.score(w.benchmark).to_params(),
     threads: 2

@@ -11,6 +11,8 @@ rule masks:
         rejected=f"{R}/masks/{{kind}}_{{source}}.rejected.parquet",
     log:
         f"{R}/logs/masks/{{kind}}_{{source}}.log",
+    benchmark:
+        f"{R}/benchmarks/masks/{{kind}}_{{source}}.tsv",
     params:
         settings=lambda w: PLAN.masks(w.kind).to_params(),
     conda:

@@ -9,6 +9,8 @@ rule contamination:
         report(f"{R}/report/contamination.json", caption="../report/contamination.rst", category="Provenance"),
     log:
         f"{R}/logs/contamination.log",
+    benchmark:
+        f"{R}/benchmarks/contamination.tsv",
     params:
         settings=PLAN.contamination().to_params(),
     conda:
@@ -35,6 +37,8 @@ rule report:
         made=f"{R}/report/plots/made.json",
     log:
         f"{R}/logs/report.log",
+    benchmark:
+        f"{R}/benchmarks/report.tsv",
     params:
         settings=PLAN.report().to_params(),
     conda:

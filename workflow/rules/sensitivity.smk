@@ -7,6 +7,8 @@ rule heldout_twins:
         rejected=f"{R}/bugs/heldout_twins.rejected.parquet",
     log:
         f"{R}/logs/heldout_twins.log",
+    benchmark:
+        f"{R}/benchmarks/heldout_twins.tsv",
     params:
         settings=PLAN.heldout_twins().to_params(),
     threads: 2
@@ -24,6 +26,8 @@ rule sensitivity:
         f"{R}/eval/{{experiment}}/bug_sensitivity.json",
     log:
         f"{R}/logs/sensitivity/{{experiment}}.log",
+    benchmark:
+        f"{R}/benchmarks/sensitivity/{{experiment}}.tsv",
     params:
         settings=lambda w: PLAN.sensitivity(model_for(w.experiment)).to_params(),
     threads: 2

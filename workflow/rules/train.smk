@@ -8,6 +8,8 @@ rule train:
         model=directory(f"{R}/models/{{experiment}}"),
     log:
         f"{R}/logs/train/{{experiment}}.log",
+    benchmark:
+        f"{R}/benchmarks/train/{{experiment}}.tsv",
     params:
         settings=lambda w: PLAN.train(w.experiment).to_params(),
     threads: 2
