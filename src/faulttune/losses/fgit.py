@@ -1,4 +1,4 @@
-"""FGit: Fault-Guided Fine-Tuning (Fan et al., arXiv 2503.16913), METHODS.md section 2.
+"""FGit: Fault-Guided Fine-Tuning (Fan et al., arXiv 2503.16913), docs/methods.md §2.
 
 Weighted NLL on the correct code y_c (paper Eq. 2); tokens of the error-sensitive segments
 (H_c > 0) get a per-sample weight w_n, all other targets weight 1. The incorrect code y_i only
@@ -21,7 +21,7 @@ Granularity = Literal["line", "token", "hybrid"]
 
 def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
     """Dynamic FGit weight (``weighting="dynamic"``), the symmetric RECONSTRUCTION of the paper's
-    Eq. 7 (METHODS section 2.3).
+    Eq. 7 (docs/methods.md §2.3).
 
     With the Bradley-Terry win probability P_BT = p_c / (p_c + p_i):
         w = 1 + (lam - 1) * 2 * min(P_BT, 1 - P_BT)
@@ -42,7 +42,7 @@ def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
 
 
 def fgit_one_sided_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
-    """One-sided FGit weight (``weighting="one_sided"``), METHODS section 2.3's alternative:
+    """One-sided FGit weight (``weighting="one_sided"``), docs/methods.md §2.3's alternative:
 
         w = 1 + (lam - 1) * min(1, 2 * (1 - P_BT)),   P_BT = p_c / (p_c + p_i)
           = 1 + (lam - 1) * 2 p_i / (p_c + p_i)   where p_c > p_i   (the symmetric weight)
@@ -73,7 +73,7 @@ def segment_mean_prob(token_probs: Tensor, hybrid_mask: Tensor) -> Tensor:
 
     `token_probs` and `hybrid_mask` have the same shape `[B, L]` and are aligned element-wise
     (e.g. `token_logps(...).exp()` with `H[:, 1:]`). An edited token (H = 2) counts twice as much
-    as an unedited token of an edited line (H = 1), the recommended reading of METHODS 2.3.
+    as an unedited token of an edited line (H = 1), the recommended reading of docs/methods.md §2.3.
     A row without segment tokens (sum H == 0) gets 0; callers decide what that means.
     """
     if token_probs.shape != hybrid_mask.shape:
@@ -91,7 +91,7 @@ def select_granularity(hybrid_mask: Tensor, granularity: Granularity) -> Tensor:
     """The paper's mask ablations from the stored hybrid mask H = M_line + M_token in {0, 1, 2}.
 
     `hybrid` keeps H; `line` gives 1 on every token of an edited line (H >= 1); `token` gives 1
-    on the edited tokens only (H == 2), which assumes, as METHODS 2.2 does, that every edited
+    on the edited tokens only (H == 2), which assumes, as docs/methods.md §2.2 does, that every edited
     token lies on an edited line.
     """
     if granularity == "hybrid":
@@ -110,7 +110,7 @@ def dynamic_sample_weights(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`(w [B], p_c [B], p_i [B])` from shifted per-token log-probs and shifted segment masks.
 
-    Edge cases (METHODS 2.8): H_i all zero (a pure deletion in y_i) -> p_i := p_c, so w = lam.
+    Edge cases (docs/methods.md §2.8): H_i all zero (a pure deletion in y_i) -> p_i := p_c, so w = lam.
     """
     p_c = segment_mean_prob(logps_c.exp(), seg_c)
     p_i = segment_mean_prob(logps_i.exp(), seg_i)

@@ -11,7 +11,7 @@ METHODS = ("sft", "cct", "fgit", "dpo", "rpo", "target_dpo", "target_rpo", "focu
 PREFERENCE_METHODS = ("dpo", "rpo", "target_dpo", "target_rpo", "focused_dpo")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FGIT_WEIGHTINGS = ("dynamic", "one_sided", "fixed")  # faulttune.losses.fgit.WEIGHTINGS
-# The papers' defaults (METHODS.md) for the method-dependent knobs left at None.
+# The papers' defaults (docs/methods.md) for the method-dependent knobs left at None.
 _ALPHA = {"cct": 2.0, "rpo": 1.0, "target_rpo": 1.0}
 _BETA = {"cct": 0.5}
 _DPO_BETA = 0.1
