@@ -10,7 +10,7 @@ one torch thread it does not count the time other jobs hold the core.
     OMP_NUM_THREADS=1 .venv/bin/python bench/generate_throughput.py \\
         [--prompts 16] [--max-new-tokens 256] [--batch-size 16]
 
-Use OMP_NUM_THREADS=1 whenever other jobs share the cores (CPU_NOTES).
+Use OMP_NUM_THREADS=1 whenever other jobs share the cores (docs/cpu_notes.md).
 """
 
 from __future__ import annotations

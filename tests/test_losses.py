@@ -271,7 +271,7 @@ def test_fgit_weights_hand_values_range_and_gradient_at_tie():
     tie_i = torch.tensor([0.4], requires_grad=True)
     fgit_weights(tie_c, tie_i, 2.0).sum().backward()
     assert tie_c.grad.item() == 0.0 and tie_i.grad.item() == 0.0
-    # off the tie with p_c > p_i: dw/dp_i > 0 and dw/dp_c < 0 (METHODS 2.3)
+    # off the tie with p_c > p_i: dw/dp_i > 0 and dw/dp_c < 0 (docs/methods.md §2.3)
     pc = torch.tensor([0.6], requires_grad=True)
     pi = torch.tensor([0.2], requires_grad=True)
     fgit_weights(pc, pi, 2.0).sum().backward()

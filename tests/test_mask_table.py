@@ -246,7 +246,7 @@ def test_rejections_carry_reasons(smol):
         ("empty", "dpo", "empty code"), ("same", "dpo", "identical")
     ]
     assert rejected[0]["detail"] == "incorrect code is '\\n\\n'"
-    # fgit keeps an identical pair: all-zero masks make it plain SFT (METHODS §2.8)
+    # fgit keeps an identical pair: all-zero masks make it plain SFT (docs/methods.md §2.8)
     rows, rejected = build_mask_rows(pairs[1:2], smol, "fgit")
     assert rejected == [] and not any(rows[0]["chosen_mask"])
 

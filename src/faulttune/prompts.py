@@ -35,7 +35,7 @@ _TEACHER = (
     "the comments. Do not explain and do not mark the change. Reply with the whole program in one "
     "```python code block."
 )
-# CCT's sequence-level samples (METHODS §1.1): our own paraphrases, chosen per pair by a seeded index.
+# CCT's sequence-level samples (docs/methods.md §1.1): our own paraphrases, chosen per pair by a seeded index.
 BUGFIX_TEMPLATES = (
     "This code has a bug:\n```python\n{buggy}\n```\nFix the bug and give the corrected code.",
     (

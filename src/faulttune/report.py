@@ -607,7 +607,7 @@ RESULTS_NOTE = (
 )
 PAPERS_NOTE = (
     "pass@1 in **percent**. Rows marked **ours** are this run; rows marked *paper* are the numbers "
-    "the papers **published** (7B-class models, full benchmarks), transcribed from METHODS.md into "
+    "the papers **published** (7B-class models, full benchmarks), transcribed from docs/methods.md into "
     "`faulttune/resources/papers.csv`; this run does not reproduce them. The CCT paper reports no "
     "table we could recover (up to ~4 points over instruction tuning on HumanEvalFix)."
 )

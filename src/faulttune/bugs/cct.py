@@ -1,4 +1,4 @@
-"""CCT's rule-injected bugs (METHODS §1.1): exactly one edit per twin, located on the Python AST.
+"""CCT's rule-injected bugs (docs/methods.md §1.1): exactly one edit per twin, located on the Python AST.
 
 Families (``Edit.family``) and the edit kinds (``Edit.kind``) each one makes:
 
@@ -390,7 +390,7 @@ def family_twins(source: str, seed: int | str, family: str, k: int) -> list[tupl
 
 def family_order(seed: int | str, families: Sequence[str] = FAMILIES) -> list[str]:
     """The families in a seeded order: its first is the family drawn uniformly for a snippet
-    (METHODS 1.1, one bug per sample); the others stand in, in turn, when it yields no twin."""
+    (docs/methods.md §1.1, one bug per sample); the others stand in, in turn, when it yields no twin."""
     order = list(families)
     random.Random(f"{seed}:family-order").shuffle(order)
     return order

@@ -280,7 +280,7 @@ def cct_pairs(tasks: Sequence[dict[str, Any]], seed: int, per_task: int = 1, *,
     """Verified CCT twins, one edit each, seeded.
 
     Default: up to ``per_task`` twins per task, all from ONE family drawn per task (the paper
-    draws one bug per sample; METHODS 1.1). The next family of the task's seeded order stands in
+    draws one bug per sample; docs/methods.md §1.1). The next family of the task's seeded order stands in
     when the drawn one has no applicable edit or no twin that fails the tests.
     ``per_family=k`` (``per_task`` must then stay 1): up to ``k`` twins of EVERY family, i.e. up
     to ``k * len(families)`` per task.

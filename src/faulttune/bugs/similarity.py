@@ -6,7 +6,7 @@ Two measures (``SIMILARITIES``), both in [0, 1] for texts, higher = more similar
   characters (``rapidfuzz.distance.Levenshtein.normalized_similarity``); two empty texts score 1.
 - ``unixcoder``: cosine of UniXcoder embeddings (``microsoft/unixcoder-base`` through
   ``transformers.AutoModel``), each the mean of the last hidden states over the real (unpadded)
-  tokens, as in FGit (METHODS §2.1). transformers and the weights load on first use; a model and
+  tokens, as in FGit (docs/methods.md §2.1). transformers and the weights load on first use; a model and
   tokenizer can be injected (tests use a tiny random model).
 """
 

@@ -1,4 +1,4 @@
-"""FGit's teacher variants (METHODS §2.1): ask an LLM for incorrect-but-similar code.
+"""FGit's teacher variants (docs/methods.md §2.1): ask an LLM for incorrect-but-similar code.
 
 :func:`teacher_candidates` sends :func:`faulttune.prompts.teacher_messages` once per task and
 samples ``n_variants`` answers (FGit: 3 at temperature 0.8). The teacher answers in markdown, so

@@ -26,7 +26,7 @@ class GenerationParams:
     n: int = 1
     seed: int = 0
     # The assistant turn starts with this text and generation stops at the closing fence, so the
-    # completion is exactly one code block body (CPU_NOTES: a bare "```" stop ends at the opening).
+    # completion is exactly one code block body (docs/cpu_notes.md: a bare "```" stop ends at the opening).
     prefill: str = "```python\n"
     stop: tuple[str, ...] = ("```",)
 

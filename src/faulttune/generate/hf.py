@@ -8,7 +8,7 @@ backend), tokenises it without extra special tokens, and hands the prompts to :f
 ``model.generate``: a row that finishes (EOS, stop string, ``max_new_tokens``) leaves the batch at
 once (``Cache.batch_select_indices``), and waiting prompts, sorted by length, are prefilled and
 merged into the running batch when enough slots are free. This removes the padding steps that
-static batches spend on finished rows (CPU_NOTES: over half of the decode steps). Rows are
+static batches spend on finished rows (docs/cpu_notes.md: over half of the decode steps). Rows are
 left-padded with an attention mask and explicit position ids, so a row's tokens do not depend on
 the other rows: greedy output equals batch-1 ``model.generate(do_sample=False)`` (tested).
 
@@ -314,7 +314,7 @@ class HFBackend:
 
     ``precision``: auto | fp32 | bf16 | fp16 (auto = fp32 on CPUs without native bf16);
     ``batch_size``: rows decoded at once; ``torch_threads``: sets ``torch.set_num_threads`` (use 1
-    when other jobs share the cores, CPU_NOTES).
+    when other jobs share the cores, docs/cpu_notes.md).
     """
 
     name = "hf"

@@ -1,4 +1,4 @@
-"""CCT: Code Comparison Tuning (Jiang et al., arXiv 2403.19121), METHODS.md section 1.
+"""CCT: Code Comparison Tuning (Jiang et al., arXiv 2403.19121), docs/methods.md §1.
 
 L = L_lm + alpha * L_token + beta * L_seq, alpha = 2.0, beta = 0.5 (section 1.3).
 """
@@ -84,7 +84,7 @@ def cct_loss(
     num_pairs: Count = None,
     num_seq_tokens: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """CCT objective L = L_lm + alpha * L_token + beta * L_seq (METHODS section 1.3).
+    """CCT objective L = L_lm + alpha * L_token + beta * L_seq (docs/methods.md §1.3).
 
     * L_lm: token-mean NLL of the original samples (`lm_logits` `[B, T, V]`, `lm_labels` with -100
       off-target), normalised by `num_lm_tokens` (the optimiser step's target-token count; default

@@ -166,7 +166,7 @@ def focused_dpo_loss(
     beta: float,
     num_pairs: Count = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Focused-DPO (arXiv 2502.11475; METHODS section 4, INTERPRETATION of its algebra):
+    """Focused-DPO (arXiv 2502.11475; docs/methods.md §4, INTERPRETATION of its algebra):
 
         L = -log sigmoid(beta * [w * lr(mid_c) + lr(suffix_c) - lr(mid_r)]),  w = 2,
 

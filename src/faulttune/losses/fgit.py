@@ -1,4 +1,4 @@
-"""FGit: Fault-Guided Fine-Tuning (Fan et al., arXiv 2503.16913), METHODS.md section 2.
+"""FGit: Fault-Guided Fine-Tuning (Fan et al., arXiv 2503.16913), docs/methods.md §2.
 
 Weighted NLL on the correct code y_c (paper Eq. 2); tokens of the error-sensitive segments
 (H_c > 0) get a per-sample weight w_n, all other targets weight 1. The incorrect code y_i only
@@ -19,7 +19,7 @@ WeightFn = Callable[[Tensor, Tensor, float], Tensor]
 
 def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
     """Dynamic FGit weight (``weighting="dynamic"``), the symmetric RECONSTRUCTION of the paper's
-    Eq. 7 (METHODS section 2.3).
+    Eq. 7 (docs/methods.md §2.3).
 
     With the Bradley-Terry win probability P_BT = p_c / (p_c + p_i):
         w = 1 + (lam - 1) * 2 * min(P_BT, 1 - P_BT)
@@ -40,7 +40,7 @@ def fgit_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
 
 
 def fgit_one_sided_weights(p_c: Tensor, p_i: Tensor, lam: float) -> Tensor:
-    """One-sided FGit weight (``weighting="one_sided"``), METHODS section 2.3's alternative:
+    """One-sided FGit weight (``weighting="one_sided"``), docs/methods.md §2.3's alternative:
 
         w = 1 + (lam - 1) * min(1, 2 * (1 - P_BT)),   P_BT = p_c / (p_c + p_i)
           = 1 + (lam - 1) * 2 p_i / (p_c + p_i)   where p_c > p_i   (the symmetric weight)
@@ -71,7 +71,7 @@ def segment_mean_prob(token_probs: Tensor, hybrid_mask: Tensor) -> Tensor:
 
     `token_probs` and `hybrid_mask` have the same shape `[B, L]` and are aligned element-wise
     (e.g. `token_logps(...).exp()` with `H[:, 1:]`). An edited token (H = 2) counts twice as much
-    as an unedited token of an edited line (H = 1), the recommended reading of METHODS 2.3.
+    as an unedited token of an edited line (H = 1), the recommended reading of docs/methods.md §2.3.
     A row without segment tokens (sum H == 0) gets 0; callers decide what that means.
     """
     if token_probs.shape != hybrid_mask.shape:
@@ -90,7 +90,7 @@ def dynamic_sample_weights(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`(w [B], p_c [B], p_i [B])` from shifted per-token log-probs and shifted segment masks.
 
-    Edge cases (METHODS 2.8): H_i all zero (a pure deletion in y_i) -> p_i := p_c, so w = lam.
+    Edge cases (docs/methods.md §2.8): H_i all zero (a pure deletion in y_i) -> p_i := p_c, so w = lam.
     """
     p_c = segment_mean_prob(logps_c.exp(), seg_c)
     p_i = segment_mean_prob(logps_i.exp(), seg_i)

@@ -5,7 +5,7 @@ source task (the ``task_id`` column, written by every stage from the training ta
 is what the batch size counts: one row, except for CCT, where every row of one source task (its
 ``sft`` sample, its ``cct`` comparison pairs and their ``cct_seq`` bug-fix samples) forms one
 unit, so that "each original sample that yields a comparison pair contributes all three terms in
-the same step" (METHODS 1.3, INTERPRETATION) and an epoch of CCT has as many units, and takes as
+the same step" (docs/methods.md §1.3, INTERPRETATION) and an epoch of CCT has as many units, and takes as
 many L_lm updates, as an epoch of SFT on the same tasks.
 
 Data order: a pure function of (seed, step), so a resumed run needs nothing but the step number.
