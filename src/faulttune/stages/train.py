@@ -27,19 +27,27 @@ def train_config(settings: TrainSettings) -> Any:
 
 
 def train(settings: TrainSettings, examples: Sequence[str], out_dir: str, threads: int = 1) -> None:
-    """Fine-tune the student on the experiment's training examples (resumes from checkpoints)."""
+    """Fine-tune the student on the experiment's training examples. The run lives in the job's
+    state folder (:mod:`faulttune.resume`), so a killed job resumes from its last checkpoint,
+    and becomes ``out_dir`` when it completes."""
+    from faulttune.resume import Resumable
+
     set_threads(threads)
     cfg = train_config(settings)
     log.info("training %s (%s) on %s; global batch %d = micro-batch %d x grad_accum %d x %d "
              "process(es)", settings.experiment, settings.method, list(examples),
              settings.global_batch, settings.micro_batch_size, settings.grad_accum,
              settings.num_processes)
-    if settings.num_processes > 1:
-        from faulttune.training.launch import launch
+    with Resumable(out_dir, settings) as job:
+        work = str(job.state / "run")
+        if settings.num_processes > 1:
+            from faulttune.training.launch import launch
 
-        launch(examples, settings.model, out_dir, cfg, settings.num_processes,
-               settings.accelerate_config)
-    else:
-        from faulttune.training.loop import train_experiment
+            launch(examples, settings.model, work, cfg, settings.num_processes,
+                   settings.accelerate_config)
+        else:
+            from faulttune.training.loop import train_experiment
 
-        train_experiment(list(examples), settings.model, out_dir, cfg)
+            train_experiment(list(examples), settings.model, work, cfg,
+                             should_stop=lambda: job.stop_requested)
+        job.publish(work)

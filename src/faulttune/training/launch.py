@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = json.load(f)
     config = TrainConfig.from_dict(spec["config"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    train_experiment(spec["examples"], spec["model"], spec["out_dir"], config)
+    stop = {"requested": False}  # SLURM signals every process of the job at its time limit
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+    train_experiment(spec["examples"], spec["model"], spec["out_dir"], config,
+                     should_stop=lambda: stop["requested"])
     from accelerate import PartialState
 
     PartialState().destroy_process_group()  # a clean exit for every process

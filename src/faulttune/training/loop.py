@@ -332,13 +332,14 @@ def _mfu(run: Run, tokens: float, seconds: float) -> float | None:
 
 def train_experiment(
     example_paths: Sequence[str], model: str, out_dir: str, config: TrainConfig,
-    *, on_step_end: StepHook | None = None,
+    *, on_step_end: StepHook | None = None, should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Train `model` on the masks parquet files `example_paths` and write `out_dir`:
     the model folder (safetensors + tokenizer), train_log.jsonl, trainer_state.json, budget.json
-    (`training.budget`). Resumes from
-    out_dir/checkpoints/ when a previous run left one. `on_step_end(step)` is called after every
-    optimiser step (tests use it to stop a run)."""
+    (`training.budget`). Resumes from out_dir/checkpoints/ when a previous run left one.
+    `on_step_end(step)` is called after every optimiser step (tests use it to stop a run);
+    when `should_stop()` turns true in any process (SIGTERM at a time limit), the run saves a
+    checkpoint after the current step and raises `resume.Preempted`."""
     run = setup_run(example_paths, model, out_dir, config)
     log_path = run.out_dir / C.LOG_FILE
     start = C.resume(run.accelerator, run.checkpoints, config, log_path)
@@ -353,11 +354,35 @@ def train_experiment(
             C.save_checkpoint(run.accelerator, run.checkpoints, step + 1, config, run.total)
         if on_step_end is not None:
             on_step_end(step)
+        if step + 1 < run.total and _stop_agreed(run, should_stop):
+            _checkpoint_and_stop(run, step + 1)
     if config.keep_last_checkpoint:
         C.save_checkpoint(run.accelerator, run.checkpoints, run.total, config, run.total)
     C.save_final_model(run.accelerator, run.module, run.tokenizer, run.out_dir, config.lora is not None)
     _write_state(run, start, time.perf_counter() - began, example_paths)
     C.finish(run.accelerator, run.checkpoints, config.keep_last_checkpoint)
+
+
+def _stop_agreed(run: Run, should_stop: Callable[[], bool] | None) -> bool:
+    """Whether any process was asked to stop: every process must checkpoint at the same step."""
+    if should_stop is None:
+        return False
+    flag = torch.tensor([1.0 if should_stop() else 0.0], device=run.accelerator.device)
+    return bool(run.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def _checkpoint_and_stop(run: Run, steps_done: int) -> None:
+    from faulttune.resume import Preempted
+
+    if latest_step(run.checkpoints) != steps_done:
+        C.save_checkpoint(run.accelerator, run.checkpoints, steps_done, run.config, run.total)
+    raise Preempted(f"training stopped on request after step {steps_done} of {run.total}; "
+                    f"checkpoint in {run.checkpoints}")
+
+
+def latest_step(folder: Path) -> int | None:
+    last = C.latest_checkpoint(folder)
+    return int(last.name.split("-")[1]) if last is not None else None
 
 
 def train_step(run: Run, step: int) -> dict[str, float]:

@@ -1,0 +1,168 @@
+"""A killed job resumes inside the workflow: its state lives beside its output, keyed by its
+settings, and the output appears only when it completes (faulttune.resume)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from faulttune.resume import Preempted, Resumable, publish, state_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the helper
+
+
+def test_state_is_keyed_by_the_settings_and_removed_when_the_job_completes(tmp_path):
+    out = tmp_path / "models" / "sft"
+    a, b = state_dir(out, {"lr": 1e-5}), state_dir(out, {"lr": 2e-5})
+    assert a != b and a.parent == b.parent == tmp_path / "models" / ".resume"
+    assert state_dir(out, {"lr": 1e-5}) == a
+    with pytest.raises(RuntimeError):
+        with Resumable(out, {"lr": 1e-5}) as job:
+            (job.state / "half").write_text("done so far")
+            raise RuntimeError("killed")
+    assert (a / "half").read_text() == "done so far"  # a failed job keeps its state
+    with Resumable(out, {"lr": 2e-5}) as job:  # other settings: nothing to resume
+        assert not (job.state / "half").exists()
+        assert not a.exists()  # the stale state of the old settings is gone
+        (job.state / "model").mkdir()
+        (job.state / "model" / "weights").write_text("w")
+        job.publish(job.state / "model")
+    assert (out / "weights").read_text() == "w"
+    assert not (tmp_path / "models" / ".resume").exists()
+
+
+def test_publish_replaces_an_old_output_in_one_rename(tmp_path):
+    (tmp_path / "new").write_text("new")
+    (tmp_path / "out").write_text("old")
+    publish(tmp_path / "new", tmp_path / "out")
+    assert (tmp_path / "out").read_text() == "new" and not (tmp_path / "new").exists()
+
+
+def test_sigterm_requests_a_stop_that_keeps_the_state(tmp_path):
+    out = tmp_path / "samples.jsonl"
+    with pytest.raises(Preempted), Resumable(out, {"k": 1}) as job:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert job.stop_requested
+        (job.state / "part").write_text("1")
+        job.check_stop()
+    assert (state_dir(out, {"k": 1}) / "part").is_file()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+# ---------------------------------------------------------------------------------------------
+# through Snakemake: kill the whole process group (a closed terminal, a SLURM time limit)
+
+CONFIG = {
+    "run": "kill", "seed": 0,
+    "student": {"model": "tiny-random", "precision": "fp32"},
+    "data": {"train": {"source": "humaneval-split", "limit": 4},
+             "benchmarks": ["humaneval-split-heldout"], "optional_benchmarks": [],
+             "benchmark_limit": 2},
+    "experiments": {"base": {"method": "base"}, "sft": {"method": "sft", "max_steps": 14}},
+    "train": {"lr": 1.0e-3, "micro_batch_size": 1, "grad_accum": 1, "max_length": 768,
+              "precision": "fp32", "save_every": 2},
+    "sensitivity": {"enabled": False}, "codeflow": {"enabled": False},
+}
+MODEL = "results/kill/models/sft"
+
+
+def workflow_copy(root: Path, config: dict) -> Path:
+    for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    (root / "kill.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def snakemake_command(*targets: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--cores", "1",
+            "--configfile", "kill.yaml", "--", *targets]
+
+
+def run_snakemake(root: Path, *targets: str) -> None:
+    done = subprocess.run(snakemake_command(*targets), cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def kill_after(root: Path, target: str, ready: str, signum: int) -> None:
+    """Start Snakemake in its own process group, wait until ``ready`` (a glob) exists, then
+    send ``signum`` to the whole group and wait for every process of it to end."""
+    proc = subprocess.Popen(snakemake_command(target), cwd=root, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 600
+    while not list(root.glob(ready)):
+        assert proc.poll() is None, "the job ended before it could be killed"
+        assert time.monotonic() < deadline, f"{ready} never appeared"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signum)
+    proc.wait(timeout=120)
+    for _ in range(600):  # the job's own processes may take a moment to save and exit
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    subprocess.run([sys.executable, "-m", "snakemake", "--unlock", "--configfile", "kill.yaml"],
+                   cwd=root, capture_output=True, check=False)
+
+
+def weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    root = workflow_copy(tmp_path_factory.mktemp("whole"), CONFIG)
+    run_snakemake(root, MODEL)
+    return root / MODEL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_killed_training_resumes_from_its_checkpoint(tmp_path, uninterrupted, signum):
+    import torch
+
+    root = workflow_copy(tmp_path, CONFIG)
+    kill_after(root, MODEL, "results/kill/models/.resume/sft.*/run/checkpoints/step-*/trainer_state.json",
+               signum)
+    assert not (root / MODEL).exists()  # no half-written model is ever the output
+    run_snakemake(root, MODEL)
+    state = json.loads((root / MODEL / "trainer_state.json").read_text())
+    assert state["resumed_from_step"] >= 2
+    log = (root / "results/kill/logs/train/sft.log").read_text()
+    assert f"(step {state['resumed_from_step']})" in log and "resuming" in log
+    mine, whole = weights(root / MODEL), weights(uninterrupted)
+    for name, tensor in whole.items():  # the tolerance of test_train's exact-resume test
+        torch.testing.assert_close(mine[name], tensor, rtol=1e-5, atol=1e-6)
+    assert not (root / "results/kill/models/.resume").exists()
+
+
+@pytest.mark.slow
+def test_a_config_edit_does_not_resume_from_the_old_state(tmp_path):
+    root = workflow_copy(tmp_path, CONFIG)
+    kill_after(root, MODEL, "results/kill/models/.resume/sft.*/run/checkpoints/step-*/trainer_state.json",
+               signal.SIGKILL)
+    changed = json.loads(json.dumps(CONFIG))
+    changed["experiments"]["sft"]["lr"] = 5.0e-4
+    (root / "kill.yaml").write_text(yaml.safe_dump(changed))
+    run_snakemake(root, MODEL)
+    state = json.loads((root / MODEL / "trainer_state.json").read_text())
+    assert state["resumed_from_step"] == 0 and state["config"]["lr"] == 5.0e-4
+    assert "removing the state of other settings" in (root / "results/kill/logs/train/sft.log").read_text()
