@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,3 +23,42 @@ def data_dir() -> Path:
     if not folder.is_dir():
         pytest.skip(f"benchmark data folder {folder} is absent")
     return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# the workflow as a user runs it: a copy of its files and Snakemake in a subprocess
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "envs", "profiles")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The workflow's files in ``dest``, so a test's results never mix with another's."""
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900, data_dir: bool = True,
+              check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m snakemake ARGS`` in ``workdir`` with one torch thread; ``data_dir=False``
+    hides $FAULTTUNE_DATA_DIR (the plan must not depend on the machine's benchmark folder)."""
+    env = {k: v for k, v in os.environ.items() if data_dir or k != "FAULTTUNE_DATA_DIR"}
+    done = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir,
+                          env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def job_stats(dry_run_stdout: str) -> dict[str, int]:
+    """rule -> count from the 'Job stats' table of a dry run."""
+    table = dry_run_stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return copy_workflow(tmp_path)

@@ -7,39 +7,25 @@ Dry runs run in a copy of the workflow files (they write .snakemake/ there, neve
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
 from faulttune.contamination import task_key
 from faulttune.data.bench_table import PROMPT_SET
 from faulttune.settings import Plan
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER_CONFIGS = ("config/paper.yaml", "config/paper-cct.yaml")
 
 
 def dry_run_job_counts(config: str, tmp_path: Path) -> dict[str, int]:
     """rule -> count from the 'Job stats' table of a config's dry run."""
-    for name in ("Snakefile", "workflow", "config", "envs"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    env = {k: v for k, v in os.environ.items() if k != "FAULTTUNE_DATA_DIR"}
-    done = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--configfile", config, "--", "all"],
-        cwd=tmp_path, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-        timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = snakemake(copy_workflow(tmp_path), "-n", "--configfile", config, "--", "all",
+                     timeout=300, data_dir=False)
     assert not (tmp_path / "results").exists()
-    table = done.stdout.split("Job stats:")[1].split("\n\n")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+    return job_stats(done.stdout)
 
 
 @pytest.fixture(scope="module", params=PAPER_CONFIGS)

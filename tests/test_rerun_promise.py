@@ -17,11 +17,7 @@ config key says which stages read it.
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,13 +25,14 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import REPO, copy_workflow
+from conftest import snakemake as run_snakemake
 
 from faulttune import methods
 from faulttune.config import load_config, load_schema
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 R = "results/demo"
 ALL_TRAIN = ("train",)
@@ -184,12 +181,8 @@ def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 def snakemake(workdir: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "FAULTTUNE_DATA_DIR"}
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--nolock", *args],
-                          cwd=workdir, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return run_snakemake(workdir, "--cores", "1", "--nolock", *args, timeout=600,
+                         data_dir=False).stdout
 
 
 def planned_jobs(dry_run: str) -> set[str]:
@@ -210,10 +203,7 @@ def planned_jobs(dry_run: str) -> set[str]:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """A workflow copy where the whole demo DAG counts as done with the current settings."""
-    root = tmp_path_factory.mktemp("rerun")
-    for name in ("Snakefile", "workflow", "config", "envs"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    root = copy_workflow(tmp_path_factory.mktemp("rerun"))
     summary = snakemake(root, "--summary", "all")
     for line in summary.splitlines()[1:]:
         path, _, rule = line.split("\t")[:3]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,11 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_workflow, snakemake
 
 from faulttune.resume import Preempted, Resumable, publish, state_dir
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 # ---------------------------------------------------------------------------------------------
 # the helper
@@ -29,10 +26,9 @@ def test_state_is_keyed_by_the_settings_and_removed_when_the_job_completes(tmp_p
     a, b = state_dir(out, {"lr": 1e-5}), state_dir(out, {"lr": 2e-5})
     assert a != b and a.parent == b.parent == tmp_path / "models" / ".resume"
     assert state_dir(out, {"lr": 1e-5}) == a
-    with pytest.raises(RuntimeError):
-        with Resumable(out, {"lr": 1e-5}) as job:
-            (job.state / "half").write_text("done so far")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), Resumable(out, {"lr": 1e-5}) as job:
+        (job.state / "half").write_text("done so far")
+        raise RuntimeError("killed")
     assert (a / "half").read_text() == "done so far"  # a failed job keeps its state
     with Resumable(out, {"lr": 2e-5}) as job:  # other settings: nothing to resume
         assert not (job.state / "half").exists()
@@ -80,9 +76,7 @@ MODEL = "results/kill/models/sft"
 
 
 def workflow_copy(root: Path, config: dict) -> Path:
-    for name in ("Snakefile", "workflow", "config", "envs", "profiles"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    copy_workflow(root)
     (root / "kill.yaml").write_text(yaml.safe_dump(config))
     return root
 
@@ -93,9 +87,7 @@ def snakemake_command(*targets: str) -> list[str]:
 
 
 def run_snakemake(root: Path, *targets: str) -> None:
-    done = subprocess.run(snakemake_command(*targets), cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=900, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    snakemake(root, *snakemake_command(*targets)[3:])
 
 
 def kill_after(root: Path, target: str, ready: str, signum: int) -> None:
@@ -117,8 +109,7 @@ def kill_after(root: Path, target: str, ready: str, signum: int) -> None:
         except ProcessLookupError:
             break
         time.sleep(0.1)
-    subprocess.run([sys.executable, "-m", "snakemake", "--unlock", "--configfile", "kill.yaml"],
-                   cwd=root, capture_output=True, check=False)
+    snakemake(root, "--unlock", "--configfile", "kill.yaml", check=False)
 
 
 def weights(folder: Path) -> dict:

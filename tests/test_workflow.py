@@ -7,43 +7,25 @@ Each test runs Snakemake in a copy of the workflow files, so results of differen
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, job_stats, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SMOKE = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
-
-
-@pytest.fixture
-def workdir(tmp_path: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config", "profiles", "envs"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
-    return tmp_path
 
 
 def run_snakemake(workdir: Path, config: dict, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     (workdir / "test-config.yaml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(
-        [*SNAKEMAKE, "--configfile", "test-config.yaml", "--cores", "2", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    return snakemake(workdir, "--configfile", "test-config.yaml", "--cores", "2", *args,
+                     timeout=timeout, check=False)
 
 
 def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """rule -> count from the 'Job stats' table of a dry run."""
     assert result.returncode == 0, result.stdout + result.stderr
-    table = result.stdout.split("Job stats:")[1].split("\n\n")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+    return job_stats(result.stdout)
 
 
 @pytest.mark.parametrize(
@@ -142,13 +124,23 @@ def test_with_a_benchmark_folder_every_benchmark_gets_a_summary_row(workdir, dat
     config = {**SMOKE, "experiments": {"base": {"method": "base"}}, "sweeps": {},
               "sensitivity": {"limit": 2, "batch_size": 2}}
     config["data"] = {**SMOKE["data"], "data_dir": str(data_dir), "benchmark_limit": 2,
-                      "optional_benchmarks": ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus", "humanevalfix"]}
+                      "optional_benchmarks": ["mbpp", "mbpp_plus"]}
     result = run_snakemake(workdir, config, "results/smoke/report/summary.csv")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = (workdir / "results/smoke/report/summary.csv").read_text().splitlines()
     benchmarks = {line.split(",")[4] for line in rows[1:]}
-    # humaneval and humaneval_plus share a row (base and plus columns), as do mbpp and mbpp_plus
-    assert benchmarks == {"humaneval-split-heldout", "humaneval", "mbpp", "humanevalfix"}
+    # mbpp and mbpp_plus share a row (base and plus columns)
+    assert benchmarks == {"humaneval-split-heldout", "mbpp"}
     header = rows[0].split(",")
-    humaneval = dict(zip(header, next(r.split(",") for r in rows[1:] if r.split(",")[4] == "humaneval")))
-    assert humaneval["pass_at_1_plus"] != "" and humaneval["n_tasks_base"] == "2"
+    mbpp = dict(zip(header, next(r.split(",") for r in rows[1:] if r.split(",")[4] == "mbpp")))
+    assert mbpp["pass_at_1_plus"] != "" and mbpp["n_tasks_base"] == "2"
+
+
+def test_the_demo_split_is_never_scored_on_its_own_training_tasks(workdir, data_dir):
+    config = {**SMOKE, "data": {**SMOKE["data"], "data_dir": str(data_dir),
+                                "optional_benchmarks": ["humaneval_plus"]}}
+    result = run_snakemake(workdir, config, "-n", "all")
+    assert result.returncode != 0
+    assert ("humaneval-split trains on HumanEval tasks: it cannot be scored on humaneval_plus"
+            in result.stdout + result.stderr)
+    assert not (workdir / "results").exists()

@@ -22,12 +22,14 @@ from typing import Any
 from typing_extensions import Self
 
 from faulttune import methods
-from faulttune.config import Experiment, expand_experiments
+from faulttune.config import ConfigError, Experiment, expand_experiments
 
 DEMO_SPLIT = "humaneval-split"
 DEMO_BENCHMARK = "humaneval-split-heldout"
 # Training sources read from the benchmark folder (the rest come from packages or the hub).
 SOURCES_IN_DATA_DIR = ("mbpp-train",)
+# Benchmarks made of HumanEval's tasks, which the demo split trains on.
+HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,19 @@ class Plan:
         self.experiments: dict[str, Experiment] = expand_experiments(config)
         self.trained = [n for n, e in self.experiments.items() if e.trained]
         self.benchmarks = self._benchmarks()
+        self._check_demo_split()
+
+    def _check_demo_split(self) -> None:
+        """The demo split trains on half of HumanEval: a benchmark of all HumanEval tasks would
+        score it on its training data (decontamination would drop every training row)."""
+        if self.config["data"]["train"]["source"] != DEMO_SPLIT:
+            return
+        overlap = [b for b in self.benchmarks if b in HUMANEVAL_BENCHMARKS]
+        if overlap:
+            raise ConfigError(
+                f"config: {DEMO_SPLIT} trains on HumanEval tasks: it cannot be scored on "
+                f"{', '.join(overlap)} (their tasks include its training tasks); evaluate "
+                f"{DEMO_BENCHMARK}, or train on another source")
 
     def _benchmarks(self) -> list[str]:
         names = list(self.config["data"]["benchmarks"])
