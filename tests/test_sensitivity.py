@@ -275,3 +275,65 @@ def test_plot_by_bug_type_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no HumanEvalFix"):
         plot_by_bug_type({"x": report(rows[:0] or [{**rows[0], "family": "mutation"}])}, tmp_path / "x.png")
+
+
+def _candidate(task: str, k: int) -> dict:
+    return {"task_id": task, "pair_id": f"cct:{task}:{k}", "instruction": "i", "correct": "c",
+            "incorrect": f"b{k}", "family": "cct", "bug_type": ""}
+
+
+def _base(margins: dict[str, float]) -> dict:
+    return {"per_task": [{"pair_id": k, "margin_region": v} for k, v in margins.items()]}
+
+
+def test_sibling_selection_ranks_tasks_by_a_scout_and_returns_the_other_twin():
+    from faulttune.sensitivity import _hash_order, select_probe_pairs
+
+    candidates = [_candidate(t, k) for t in ("A", "B", "C") for k in range(2)]
+    candidates.append(_candidate("D", 0))  # one twin: cannot be cross-fitted
+    scouts = {t: min((c for c in candidates if c["task_id"] == t), key=_hash_order)
+              for t in "ABC"}
+    # scouts: A easy, B hard, C middling; the probe twins' own margins are the reverse
+    scout_margin = {"A": 2.0, "B": -1.0, "C": 0.5}
+    margins = {c["pair_id"]: (scout_margin[c["task_id"]] if c is scouts.get(c["task_id"])
+                              else -scout_margin.get(c["task_id"], 9.0)) for c in candidates}
+    picked = select_probe_pairs(candidates, _base(margins), limit=2)
+    assert [p["task_id"] for p in picked] == ["B", "C"]
+    for row in picked:
+        assert row["id"] != scouts[row["task_id"]]["pair_id"]  # the probe is the other twin
+        assert row["scout_id"] == scouts[row["task_id"]]["pair_id"]
+        assert row["scout_margin"] == scout_margin[row["task_id"]]
+        assert row["base_margin"] == -scout_margin[row["task_id"]]
+        assert row["selected_by"] == "sibling"
+    assert select_probe_pairs(candidates, _base(margins), limit=2) == picked  # deterministic
+    reordered = select_probe_pairs(candidates[::-1], _base(margins), limit=2)
+    assert reordered == picked  # the candidates' order does not matter
+
+
+def test_hardest_selection_takes_each_tasks_weakest_pair():
+    from faulttune.sensitivity import select_probe_pairs
+
+    candidates = [_candidate(t, k) for t in ("A", "B", "C") for k in range(2)]
+    margins = {"cct:A:0": 0.3, "cct:A:1": -0.2, "cct:B:0": 0.1, "cct:B:1": 0.4,
+               "cct:C:0": -0.5, "cct:C:1": -0.1}
+    picked = select_probe_pairs(candidates, _base(margins), limit=2, rule="hardest")
+    assert [(p["id"], p["base_margin"]) for p in picked] == [("cct:C:0", -0.5), ("cct:A:1", -0.2)]
+    assert picked[0]["scout_id"] == "" and picked[0]["scout_margin"] is None
+    with pytest.raises(DataError, match="cct:A:0.*no base-model score"):
+        select_probe_pairs(candidates, _base({}), limit=2)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_probe_pairs(candidates, _base(margins), limit=2, rule="easiest")
+
+
+def test_selected_probe_pairs_round_trip_through_twin_pairs(tmp_path):
+    from faulttune.sensitivity import select_probe_pairs, write_probe_pairs
+
+    candidates = [{**_candidate(t, k), "family": "humanevalfix", "bug_type": "missing logic"}
+                  for t in ("A", "B") for k in range(2)]
+    margins = {c["pair_id"]: 0.1 * i for i, c in enumerate(candidates)}
+    rows = select_probe_pairs(candidates, _base(margins), limit=2, rule="hardest")
+    path = write_probe_pairs(rows, tmp_path / "bugs" / "probe_pairs.parquet")
+    pairs = twin_pairs(path)
+    assert [p["pair_id"] for p in pairs] == ["cct:A:0", "cct:B:0"]
+    assert pairs[0]["bug_type"] == "missing logic" and pairs[0]["family"] == "humanevalfix"
+    assert pairs[0]["incorrect"] == "b0"
