@@ -286,43 +286,23 @@ def _base(margins: dict[str, float]) -> dict:
     return {"per_task": [{"pair_id": k, "margin_region": v} for k, v in margins.items()]}
 
 
-def test_sibling_selection_ranks_tasks_by_a_scout_and_returns_the_other_twin():
-    from faulttune.sensitivity import _hash_order, select_probe_pairs
-
-    candidates = [_candidate(t, k) for t in ("A", "B", "C") for k in range(2)]
-    candidates.append(_candidate("D", 0))  # one twin: cannot be cross-fitted
-    scouts = {t: min((c for c in candidates if c["task_id"] == t), key=_hash_order)
-              for t in "ABC"}
-    # scouts: A easy, B hard, C middling; the probe twins' own margins are the reverse
-    scout_margin = {"A": 2.0, "B": -1.0, "C": 0.5}
-    margins = {c["pair_id"]: (scout_margin[c["task_id"]] if c is scouts.get(c["task_id"])
-                              else -scout_margin.get(c["task_id"], 9.0)) for c in candidates}
-    picked = select_probe_pairs(candidates, _base(margins), limit=2)
-    assert [p["task_id"] for p in picked] == ["B", "C"]
-    for row in picked:
-        assert row["id"] != scouts[row["task_id"]]["pair_id"]  # the probe is the other twin
-        assert row["scout_id"] == scouts[row["task_id"]]["pair_id"]
-        assert row["scout_margin"] == scout_margin[row["task_id"]]
-        assert row["base_margin"] == -scout_margin[row["task_id"]]
-        assert row["selected_by"] == "sibling"
-    assert select_probe_pairs(candidates, _base(margins), limit=2) == picked  # deterministic
-    reordered = select_probe_pairs(candidates[::-1], _base(margins), limit=2)
-    assert reordered == picked  # the candidates' order does not matter
-
-
-def test_hardest_selection_takes_each_tasks_weakest_pair():
+def test_selection_keeps_the_pairs_the_base_model_is_weakest_on_one_per_task():
     from faulttune.sensitivity import select_probe_pairs
 
     candidates = [_candidate(t, k) for t in ("A", "B", "C") for k in range(2)]
     margins = {"cct:A:0": 0.3, "cct:A:1": -0.2, "cct:B:0": 0.1, "cct:B:1": 0.4,
-               "cct:C:0": -0.5, "cct:C:1": -0.1}
-    picked = select_probe_pairs(candidates, _base(margins), limit=2, rule="hardest")
+               "cct:C:0": -0.5, "cct:C:1": -0.3}
+    picked = select_probe_pairs(candidates, _base(margins), limit=2)
+    # C's second pair (-0.3) is lower than A's best (-0.2) but C already has its weakest pair
     assert [(p["id"], p["base_margin"]) for p in picked] == [("cct:C:0", -0.5), ("cct:A:1", -0.2)]
-    assert picked[0]["scout_id"] == "" and picked[0]["scout_margin"] is None
+    assert set(picked[0]) == {"id", "task_id", "instruction", "correct", "incorrect", "family",
+                              "bug_type", "base_margin"}
+    assert select_probe_pairs(candidates[::-1], _base(margins), limit=2) == picked
+    assert len(select_probe_pairs(candidates, _base(margins), limit=10)) == 3
     with pytest.raises(DataError, match="cct:A:0.*no base-model score"):
         select_probe_pairs(candidates, _base({}), limit=2)
-    with pytest.raises(ValueError, match="rule must be one of"):
-        select_probe_pairs(candidates, _base(margins), limit=2, rule="easiest")
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        select_probe_pairs(candidates, _base(margins), limit=0)
 
 
 def test_selected_probe_pairs_round_trip_through_twin_pairs(tmp_path):
@@ -331,7 +311,7 @@ def test_selected_probe_pairs_round_trip_through_twin_pairs(tmp_path):
     candidates = [{**_candidate(t, k), "family": "humanevalfix", "bug_type": "missing logic"}
                   for t in ("A", "B") for k in range(2)]
     margins = {c["pair_id"]: 0.1 * i for i, c in enumerate(candidates)}
-    rows = select_probe_pairs(candidates, _base(margins), limit=2, rule="hardest")
+    rows = select_probe_pairs(candidates, _base(margins), limit=2)
     path = write_probe_pairs(rows, tmp_path / "bugs" / "probe_pairs.parquet")
     pairs = twin_pairs(path)
     assert [p["pair_id"] for p in pairs] == ["cct:A:0", "cct:B:0"]

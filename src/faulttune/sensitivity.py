@@ -78,7 +78,6 @@ Output (``results/{run}/eval/{experiment}/bug_sensitivity.json``, :func:`write_s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -158,53 +157,40 @@ def twin_pairs(path: str | os.PathLike[str], task_ids: Sequence[str] | None = No
 # ------------------------------------------------------------------------------------------------
 # probe pairs a model cannot already tell apart
 
-SELECTION_RULES = ("sibling", "hardest")
 PROBE_PAIR_COLUMNS = ("id", "task_id", "instruction", "correct", "incorrect", "family",
-                      "bug_type", "selected_by", "base_margin", "scout_id", "scout_margin")
+                      "bug_type", "base_margin")
 
 
-def select_probe_pairs(candidates: Sequence[dict[str, Any]], base: dict[str, Any], limit: int,
-                       rule: str = "sibling") -> list[dict[str, Any]]:
-    """The ``limit`` candidate pairs (at most one per task) on which the base model is weakest.
+def select_probe_pairs(candidates: Sequence[dict[str, Any]], base: dict[str, Any], limit: int
+                       ) -> list[dict[str, Any]]:
+    """The ``limit`` candidate pairs on which the base model's headline margin is lowest, at most
+    one per task (its lowest), lowest first; ties break by pair id.
 
     ``candidates``: probe pairs (:func:`twin_pairs`); ``base``: the base model's probe result on
-    exactly these candidates (:func:`probe`), read once, so every experiment is then probed on the
-    same selected pairs. Ranking uses the headline margin; ties break by task id.
+    these candidates (:func:`probe`), computed once so every experiment is then probed on the same
+    pairs. Rows: the pair fields plus ``base_margin``.
 
-    ``rule="sibling"`` (default): per task, the candidates are ordered by sha256 of their pair id;
-    the first is a scout, the second the probe pair. The ``limit`` tasks whose SCOUT has the lowest
-    base margin contribute their PROBE pair. The probe pairs' own margins play no part in the
-    choice, so the base model's score on them is not pulled down by selection noise and a
-    fine-tuned model is not flattered by regression to the mean. Tasks with one candidate are
-    skipped. ``rule="hardest"``: each task's lowest-margin candidate, the ``limit`` lowest overall:
-    harder, but the base model's score on them is biased low by construction (compare the other
-    experiments with each other, not with base).
-
-    Rows: the pair fields plus ``selected_by`` (the rule), ``base_margin`` (the base model's
-    headline margin on the pair), ``scout_id`` / ``scout_margin`` (sibling; "" / None otherwise).
+    Caveat (regression to the mean): the base model is at its worst on these pairs by
+    construction, so any perturbation of it, even an uninformative fine-tune, tends to score
+    higher. Compare fault-aware methods with a control trained the same way (``sft``) on these
+    pairs, with :func:`paired_difference`, rather than with ``base``. Choosing the pair by another
+    twin of the same task (a cross-fit) removes that bias but does not make the set hard: on the
+    embedded default, a task's other twins are as easy as random ones.
     """
-    if rule not in SELECTION_RULES:
-        raise ValueError(f"rule must be one of {SELECTION_RULES}, got {rule!r}")
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     margins = _base_margins(candidates, base)
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for pair in candidates:
-        by_task[pair["task_id"]].append(pair)
-    ranked = []  # (rank margin, task id, probe pair, scout pair or None)
-    for task_id, group in sorted(by_task.items()):
-        if rule == "hardest":
-            pick = min(group, key=lambda p: (margins[p["pair_id"]], p["pair_id"]))
-            ranked.append((margins[pick["pair_id"]], task_id, pick, None))
-        elif len(group) >= 2:
-            scout, pick = sorted(group, key=_hash_order)[:2]
-            ranked.append((margins[scout["pair_id"]], task_id, pick, scout))
-    ranked.sort(key=lambda item: (item[0], item[1]))
-    return [_probe_pair_row(pick, scout, rule, margins) for _, _, pick, scout in ranked[:limit]]
+    weakest: dict[str, dict[str, Any]] = {}
+    for pair in sorted(candidates, key=lambda p: (margins[p["pair_id"]], p["pair_id"])):
+        weakest.setdefault(pair["task_id"], pair)
+    picked = list(weakest.values())[:limit]
+    return [{"id": p["pair_id"], **{f: p[f] for f in PAIR_FIELDS},
+             "bug_type": p.get("bug_type", ""), "base_margin": margins[p["pair_id"]]}
+            for p in picked]
 
 
 def make_probe_pairs(model_name_or_path: str, candidates: Sequence[dict[str, Any]], limit: int,
-                     *, rule: str = "sibling", batch_size: int = 8, device: str = "cpu"
+                     *, batch_size: int = 8, device: str = "cpu"
                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Probe the base model once on every candidate and select (:func:`select_probe_pairs`).
 
@@ -212,9 +198,9 @@ def make_probe_pairs(model_name_or_path: str, candidates: Sequence[dict[str, Any
     probe result on all candidates (worth keeping as the record of the choice).
     """
     base = probe(model_name_or_path, candidates, batch_size, device=device)
-    selected = select_probe_pairs(candidates, base, limit, rule)
-    log.info("probe pairs: %d of %d candidates (%s); base prefers the correct program on %d",
-             len(selected), len(candidates), rule, sum(r["base_margin"] > 0 for r in selected))
+    selected = select_probe_pairs(candidates, base, limit)
+    log.info("probe pairs: %d of %d candidates; the base model prefers the correct program on %d",
+             len(selected), len(candidates), sum(r["base_margin"] > 0 for r in selected))
     return selected, base
 
 
@@ -224,15 +210,10 @@ def write_probe_pairs(rows: Sequence[dict[str, Any]], out: str | os.PathLike[str
 
     from faulttune.io import write_parquet
 
-    floats = {"base_margin", "scout_margin"}
-    schema = pa.schema([(c, pa.float64() if c in floats else pa.string())
+    schema = pa.schema([(c, pa.float64() if c == "base_margin" else pa.string())
                         for c in PROBE_PAIR_COLUMNS])
     write_parquet(rows, out, schema)
     return Path(out)
-
-
-def _hash_order(pair: dict[str, Any]) -> str:
-    return hashlib.sha256(pair["pair_id"].encode()).hexdigest()
 
 
 def _base_margins(candidates: Sequence[dict[str, Any]], base: dict[str, Any]) -> dict[str, float]:
@@ -242,15 +223,6 @@ def _base_margins(candidates: Sequence[dict[str, Any]], base: dict[str, Any]) ->
             raise DataError(f"candidate {i} ({pair['pair_id']!r}) has no base-model score: probe "
                             "the base model on exactly the candidates first")
     return margins
-
-
-def _probe_pair_row(pick: dict[str, Any], scout: dict[str, Any] | None, rule: str,
-                    margins: dict[str, float]) -> dict[str, Any]:
-    return {"id": pick["pair_id"], **{f: pick[f] for f in PAIR_FIELDS},
-            "bug_type": pick.get("bug_type", ""), "selected_by": rule,
-            "base_margin": margins[pick["pair_id"]],
-            "scout_id": scout["pair_id"] if scout else "",
-            "scout_margin": margins[scout["pair_id"]] if scout else None}
 
 
 # ------------------------------------------------------------------------------------------------
