@@ -605,7 +605,8 @@ def same_ast_after_renaming(a: str, b: str) -> bool:
     Local names are the parameters and the names bound inside a function or lambda (assignment,
     loop, ``with``/``except`` targets, nested definitions), minus ``global``/``nonlocal`` ones.
     Module-level names (the entry point, imports, helpers the tests may call), attributes and
-    keyword names stay as they are. False if either program does not parse.
+    keyword names stay as they are. Parameters count as local: swapping two parameter names is a
+    rename (only a keyword call could tell). False if either program does not parse.
     """
     try:
         tree_a, tree_b = ast.parse(a), ast.parse(b)
