@@ -17,8 +17,10 @@ from faulttune.codeflow import (
     only_comments_or_whitespace_differ,
     pass_rate_by_iteration,
     pick_rejected,
+    rejected_error_lines,
     run_codeflow,
     same_ast,
+    same_ast_after_renaming,
 )
 from faulttune.generate.base import Conversation, ScriptedBackend
 from faulttune.io import DataError
@@ -91,11 +93,83 @@ def test_changed_lines_count_the_rejected_side_only() -> None:
             "def add(a, b):\n" + "".join(f"    v{i} = {i}\n" for i in range(21)) + "    return a\n",
             "more than 20 changed lines (22)",
         ),
+        ("def add(x, y):\n    return x + y\n", "rename only (same AST after renaming local names)"),
         ("def add(a, b):\n    return a - b\n", None),
     ],
 )
 def test_filter_reason_for_each_rule(rejected: str, reason: str | None) -> None:
     assert filter_reason(CHOSEN, rejected, max_length=100, count_tokens=words) == reason
+
+
+def test_a_fix_that_only_adds_lines_has_an_empty_d_minus_and_is_dropped() -> None:
+    fixed = "import math\n\n\ndef root(x):\n    return math.sqrt(x)\n"
+    broken = "def root(x):\n    return math.sqrt(x)\n"  # NameError: the fix only adds the import
+    assert rejected_error_lines(fixed, broken) == []
+    assert filter_reason(fixed, broken, max_length=100, count_tokens=words) == (
+        "D- is empty (the rejected program has no line of its own)"
+    )
+
+
+def test_a_d_minus_of_only_comments_is_dropped_even_when_the_chosen_adds_code() -> None:
+    fixed = "def add(a, b):\n    a = int(a)\n    return a + b\n"
+    broken = "def add(a, b):\n    # a may be a string\n    return a + b\n"
+    assert rejected_error_lines(fixed, broken) == [(1, "    # a may be a string\n")]
+    assert filter_reason(fixed, broken, max_length=100, count_tokens=words) == (
+        "D- holds only comments or whitespace"
+    )
+    # a comment next to a changed code line keeps the pair; so does a line of a multi-line string
+    assert filter_reason(fixed, broken + "print(1)\n", max_length=100, count_tokens=words) is None
+    doc_fixed = 'def f():\n    return """a\nb"""\n'
+    doc_broken = 'def f():\n    return """a\nc"""\n'
+    assert rejected_error_lines(doc_fixed, doc_broken) == [(2, 'c"""\n')]
+    assert filter_reason(doc_fixed, doc_broken, max_length=100, count_tokens=words) is None
+
+
+def test_d_minus_is_the_line_mask_the_masks_stage_trains_on() -> None:
+    from faulttune.mask_table import build_mask_rows
+    from faulttune.models import TINY_RANDOM, load_tokenizer
+
+    tokenizer = load_tokenizer(TINY_RANDOM)
+    fixed = "import math\n\ndef f(x):\n    y = abs(x)\n    return math.sqrt(y)\n"
+    broken = "def f(x):\n    # keep the sign\n    y = x\n    return math.sqrt(y)\n"
+    pairs = [{"id": "p", "task_id": "t", "instruction": "Root.", "chosen": fixed, "rejected": r}
+             for r in (broken, "def f(x):\n    y = abs(x)\n    return math.sqrt(y)\n")]
+    rows, rejected = build_mask_rows(pairs, tokenizer, "target_dpo")
+    assert rejected == []
+    marked = [tokenizer.decode([t for t, m in zip(row["rejected_ids"], row["rejected_mask"]) if m])
+              for row in rows]
+    assert marked[0].split() == "".join(line for _, line in rejected_error_lines(fixed, broken)).split()
+    assert marked[1] == "" and rejected_error_lines(fixed, pairs[1]["rejected"]) == []
+
+
+TRY = "def f({x}):\n    try:\n        return 1 / {x}\n    except ValueError as {e}:\n        return {e}\n"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "renamed"),
+    [
+        ("def f(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
+         "def f(vs):\n    s = 0\n    for v in vs:\n        s += v\n    return s\n", True),
+        ("def f(x):\n    g = lambda y: y + x\n    return g(1)\n",
+         "def f(z):\n    h = lambda w: w + z\n    return h(1)\n", True),
+        ("def f(a, b):\n    return a - b\n", "def f(b, a):\n    return b - a\n", True),
+        (TRY.format(x="x", e="e"), TRY.format(x="n", e="err"), True),
+        # a real change: the loop adds the list, not the item
+        ("def f(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
+         "def f(vs):\n    s = 0\n    for v in vs:\n        s += vs\n    return s\n", False),
+        ("def f(a, b):\n    return a - b\n", "def f(a, b):\n    return b - a\n", False),
+        # a global (the builtin len) is not a local name: using a parameter instead is a change
+        ("def f(n):\n    return len(n)\n", "def f(len):\n    return len(len)\n", False),
+        # module-level names are what the tests call
+        ("def f(n):\n    return n\n", "def g(n):\n    return n\n", False),
+        ("X = 1\ndef f():\n    return X\n", "Y = 1\ndef f():\n    return Y\n", False),
+        ("def f(x):\n    return x.a\n", "def f(x):\n    return x.b\n", False),
+        ("def f(x):\n    return x\n", "def f(x):\n    return (x\n", False),
+    ],
+)
+def test_same_ast_after_renaming(a: str, b: str, renamed: bool) -> None:
+    assert same_ast_after_renaming(a, b) is renamed
+    assert same_ast_after_renaming(b, a) is renamed
 
 
 def test_length_filter_uses_the_given_token_counter() -> None:
@@ -180,6 +254,22 @@ def test_build_pairs_last_rule_and_filtered_pair_goes_to_rejected_with_its_code(
     assert dropped[0]["rejected_iteration"] == 1 and dropped[0]["chosen"] == CHOSEN
     pairs, _ = build_pairs(rows, {"t": "i"}, rejected="first", count_tokens=words)
     assert pairs[0]["rejected_iteration"] == 0
+
+
+def test_build_pairs_drops_an_empty_d_minus_and_a_rename_with_their_reasons() -> None:
+    rows = [
+        version("imp", 0, "def add(a, b):\n    return a + b\n", False),
+        version("imp", 1, "import operator\n\ndef add(a, b):\n    return a + b\n", True),
+        version("ren", 0, "def add(x, y):\n    return x + y\n", False),
+        version("ren", 1, CHOSEN, True),
+    ]
+    pairs, dropped = build_pairs(rows, {"imp": "i", "ren": "i"}, count_tokens=words)
+    assert pairs == []
+    assert {d["task_id"]: d["reason"] for d in dropped} == {
+        "imp": "D- is empty (the rejected program has no line of its own)",
+        "ren": "rename only (same AST after renaming local names)",
+    }
+    assert all(d["rejected"] and d["chosen"] for d in dropped)
 
 
 def test_pass_rate_by_iteration_is_cumulative() -> None:
