@@ -257,24 +257,6 @@ def test_write_sensitivity_round_trip(tiny, tmp_path):
         write_sensitivity({"overall": {}}, tmp_path / "x.json")
 
 
-def test_plot_by_bug_type_writes_a_png(tmp_path):
-    from faulttune.sensitivity import plot_by_bug_type, report
-
-    rows = [{"task_id": "Python/0", "family": "humanevalfix", "bug_type": "value misuse",
-             "margin_sum": 1.0, "margin_mean": 0.1, "margin_region": 0.2,
-             "n_tokens_correct": 5, "n_tokens_buggy": 5},
-            {"task_id": "Python/1", "family": "humanevalfix", "bug_type": "missing logic",
-             "margin_sum": -1.0, "margin_mean": -0.1, "margin_region": 0.3,
-             "n_tokens_correct": 5, "n_tokens_buggy": 4}]
-    result = report(rows)
-    assert result["by_bug_type"]["value misuse"]["prefer_correct"] == 1.0
-    # the per-bug-type breakdown uses the headline: the deletion pair counts as preferred
-    assert result["by_bug_type"]["missing logic"]["prefer_correct"] == 1.0
-    assert result["by_bug_type"]["missing logic"]["prefer_correct_sum"] == 0.0
-    path = plot_by_bug_type({"base": result, "cct": result}, tmp_path / "plot.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="no HumanEvalFix"):
-        plot_by_bug_type({"x": report(rows[:0] or [{**rows[0], "family": "mutation"}])}, tmp_path / "x.png")
 
 
 def _candidate(task: str, k: int) -> dict:

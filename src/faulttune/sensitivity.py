@@ -537,21 +537,6 @@ def probe(model_name_or_path: str, pairs: Sequence[dict[str, Any]], batch_size: 
             "seconds": round(seconds, 2), "context": CONTEXT, **result}
 
 
-def run_sensitivity(model_name_or_path: str, data_dir: str | os.PathLike[str] | None = None,
-                    twins_path: str | os.PathLike[str] | None = None,
-                    twin_task_ids: Sequence[str] | None = None, batch_size: int = 8,
-                    out_json: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """HumanEvalFix pairs plus (optionally) the twins of ``twin_task_ids`` from ``twins_path``,
-    probed in one pass; written to ``out_json`` when given."""
-    pairs = humanevalfix_pairs(data_dir)
-    if twins_path is not None:
-        pairs += twin_pairs(twins_path, twin_task_ids)
-    result = probe(model_name_or_path, pairs, batch_size)
-    if out_json is not None:
-        write_sensitivity(result, out_json)
-    return result
-
-
 def write_sensitivity(result: dict[str, Any], out_json: str | os.PathLike[str]) -> Path:
     """Write the probe result (schema in the module docstring) as indented JSON."""
     missing = [k for k in ("overall", "by_bug_type", "by_family", "per_task") if k not in result]
@@ -562,40 +547,4 @@ def write_sensitivity(result: dict[str, Any], out_json: str | os.PathLike[str]) 
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
-    return path
-
-
-def plot_by_bug_type(results: dict[str, dict[str, Any]], out_png: str | os.PathLike[str]) -> Path:
-    """Bar chart: fraction of HumanEvalFix pairs whose correct program wins by the headline
-    statistic, per bug type, one bar per experiment with its bootstrap interval as an error bar
-    (``results``: experiment name -> probe result)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    types = sorted({t for r in results.values() for t in r["by_bug_type"]})
-    if not types:
-        raise ValueError("no HumanEvalFix bug types in the results to plot")
-    width = 0.8 / max(len(results), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(types)), 3.5))
-    for k, (name, result) in enumerate(results.items()):
-        summaries = [result["by_bug_type"].get(t) or {} for t in types]
-        values = [s.get("prefer_correct", 0.0) for s in summaries]
-        errors = [[v - s.get("prefer_correct_low", v) for v, s in zip(values, summaries)],
-                  [s.get("prefer_correct_high", v) - v for v, s in zip(values, summaries)]]
-        ax.bar([i + k * width for i in range(len(types))], values, width, yerr=errors,
-               capsize=2, label=name)
-    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xticks([i + width * (len(results) - 1) / 2 for i in range(len(types))], types,
-                  rotation=20, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("P(correct wins), per-token region mean")
-    ax.set_title("Fault sensitivity on HumanEvalFix, by bug type (95 % bootstrap intervals)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(out_png)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

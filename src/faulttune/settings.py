@@ -220,13 +220,26 @@ class HeldoutSettings(Settings):
 
 
 @dataclass(frozen=True)
+class ProbePairsSettings(Settings):
+    """probe_pairs: the held-out twins the untouched student tells apart worst, chosen once so
+    that every experiment is probed on the same pairs."""
+
+    model: str
+    limit: int
+    candidates: int | None
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class SensitivitySettings(Settings):
-    """sensitivity: the fault-sensitivity probe of one model."""
+    """sensitivity: the fault-sensitivity probe of one model on the probe pairs, plus HumanEvalFix's
+    pairs when a benchmark folder is set (the demo split's held-out tasks only: ``split``)."""
 
     model: str
     limit: int | None
     batch_size: int
     data_dir: str | None
+    split: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -423,9 +436,16 @@ class Plan:
         split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
         return HeldoutSettings(self.config["seed"], split, self.data_dir)
 
+    def probe_pairs(self) -> ProbePairsSettings:
+        s = self.config["sensitivity"]
+        return ProbePairsSettings(self.config["student"]["model"], s["limit"], s["candidates"],
+                                  s["batch_size"])
+
     def sensitivity(self, model: str) -> SensitivitySettings:
         s = self.config["sensitivity"]
-        return SensitivitySettings(model, s["limit"], s["batch_size"], self.data_dir)
+        split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
+        return SensitivitySettings(model, s["limit"], s["batch_size"], self.data_dir,
+                                   split if self.data_dir else None)
 
     def report(self) -> ReportSettings:
         experiments = {n: {**e.values(), "seed": e.seed, "baseline": e.baseline,

@@ -18,10 +18,31 @@ rule heldout_twins:
         "../scripts/heldout_twins.py"
 
 
+rule probe_pairs:
+    input:
+        twins=f"{R}/bugs/heldout_twins.parquet",
+    output:
+        pairs=f"{R}/bugs/probe_pairs.parquet",
+        base=f"{R}/bugs/probe_candidates.json",
+    log:
+        f"{R}/logs/probe_pairs.log",
+    benchmark:
+        f"{R}/benchmarks/probe_pairs.tsv",
+    params:
+        settings=PLAN.probe_pairs().to_params(),
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../scripts/probe_pairs.py"
+
+
 rule sensitivity:
     input:
         model=trained_model_input,
-        twins=f"{R}/bugs/heldout_twins.parquet",
+        pairs=f"{R}/bugs/probe_pairs.parquet",
     output:
         f"{R}/eval/{{experiment}}/bug_sensitivity.json",
     log:

@@ -4,5 +4,5 @@ from faulttune.stages import log_to
 from faulttune.stages.sensitivity import sensitivity
 
 with log_to(snakemake.log[0]):
-    sensitivity(SensitivitySettings.from_params(snakemake.params.settings), snakemake.input.twins,
+    sensitivity(SensitivitySettings.from_params(snakemake.params.settings), snakemake.input.pairs,
                 snakemake.output[0], threads=snakemake.threads)

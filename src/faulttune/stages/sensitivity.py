@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from faulttune.settings import HeldoutSettings, SensitivitySettings
+from faulttune.settings import HeldoutSettings, ProbePairsSettings, SensitivitySettings
 from faulttune.stages import set_threads
 
 log = logging.getLogger("faulttune")
@@ -35,14 +35,44 @@ def heldout_twins(settings: HeldoutSettings, out: str, workers: int) -> None:
     write_pairs(pairs, rejected, out, "heldout_twins")
 
 
-def sensitivity(settings: SensitivitySettings, twins: str, out: str, threads: int = 1) -> None:
-    """Log-likelihood of correct vs buggy code: HumanEvalFix (with a benchmark folder) and the
-    held-out twins, at most ``limit`` pairs of each."""
-    from faulttune.sensitivity import humanevalfix_pairs, probe, twin_pairs, write_sensitivity
+def probe_pairs(settings: ProbePairsSettings, twins: str, out: str, out_base: str,
+                threads: int = 1) -> None:
+    """The ``limit`` held-out twins the untouched student tells apart worst (one per task), from
+    at most ``candidates`` of them; the student's probe of the candidates goes to ``out_base``."""
+    from faulttune.sensitivity import (
+        make_probe_pairs,
+        twin_pairs,
+        write_probe_pairs,
+        write_sensitivity,
+    )
 
     set_threads(threads)
-    limit = settings.limit or None
-    pairs = (humanevalfix_pairs(settings.data_dir)[:limit] if settings.data_dir else [])
-    pairs += twin_pairs(twins)[:limit]
-    write_sensitivity(probe(settings.model, pairs, settings.batch_size), out)
-    log.info("sensitivity of %s on %d pairs", settings.model, len(pairs))
+    candidates = twin_pairs(twins)[: settings.candidates]
+    rows, base = make_probe_pairs(settings.model, candidates, settings.limit,
+                                  batch_size=settings.batch_size)
+    write_probe_pairs(rows, out)
+    write_sensitivity(base, out_base)
+
+
+def humanevalfix_probe_pairs(settings: SensitivitySettings) -> list[dict[str, Any]]:
+    """HumanEvalFix's pairs (the demo split's held-out tasks only: the others are trained on)."""
+    from faulttune.contamination import task_key
+    from faulttune.data.sources import humaneval_split
+    from faulttune.sensitivity import humanevalfix_pairs
+
+    pairs = humanevalfix_pairs(settings.data_dir)
+    if settings.split is not None:
+        heldout = {task_key(t) for t in humaneval_split(*settings.split)[1]}
+        pairs = [p for p in pairs if task_key(p["task_id"]) in heldout]
+    return pairs[: settings.limit]
+
+
+def sensitivity(settings: SensitivitySettings, pairs: str, out: str, threads: int = 1) -> None:
+    """Log-likelihood of correct vs buggy code on the probe pairs, plus HumanEvalFix's pairs when
+    a benchmark folder is set."""
+    from faulttune.sensitivity import probe, twin_pairs, write_sensitivity
+
+    set_threads(threads)
+    probed = (humanevalfix_probe_pairs(settings) if settings.data_dir else []) + twin_pairs(pairs)
+    write_sensitivity(probe(settings.model, probed, settings.batch_size), out)
+    log.info("sensitivity of %s on %d pairs", settings.model, len(probed))
