@@ -8,8 +8,8 @@
   why, outside a git checkout.
 - ``python``, ``platform``: interpreter version and ``platform.platform()``.
 - ``packages``: installed version of each of :data:`PACKAGES` (None when not installed).
-- ``seeds``: ``{"global": config seed, "experiments": {name: seed}}`` (an experiment's own seed,
-  else the global one).
+- ``seeds``: ``{"global": config seed, "experiments": {name: training seed}}`` (``seeds[0]`` for a
+  declared experiment, ``s`` for its replica ``name@seed=s``).
 - ``models``: for ``student`` and ``teacher``: ``{"id", "folder", "config_sha256"}``; ``folder`` is
   the resolved local folder when one exists already (registry names are looked up in the cache,
   never built here; hub ids that are not local folders give None).
@@ -108,18 +108,27 @@ def model_entry(name: str) -> dict[str, Any]:
     }
 
 
-def seeds(config: Mapping[str, Any]) -> dict[str, Any]:
-    from faulttune.config import expand_experiments
+def seeds(
+    config: Mapping[str, Any], experiments: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The global seed and each experiment's training seed; ``experiments``: the resolved ones
+    (``ReportSettings.experiments``), else expanded from the config."""
+    if experiments is None:
+        from faulttune.config import expand_experiments
 
-    experiments = expand_experiments(config)
+        experiments = {n: {"seed": e.seed} for n, e in expand_experiments(config).items()}
     return {
         "global": config.get("seed", 0),
-        "experiments": {name: exp.seed for name, exp in experiments.items()},
+        "experiments": {name: exp["seed"] for name, exp in experiments.items()},
     }
 
 
-def build_manifest(config: Mapping[str, Any], input_files: Iterable[str]) -> dict[str, Any]:
-    """See the module docstring for the keys."""
+def build_manifest(
+    config: Mapping[str, Any],
+    input_files: Iterable[str],
+    experiments: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """See the module docstring for the keys (``experiments``: see :func:`seeds`)."""
     from faulttune.config import config_digest
     from faulttune.prompts import template_hash
 
@@ -130,7 +139,7 @@ def build_manifest(config: Mapping[str, Any], input_files: Iterable[str]) -> dic
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": package_versions(),
-        "seeds": seeds(config),
+        "seeds": seeds(config, experiments),
         "models": {
             "student": model_entry(config["student"]["model"]),
             "teacher": model_entry(teacher),
@@ -145,10 +154,13 @@ def build_manifest(config: Mapping[str, Any], input_files: Iterable[str]) -> dic
 
 
 def write_manifest(
-    config: Mapping[str, Any], input_files: Iterable[str], path: str | os.PathLike[str]
+    config: Mapping[str, Any],
+    input_files: Iterable[str],
+    path: str | os.PathLike[str],
+    experiments: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Build the manifest and write it as indented JSON to ``path``; returns it."""
-    manifest = build_manifest(config, input_files)
+    manifest = build_manifest(config, input_files, experiments)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
