@@ -25,6 +25,7 @@ rule report:
     output:
         summary=report(f"{R}/report/summary.csv", caption="../report/summary.rst", category="Summary"),
         markdown=report(f"{R}/report/report.md", caption="../report/report_md.rst", category="Summary"),
+        timings=report(f"{R}/report/timings.csv", caption="../report/timings.rst", category="Provenance"),
         pass_at_1=report(f"{R}/report/plots/pass_at_1.png", caption="../report/plots.rst", category="pass@1"),
         sweeps=report(f"{R}/report/plots/sweeps.png", caption="../report/sweeps.rst", category="pass@1"),
         codeflow=report(f"{R}/report/plots/codeflow.png", caption="../report/codeflow.rst", category="CodeFlow"),

@@ -28,9 +28,11 @@ def contamination(settings: ContaminationSettings, tables: Sequence[str], out: s
 def report(settings: ReportSettings, out_dir: str, **inputs: Sequence[str]) -> None:
     """Tables, plots and the manifest; ``inputs``: scores, sensitivity, pairs, trajectories,
     masks (lists of files, any may be empty) and ``models`` (trained model folders, whose
-    ``train_log.jsonl`` is read)."""
+    ``train_log.jsonl`` and ``budget.json`` are read)."""
     from faulttune.report import write_report
+    from faulttune.training.budget import BUDGET_FILE
 
     models = inputs.pop("models", [])
     logs = [str(Path(m) / "train_log.jsonl") for m in models if (Path(m) / "train_log.jsonl").is_file()]
-    write_report(settings, out_dir, train_logs=logs, **inputs)
+    budgets = [str(Path(m) / BUDGET_FILE) for m in models]
+    write_report(settings, out_dir, train_logs=logs, budgets=budgets, **inputs)
