@@ -399,8 +399,8 @@ def test_report_lists_every_budget_and_warns_below_twenty_steps(text: str) -> No
     assert "| sft | sft | base | 8 | 96 | 24 | 4800 | 8 | 2 | 4 | 1 | - (baseline base is " \
            "untrained) |" in part
     assert f"| {NO_BUDGET} | sft | base | no budget.json |" in part
-    warnings = [line for line in part.splitlines() if line.startswith("**Warning:**")]
-    expected = ("**Warning:** `fgit~lambda=3.0` trains for 12 optimiser steps, under 20: it "
+    warnings = [line for line in part.splitlines() if "**Warning:**" in line]
+    expected = ("- **Warning:** `fgit~lambda=3.0` trains for 12 optimiser steps, under 20: it "
                 "hardly trains, so its differences say little.")
     assert warnings == [expected]
 

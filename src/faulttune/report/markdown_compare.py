@@ -51,7 +51,7 @@ SENSITIVITY_NOTE = (
 )
 TIMINGS_NOTE = (
     "Wall time and peak memory of every job so far, per rule, slowest first (Snakemake's "
-    "`benchmark:` files in `results/<run>/benchmarks/`; the report's own job is not counted yet). "
+    "`benchmark:` files in `results/<run>/benchmarks/`; a `report` row is the previous report's). "
     "Informational: a new timing never reruns the report. The same table is in `timings.csv`."
 )
 
@@ -149,11 +149,12 @@ def budget_section(data: ReportData) -> str:
     parts = [title, BUDGET_NOTE, markdown_table([budget_row(n, data) for n in names], columns,
                                                 headers)]
     minimum, few = few_step_runs(data.budgets)
-    parts += [
-        f"**Warning:** `{name}` trains for {steps} optimiser steps, under {minimum}: it hardly "
-        "trains, so its differences say little."
-        for name, steps in few
-    ]
+    if few:
+        parts.append("\n".join(
+            f"- **Warning:** `{name}` trains for {steps} optimiser steps, under {minimum}: it "
+            "hardly trains, so its differences say little."
+            for name, steps in few
+        ))
     return "\n\n".join(parts)
 
 
