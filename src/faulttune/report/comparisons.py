@@ -13,7 +13,7 @@
 - A difference "exceeds the seed spread" when its size is larger than the larger standard
   deviation over seeds of the two families on that benchmark (None: neither has two seeds).
 - :func:`budget_check`, :func:`few_step_runs`: each trained run's ``budget.json`` against its
-  baseline's, and the runs under :data:`faulttune.training.budget.MIN_STEPS` optimiser steps.
+  baseline's, and the runs under :data:`faulttune.training.MIN_STEPS` optimiser steps.
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def budget_check(
 
 def few_step_runs(budgets: Mapping[str, Row | None]) -> tuple[int, list[tuple[str, int]]]:
     """The trainer's minimum and every run below it: (MIN_STEPS, [(experiment, steps)])."""
-    from faulttune.training.budget import MIN_STEPS
+    from faulttune.training import MIN_STEPS
 
     few = [
         (name, b["train_steps"])

@@ -30,7 +30,7 @@ def report(settings: ReportSettings, out_dir: str, **inputs: Sequence[str]) -> N
     masks (lists of files, any may be empty) and ``models`` (trained model folders, whose
     ``train_log.jsonl`` and ``budget.json`` are read)."""
     from faulttune.report import write_report
-    from faulttune.training.budget import BUDGET_FILE
+    from faulttune.training import BUDGET_FILE
 
     models = inputs.pop("models", [])
     logs = [str(Path(m) / "train_log.jsonl") for m in models if (Path(m) / "train_log.jsonl").is_file()]

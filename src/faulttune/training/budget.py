@@ -20,12 +20,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from faulttune.training import MIN_STEPS
 from faulttune.training.config import TrainConfig
 from faulttune.training.data import Unit, step_units, steps_per_epoch
 from faulttune.training.objectives import loss_tokens
-
-BUDGET_FILE = "budget.json"
-MIN_STEPS = 20
 
 
 def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int,

@@ -29,9 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from faulttune.training import BUDGET_FILE, MIN_STEPS
 from faulttune.training import checkpoint as C
 from faulttune.training import objectives as O
-from faulttune.training.budget import BUDGET_FILE, MIN_STEPS, run_budget
+from faulttune.training.budget import run_budget
 from faulttune.training.config import TrainConfig, lr_at
 from faulttune.training.data import (
     Unit,
