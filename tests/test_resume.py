@@ -157,3 +157,32 @@ def test_a_config_edit_does_not_resume_from_the_old_state(tmp_path):
     state = json.loads((root / MODEL / "trainer_state.json").read_text())
     assert state["resumed_from_step"] == 0 and state["config"]["lr"] == 5.0e-4
     assert "removing the state of other settings" in (root / "results/kill/logs/train/sft.log").read_text()
+
+
+CODEFLOW = "results/kill/codeflow/trajectories.parquet"
+
+
+def codeflow_config() -> dict:
+    config = json.loads(json.dumps(CONFIG))
+    config["codeflow"] = {"enabled": True, "max_iters": 3, "start": "mutant"}
+    config["generation"] = {"max_new_tokens": 24, "batch_size": 4}
+    return config
+
+
+@pytest.mark.slow
+def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory):
+    import pyarrow.parquet as pq
+
+    whole = workflow_copy(tmp_path_factory.mktemp("codeflow-whole"), codeflow_config())
+    run_snakemake(whole, CODEFLOW)
+    root = workflow_copy(tmp_path_factory.mktemp("codeflow-killed"), codeflow_config())
+    kill_after(root, CODEFLOW, "results/kill/codeflow/.resume/trajectories.parquet.*/versions.jsonl",
+               signal.SIGKILL)
+    done_before = len(next(root.glob("results/kill/codeflow/.resume/*/versions.jsonl")).read_text().splitlines())
+    assert done_before > 0 and not (root / CODEFLOW).exists()
+    run_snakemake(root, CODEFLOW)
+    log = (root / "results/kill/logs/codeflow.log").read_text()
+    assert "resuming" in log
+    columns = ["task_id", "iteration", "passed", "code"]
+    assert (pq.read_table(root / CODEFLOW).select(columns).to_pylist()
+            == pq.read_table(whole / CODEFLOW).select(columns).to_pylist())

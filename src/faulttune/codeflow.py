@@ -159,8 +159,11 @@ def run_codeflow(
     params: GenerationParams | None = None,
     limits: sandbox.Limits | None = None,
     max_changed_lines: int = MAX_CHANGED_LINES,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Row], list[Row], list[Row]]:
     """Debug every task until its tests pass or ``max_iters`` fixes are spent; build the pairs.
+    When ``should_stop()`` turns true (SIGTERM at a time limit), the loop raises
+    ``resume.Preempted`` after the round's versions are in the checkpoint.
 
     Returns ``(trajectories, pairs, rejected_pairs)`` with the schemas of the module docstring.
     ``count_tokens`` measures a program for the ``max_length`` filter: pass the student
@@ -189,6 +192,10 @@ def run_codeflow(
             sum(r["passed"] for r in new),
         )
         round_no += 1
+        if should_stop is not None and should_stop():
+            from faulttune.resume import Preempted
+
+            raise Preempted(f"codeflow stopped on request after round {round_no}")
     trajectories = [row for tid in by_id for row in histories.get(tid, [])]
     instructions = {tid: task["instruction"] for tid, task in by_id.items()}
     pairs, dropped = build_pairs(

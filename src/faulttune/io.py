@@ -69,7 +69,8 @@ def write_parquet(
     path: str | os.PathLike[str],
     schema: pa.Schema | None = None,
 ) -> None:
-    """Write rows as Parquet. With ``schema`` an empty table still gets its columns."""
+    """Write rows as Parquet, atomically (a temporary file renamed into place: a killed job never
+    leaves a half-written table). With ``schema`` an empty table still gets its columns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if schema is not None:
@@ -78,7 +79,9 @@ def write_parquet(
         table = pa.Table.from_pylist(list(rows))
     else:
         table = pa.table({})
-    pq.write_table(table, path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
 
 
 def read_parquet(

@@ -31,24 +31,28 @@ def _token_counter(tokenizer_name: str):
 
 def codeflow(settings: CodeflowSettings, train: str, mutants: str | None, out_dir: str,
              threads: int = 1) -> None:
-    """CodeFlow debugging of every training task, then IterPref pairs (resumable)."""
+    """CodeFlow debugging of every training task, then IterPref pairs. Every round's versions go
+    to the job's state (:mod:`faulttune.resume`), so a killed job continues from the last round."""
     from faulttune.codeflow import run_codeflow
     from faulttune.generate import GenerationParams, make_backend
+    from faulttune.resume import Resumable
 
     set_threads(threads)
     backend = settings.backend
-    trajectories, pairs, rejected = run_codeflow(
-        train_tasks(train), make_backend(backend.backend, backend.model, **backend.options),
-        max_iters=settings.max_iters, start=settings.start,
-        mutants=io.read_parquet(mutants) if mutants else None,
-        checkpoint=Path(out_dir) / "trajectories.checkpoint.jsonl", seed=settings.seed,
-        rejected=settings.rejected, max_length=settings.max_length,
-        count_tokens=_token_counter(backend.model), workers=threads,
-        params=GenerationParams(max_new_tokens=settings.max_new_tokens, seed=settings.seed),
-    )
-    io.write_parquet(trajectories, Path(out_dir) / "trajectories.parquet")
-    io.write_parquet(pairs, Path(out_dir) / "pairs.parquet")
-    io.write_rejected(rejected, Path(out_dir) / "pairs.parquet", "codeflow", _rejected_schema())
+    with Resumable(Path(out_dir) / "trajectories.parquet", settings) as job:
+        trajectories, pairs, rejected = run_codeflow(
+            train_tasks(train), make_backend(backend.backend, backend.model, **backend.options),
+            max_iters=settings.max_iters, start=settings.start,
+            mutants=io.read_parquet(mutants) if mutants else None,
+            checkpoint=job.state / "versions.jsonl", seed=settings.seed,
+            rejected=settings.rejected, max_length=settings.max_length,
+            count_tokens=_token_counter(backend.model), workers=threads,
+            params=GenerationParams(max_new_tokens=settings.max_new_tokens, seed=settings.seed),
+            should_stop=lambda: job.stop_requested,
+        )
+        io.write_parquet(pairs, Path(out_dir) / "pairs.parquet")
+        io.write_rejected(rejected, Path(out_dir) / "pairs.parquet", "codeflow", _rejected_schema())
+        io.write_parquet(trajectories, Path(out_dir) / "trajectories.parquet")
     log.info("codeflow: %d versions, %d pairs, %d without a pair",
              len(trajectories), len(pairs), len(rejected))
 
