@@ -76,7 +76,8 @@ def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_pa
     from faulttune.data.benchmarks import load_benchmark
     from faulttune.data.sources import humaneval_split
     from faulttune.io import read_parquet, rejected_path
-    from faulttune.stages import prepare_train
+    from faulttune.settings import Plan
+    from faulttune.stages.data import prepare_train
 
     heldout = humaneval_split(0, 32)[1][0]
     planted = next(t for t in load_benchmark("humaneval") if t.task_id == heldout)
@@ -86,12 +87,13 @@ def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_pa
     repo = Path(__file__).resolve().parents[1]
     config = copy.deepcopy(yaml.safe_load((repo / "config" / "config.yaml").read_text()))
     config["sweeps"] = {}
-    config["data"].update({"train": {"source": str(path), "columns": {"instruction": "q", "solution": "a"}},
-                           "decontaminate": True})
-    config = validate_config(config)
-    config["data"]["train"]["limit"] = 32  # the held-out half of the demo split is guarded
+    config["data"].update({"train": {"source": str(path), "columns": {"instruction": "q", "solution": "a"},
+                                     "limit": 32}, "decontaminate": True})
+    settings = Plan(validate_config(config), environ={}).train_table()
+    # the held-out half of the demo split (seed 0, 32 training tasks) is guarded
+    assert [s.name for s in settings.decontaminate] == ["humaneval-split-heldout"]
     out = tmp_path / "train.parquet"
-    prepare_train(config, str(out))
+    prepare_train(settings, str(out))
     assert [r["task_id"] for r in read_parquet(out)] == ["train/1"]
     (rejected,) = read_parquet(rejected_path(out))
     assert rejected["task_id"] == "train/0" and heldout in rejected["reason"]
