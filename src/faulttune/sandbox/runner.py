@@ -1,0 +1,338 @@
+"""One run: the jails of one program (its server, and a judge for assert-style tests), driven
+from the scorer's side.
+
+A :class:`Session` moves frames to and from its jails without blocking, against deadlines the
+scorer keeps itself: a jail that does not answer in time gets SIGKILL, whatever it does inside (a
+loop in C code, signals ignored, timers disabled). While it waits for one jail it keeps reading the
+stdout/stderr of all of them (the last ``Limits.max_output_kb`` are kept), so a program that floods
+its output cannot block. Every live session is known, so an interrupted scorer kills them all
+(:func:`terminate_all`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from faulttune.sandbox import jail, wire
+from faulttune.sandbox.results import SANDBOX_FAILURE, Limits, clip, explain_exit
+
+_BIG_FRAME = 1 << 20  # a reply larger than this gets time to arrive (see Session.receive)
+_TRANSFER_BYTES_PER_S = 50e6
+
+
+class Overdue(Exception):
+    """The jail did not answer before the deadline."""
+
+
+class Closed(Exception):
+    """The jail's channel closed: its process ended (or closed it) before answering."""
+
+
+class Oversize(Exception):
+    """A jail (``name``) announced a frame larger than the session accepts."""
+
+    def __init__(self, name: str, size: int):
+        super().__init__(name, size)
+        self.name, self.size = name, size
+
+
+@dataclass
+class _Tail:
+    cap: int
+    data: bytearray = field(default_factory=bytearray)
+
+    def add(self, chunk: bytes) -> None:
+        self.data.extend(chunk)
+        if len(self.data) > self.cap:
+            del self.data[: len(self.data) - self.cap]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+@dataclass
+class _Jail:
+    spawned: jail.Spawned
+    stdout: _Tail
+    stderr: _Tail
+    inbox: bytearray = field(default_factory=bytearray)
+    outbox: bytearray = field(default_factory=bytearray)
+    frames: list[tuple[bytes, bytes]] = field(default_factory=list)
+    closed: bool = False
+    started: bool = False  # said hello
+    partial: tuple[int, float] | None = None  # (announced size, when) of a frame not yet whole
+
+
+_live: set[Session] = set()
+_live_lock = threading.Lock()
+
+
+def terminate_all() -> None:
+    """SIGKILL every jail of every live session (their threads then finish on their own)."""
+    with _live_lock:
+        sessions = list(_live)
+    for session in sessions:
+        session.terminate()
+
+
+class Session:
+    """The jails of one run; use as a context manager (leaving it kills them all)."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.max_frame = limits.max_value_mb * 1024 * 1024
+        self.jails: dict[str, _Jail] = {}
+        self.selector = selectors.DefaultSelector()
+
+    def __enter__(self) -> Session:  # noqa: PYI034 - final in practice
+        with _live_lock:
+            _live.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, name: str, role: str) -> None:
+        """Start a jail for ``role`` under ``name``; its bootstrap bundle goes out first."""
+        spawned = jail.spawn(role, self.limits)
+        cap = self.limits.max_output_kb * 1024
+        state = _Jail(spawned, _Tail(cap), _Tail(cap))
+        self.jails[name] = state
+        proc = spawned.proc
+        assert proc.stdout is not None and proc.stderr is not None
+        for fd, stream in ((proc.stdout.fileno(), "stdout"), (proc.stderr.fileno(), "stderr"),
+                           (spawned.from_jail, "channel")):
+            os.set_blocking(fd, False)
+            self.selector.register(fd, selectors.EVENT_READ, (name, stream))
+        os.set_blocking(spawned.to_jail, False)
+        state.outbox.extend(spawned.preamble)
+        self.selector.register(spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
+
+    # --- frames -------------------------------------------------------------------------------
+
+    def send(self, name: str, kind: bytes, body: bytes, deadline: float) -> None:
+        """Queue one frame for ``name`` and wait until it is written (Overdue, Closed)."""
+        state = self.jails[name]
+        if state.closed:
+            raise Closed(name)
+        if not state.outbox:
+            self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
+        state.outbox.extend(wire.frame(kind, body))
+        self._pump(lambda: not state.outbox or state.closed, deadline)
+        if state.outbox:
+            raise Closed(name)
+
+    def receive(self, name: str, deadline: float) -> tuple[bytes, bytes]:
+        """The next frame from ``name`` (Overdue, Closed, Oversize).
+
+        A frame over 1 MiB whose header came in time gets what its size needs to arrive
+        (50 MB/s), so the limit measures computing rather than copying a large return value.
+        """
+        state = self.jails[name]
+        while not state.frames:
+            if state.closed:
+                raise Closed(name)
+            limit = deadline
+            if state.partial and state.partial[0] > _BIG_FRAME:
+                limit = max(deadline, state.partial[1] + 0.25 + state.partial[0] /
+                            _TRANSFER_BYTES_PER_S)
+            self._pump(lambda: bool(state.frames) or state.closed, limit, once=True)
+        return state.frames.pop(0)
+
+    # --- the event loop -----------------------------------------------------------------------
+
+    def _pump(self, done: Any, deadline: float, once: bool = False) -> None:
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Overdue()
+            for key, _ in self.selector.select(min(left, 0.5)):
+                self._handle(*key.data, key.fd)
+            if once:
+                return
+
+    def _handle(self, name: str, stream: str, fd: int) -> None:
+        state = self.jails[name]
+        if stream == "request":
+            self._write(state, fd)
+            return
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.selector.unregister(fd)
+            if stream == "channel":
+                state.closed = True
+            return
+        if stream == "channel":
+            self._take(name, state, chunk)
+        else:
+            getattr(state, stream).add(chunk)
+
+    def _write(self, state: _Jail, fd: int) -> None:
+        try:
+            written = os.write(fd, state.outbox[: 1 << 20])
+        except BlockingIOError:
+            return
+        except OSError:  # the jail closed its end
+            state.closed = True
+            written = len(state.outbox)
+        del state.outbox[:written]
+        if not state.outbox:
+            self.selector.unregister(fd)
+
+    def _take(self, name: str, state: _Jail, chunk: bytes) -> None:
+        state.inbox.extend(chunk)
+        while len(state.inbox) >= wire.HEADER:
+            size = int.from_bytes(state.inbox[: wire.HEADER], "big")
+            if size < 1 or size > self.max_frame + 1:
+                raise Oversize(name, size)
+            if len(state.inbox) < wire.HEADER + size:
+                if state.partial is None or state.partial[0] != size:
+                    state.partial = (size, time.monotonic())
+                return
+            data = bytes(state.inbox[wire.HEADER: wire.HEADER + size])
+            del state.inbox[: wire.HEADER + size]
+            state.partial = None
+            state.frames.append((data[:1], data[1:]))
+
+    # --- after the run ------------------------------------------------------------------------
+
+    def returncode(self, name: str, wait_s: float = 1.0) -> int | None:
+        """The jail's exit status once its process has ended (None: still running)."""
+        proc: subprocess.Popen[bytes] = self.jails[name].spawned.proc
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait_s)
+        self._drain(name)
+        return proc.returncode
+
+    def _drain(self, name: str) -> None:
+        """Read what is left of a finished jail's stdout/stderr."""
+        with contextlib.suppress(Overdue):
+            self._pump(lambda: False, time.monotonic() + 0.05)
+
+    def stderr_tail(self, name: str, chars: int = 4000) -> str:
+        return self.jails[name].stderr.text()[-chars:] if name in self.jails else ""
+
+    def out_of_memory(self, name: str) -> bool:
+        group = self.jails[name].spawned.cgroup
+        return group is not None and group.out_of_memory()
+
+    def terminate(self) -> None:
+        """SIGKILL every jail now (safe from another thread; close() cleans up)."""
+        import signal
+
+        for state in list(self.jails.values()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(state.spawned.proc.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        with _live_lock:
+            _live.discard(self)
+        for state in self.jails.values():
+            jail.kill(state.spawned)
+            for fd in (state.spawned.to_jail, state.spawned.from_jail):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            for stream in (state.spawned.proc.stdout, state.spawned.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        self.selector.close()
+
+
+# --- the program's side of the protocol (see server.py), shared by both kinds of tests ---------
+
+
+class Verdict(Exception):
+    """Ends a run with ``(status, detail)``."""
+
+    def __init__(self, status: str, detail: str):
+        super().__init__(status, detail)
+        self.status, self.detail = status, detail
+
+
+def program_answer(body: bytes, what: str) -> Any:
+    """Decode a frame body from the program's server; a malformed one is the program's fault."""
+    try:
+        return wire.loads(body)
+    except wire.WireError as e:
+        raise Verdict("fail", f"{what} cannot cross the sandbox boundary: {e}") from None
+
+
+def failure_verdict(type_name: str, message: str, where: list[str], exit_code: Any,
+                    when: str) -> tuple[str, str]:
+    """Status and detail for an exception the program raised (see server.describe_failure)."""
+    if type_name == "SystemExit":
+        return "fail", f"program called exit({exit_code!r}) {when}"
+    head = f"{type_name}: {message}" if message else type_name
+    if type_name == "SyntaxError":
+        return "error", f"{head} ({'; '.join(where)})"
+    status = "fail" if type_name == "AssertionError" else "error"
+    return status, head + (f" (at {'; '.join(where)})" if where else "")
+
+
+def failure_fields(value: Any) -> tuple[str, str, list[str], Any]:
+    if not (isinstance(value, tuple) and len(value) == 4 and isinstance(value[0], str)
+            and isinstance(value[1], str) and isinstance(value[2], list)):
+        raise Verdict("fail", "the program's server sent a malformed exception report")
+    return value[0], value[1], [str(w) for w in value[2]], value[3]
+
+
+def await_start(session: Session, name: str, deadline: float) -> None:
+    """Wait for the jail's hello (sent before any untrusted code runs); a jail that ends
+    before it never started, which is the sandbox's failure, not the program's."""
+    if session.jails[name].started:
+        return
+    try:
+        kind, _ = session.receive(name, deadline)
+    except Closed:
+        session.returncode(name)
+        last = (session.stderr_tail(name).strip().splitlines() or ["no message"])[-1]
+        raise Verdict("error", f"{SANDBOX_FAILURE}the jail did not start: {clip(last, 300)}"
+                      ) from None
+    if kind != b"H":
+        raise Verdict("error", f"{SANDBOX_FAILURE}the jail's first frame was {kind!r}")
+    session.jails[name].started = True
+
+
+def load_program(session: Session, program: str, deadline: float, *, guard: bool,
+                 swallow_io: bool) -> dict[str, str]:
+    """Run the program's top level in its server; its names ``{name: kind}`` or a Verdict."""
+    await_start(session, "program", deadline)
+    limits = session.limits
+    request = {"program": program, "guard": guard, "swallow_io": swallow_io,
+               "rlimits": limits.rlimits(jail.counts_processes()),
+               "path": jail.import_path(limits.packages)}
+    session.send("program", b"L", wire.dumps(request), deadline)
+    kind, body = session.receive("program", deadline)
+    value = program_answer(body, "the program's answer to loading it")
+    if kind == b"X":
+        raise Verdict(*failure_verdict(*failure_fields(value), "before the tests finished"))
+    if kind != b"O" or not isinstance(value, list) or not all(
+            isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, str) for x in v)
+            for v in value):
+        raise Verdict("fail", "the program's server sent a malformed list of names")
+    return dict(value)
+
+
+def closed_verdict(session: Session, name: str, when: str) -> Verdict:
+    """Why a jail's channel closed: the program's exit (its fault), or a broken judge."""
+    returncode = session.returncode(name)
+    stderr = session.stderr_tail(name)
+    if name != "program":
+        last = (stderr.strip().splitlines() or ["no message"])[-1]
+        return Verdict("error", f"{SANDBOX_FAILURE}the judge ended without a verdict "
+                                f"(exit code {returncode}): {clip(last, 300)}")
+    if returncode is None:
+        return Verdict("fail", f"the program closed its call channel {when}")
+    return Verdict(*explain_exit(returncode, stderr, when, session.out_of_memory(name)))
