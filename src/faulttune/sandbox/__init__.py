@@ -17,7 +17,13 @@ tests raised, or the process crashed; ``detail`` starts with "sandbox failure:" 
 itself broke).
 """
 
-from faulttune.sandbox.assertions import TestJob, prompt_helpers, run_program, run_test_job
+from faulttune.sandbox.assertions import (
+    TestJob,
+    prompt_helpers,
+    run_program,
+    run_test_job,
+    task_job,
+)
 from faulttune.sandbox.comparison import OutputCheck
 from faulttune.sandbox.differential import DiffJob, Stage, run_differential
 from faulttune.sandbox.jail import Isolation, isolation, memory_bound_mb
@@ -28,6 +34,6 @@ from faulttune.sandbox.runner import terminate_all
 __all__ = [
     "SANDBOX_FAILURE", "STATUSES", "DiffJob", "Isolation", "Limits", "OutputCheck",
     "SandboxResult", "Stage", "TestJob", "isolation", "memory_bound_mb", "prompt_helpers",
-    "run_differential", "run_in_pool", "run_many", "run_program", "run_test_job",
+    "run_differential", "run_in_pool", "run_many", "run_program", "run_test_job", "task_job",
     "terminate_all",
 ]

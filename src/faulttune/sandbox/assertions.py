@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ast
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from faulttune.sandbox import wire
 from faulttune.sandbox.results import SANDBOX_FAILURE, Limits, SandboxResult, clip
@@ -75,6 +77,13 @@ def prompt_helpers(prompt: str) -> str:
         first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         kept.append("\n".join(lines[first - 1: node.end_lineno]))
     return "\n\n".join(kept) + ("\n" if kept else "")
+
+
+def task_job(task: Mapping[str, Any], program: str) -> TestJob:
+    """``program`` judged by a training/benchmark task row's ``test``, with the helpers of its
+    ``instruction`` (when that is code) and its ``entry_point``."""
+    return TestJob(program, task.get("test") or "", prompt_helpers(task.get("instruction") or ""),
+                   task.get("entry_point") or "")
 
 
 def run_program(program: str, tests: str = "", *, helpers: str = "", entry_point: str = "",
