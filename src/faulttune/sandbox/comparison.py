@@ -34,6 +34,16 @@ class OutputCheck:
     entry_point: str
     atol: float
 
+    @property
+    def projection(self) -> str | None:
+        """"presence" where EvalPlus only checks that the answer is not None (its answers, regex
+        match objects, could not cross; the program's server sends ``server.presence`` of them)."""
+        from evalplus.eval import _special_oracle as oracle
+
+        if self.dataset == "mbpp" and self.entry_point in oracle.MBPP_OUTPUT_NOT_NONE_TASKS:
+            return "presence"
+        return None
+
     def agrees(self, inp: Any, out: Any, exp: Any, atol: float) -> tuple[bool, float]:
         """EvalPlus's verdict on one output; returns (agrees, atol for the next input).
 
@@ -79,6 +89,7 @@ class OutputCheck:
             return exact or out == oracle._digit_distance_nums(*inp)
         if entry in oracle.MBPP_OUTPUT_SET_EQ_TASKS:
             return set(out) == set(exp)
-        if entry in oracle.MBPP_OUTPUT_NOT_NONE_TASKS:
-            return out == exp if isinstance(out, bool) else exp == (out is not None)
+        if entry in oracle.MBPP_OUTPUT_NOT_NONE_TASKS:  # `out` is server.presence(answer)
+            kind, value = out
+            return value == exp if kind == "bool" else exp == (not value)
         return exact

@@ -161,7 +161,9 @@ class _StageRun:
 
     def _call(self, inp: Any, limit: float, label: str) -> tuple[bytes, bytes]:
         try:
-            request = wire.dumps((self.job.entry_point, list(inp), {}))
+            projection = self.job.check.projection
+            request = wire.dumps((self.job.entry_point, list(inp), {},
+                                  *([projection] if projection else [])))
         except wire.Uncarriable as e:
             raise Verdict("error", f"{SANDBOX_FAILURE}{label} holds {e.what}, which cannot "
                                    "cross the sandbox boundary") from None

@@ -149,12 +149,17 @@ class Session:
     # --- the event loop -----------------------------------------------------------------------
 
     def _pump(self, done: Any, deadline: float, once: bool = False) -> None:
+        """Handle events until ``done()``; Overdue once the deadline has passed.
+
+        What has already arrived is always taken first: when this thread was held up (another
+        thread decoding a large answer keeps the GIL), the jail is not blamed for our delay.
+        """
         while not done():
             left = deadline - time.monotonic()
-            if left <= 0:
-                raise Overdue()
-            for key, _ in self.selector.select(min(left, 0.5)):
+            for key, _ in self.selector.select(min(max(left, 0), 0.5)):
                 self._handle(*key.data, key.fd)
+            if left <= 0 and not done():
+                raise Overdue()
             if once:
                 return
 

@@ -7,8 +7,10 @@ The scorer sends frames on ``in_fd`` and reads the answers on ``out_fd``:
   ``(status, detail)`` when the program does not load (a syntax error, an exception, an exit).
   Every load runs the program again in a fresh namespace (EvalPlus runs base and plus inputs in
   separate processes, so state does not carry from one stage to the next).
-* ``C`` call: ``(name, args, kwargs)`` -> ``R`` the return value in the restricted format
-  (``wire``), ``E`` ``(type name, message, where, exit code or None)`` when the call raised, or
+* ``C`` call: ``(name, args, kwargs[, "presence"])`` -> ``R`` the return value in the restricted
+  format (with "presence", only :func:`presence` of it: EvalPlus checks some MBPP answers, regex
+  match objects, for being not None and nothing else)
+  ``E`` ``(type name, message, where, exit code or None)`` when the call raised, or
   ``U`` ``what`` when the return value cannot cross (a subclass, a generator, ...).
 
 Nothing here is trusted by the judging side: this code shares a process with the program, which
@@ -151,8 +153,8 @@ class Server:
                 found.append((name, "callable" if callable(value) else "value"))
         return found
 
-    def call(self, request: tuple[str, list[Any], dict[str, Any]]) -> tuple[bytes, bytes]:
-        name, args, kwargs = request
+    def call(self, request: tuple[Any, ...]) -> tuple[bytes, bytes]:
+        name, args, kwargs, *projection = request
         function = self.namespace.get(name)
         if function is None:
             return b"E", wire.dumps(("NameError", f"name '{name}' is not defined", [], None))
@@ -161,10 +163,17 @@ class Server:
                 value = function(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001
             return b"E", wire.dumps(describe_failure(exc, self.lines))
+        if projection == ["presence"]:
+            value = presence(value)
         try:
             return b"R", wire.dumps(value)
         except wire.Uncarriable as e:
             return b"U", wire.dumps(e.what)
+
+
+def presence(value: Any) -> tuple[str, bool]:
+    """What EvalPlus looks at for its not-None tasks: a bool itself, else whether it is None."""
+    return ("bool", value) if type(value) is bool else ("is None", value is None)
 
 
 def apply_rlimits(rlimits: dict[str, int]) -> None:
