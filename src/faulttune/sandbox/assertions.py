@@ -45,6 +45,8 @@ class TestJob:
     redefinitions never reach the tests. ``entry_point``: the function under test, when known.
     """
 
+    __test__ = False  # not a pytest test class, despite its name
+
     program: str
     tests: str = ""
     helpers: str = ""

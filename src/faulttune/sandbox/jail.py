@@ -55,6 +55,7 @@ LIBRARY_FOLDERS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/usr/
                    "/usr/local/lib64")
 TOP_LEVEL_LIBRARIES = ("/lib", "/lib64", "/lib32", "/libx32")
 PACKAGE_FOLDERS = ("site-packages", "dist-packages")
+OWNER_VARIABLE = "FAULTTUNE_JAIL_OWNER"  # in the environment of bwrap itself, not of the jail
 
 
 @dataclass(frozen=True)
@@ -231,14 +232,19 @@ def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
         extra = ["--info-fd", str(info[1]), "--block-fd", str(block[0])]
     command = bwrap_command(role, limits, (request[0], reply[1]), None if drop else uid)
     command[1:1] = extra
+    split = command.index("--")
+    arguments = _arguments_file(command[1:split])  # the jail's /proc/1/cmdline: no host path
     user = {"user": uid, "group": uid, "extra_groups": []} if drop else {}
-    child_fds = [request[0], reply[1], *([info[1], block[0]] if info and block else [])]
+    child_fds = [request[0], reply[1], arguments,
+                 *([info[1], block[0]] if info and block else [])]
     try:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, pass_fds=child_fds,
-                                start_new_session=True, env={}, **user)
+        proc = subprocess.Popen([command[0], "--args", str(arguments), *command[split:]],
+                                stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=child_fds, start_new_session=True,
+                                env={OWNER_VARIABLE: str(os.getpid())}, **user)
     except BaseException:
-        for fd in (*request, *reply, *(info or ()), *(block or ())):
+        for fd in (*request, *reply, *(info or ()), *(block or ()), arguments):
             os.close(fd)
         if group is not None:
             group.remove(wait_s=0)
@@ -253,6 +259,14 @@ def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
             kill(spawned)
             raise
     return spawned
+
+
+def _arguments_file(arguments: list[str]) -> int:
+    """An fd holding ``arguments`` NUL-separated, for ``bwrap --args``."""
+    fd = os.memfd_create("bwrap-args", 0)
+    os.write(fd, b"".join(a.encode() + b"\0" for a in arguments))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _enter_cgroup(group: cgroup.Cgroup, info_fd: int, block_fd: int) -> None:
@@ -292,7 +306,7 @@ def _spawn_fallback(role: str, limits: Limits) -> Spawned:
     request, reply = os.pipe(), os.pipe()
     command = [sys.executable, *_python_flags(), "-c", bootstrap.BOOT, str(request[0]),
                str(reply[1]), role, "fallback", str(os.getpid())]
-    env = {**ENV, "HOME": workdir, "TMPDIR": workdir}
+    env = {**ENV, "HOME": workdir, "TMPDIR": workdir, OWNER_VARIABLE: str(os.getpid())}
     try:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, pass_fds=(request[0], reply[1]),

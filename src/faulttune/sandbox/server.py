@@ -128,6 +128,7 @@ class Server:
             sys.path.extend(p for p in request["path"] if p not in sys.path)
             apply_rlimits(request["rlimits"])
             if request["guard"]:
+                preimport_for_guard(request["program"])
                 apply_evalplus_guard()
             self.limited = True
         self.swallow = request["swallow_io"]
@@ -184,6 +185,20 @@ def apply_rlimits(rlimits: dict[str, int]) -> None:
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         resource.setrlimit(kind, (value, value))
+
+
+# Imported already in EvalPlus's checking process, and not importable once the guard is on
+# (their import calls os.putenv): programs that use them import them before it, as there.
+PREIMPORTED = ("numpy", "multiprocessing")
+
+
+def preimport_for_guard(program: str) -> None:
+    import importlib
+
+    for name in PREIMPORTED:
+        if name in program:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
 
 
 def apply_evalplus_guard() -> None:
