@@ -57,11 +57,16 @@ def jail_processes(owner: int) -> list[psutil.Process]:
     return found
 
 
-def wait_until_gone(owner: int, seconds: float = 5.0) -> list[psutil.Process]:
+def leftovers(owner: int, seconds: float = 5.0) -> dict[str, list[object]]:
+    """What the scorer ``owner`` left (processes, cgroups, folders) once ``seconds`` have passed
+    or nothing is left: jails die and cgroups go away a moment after a verdict."""
     deadline = time.monotonic() + seconds
-    while (left := jail_processes(owner)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
+    while True:
+        found = {"processes": jail_processes(owner), "cgroups": leftover_cgroups(owner),
+                 "folders": leftover_folders(owner)}
+        if not any(found.values()) or time.monotonic() > deadline:
+            return {k: v for k, v in found.items() if v}
+        time.sleep(0.05)
 
 
 def leftover_cgroups(owner: int) -> list[Path]:

@@ -10,9 +10,11 @@ Cgroups left by a scorer that was killed are removed the next time one is made.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
+import queue
 import re
 import threading
 import time
@@ -32,10 +34,6 @@ class Cgroup:
 
     folders: tuple[Path, ...]
 
-    def add(self, pid: int) -> None:
-        for folder in self.folders:
-            (folder / "cgroup.procs").write_text(str(pid))
-
     def out_of_memory(self) -> bool:
         """Whether the kernel killed a process of this cgroup for exceeding its memory limit."""
         for name in ("memory.events", "memory.oom_control"):
@@ -46,6 +44,10 @@ class Cgroup:
                         if key == "oom_kill" and int(value) > 0:
                             return True
         return False
+
+    def remove_later(self) -> None:
+        """Remove the folders in the background once the jail's last process is gone."""
+        _reaper.put(self)
 
     def remove(self, wait_s: float = 2.0) -> None:
         """Remove the folders once their processes are gone (they die with the jail)."""
@@ -61,6 +63,36 @@ class Cgroup:
                     if time.monotonic() > deadline:
                         break
                     time.sleep(0.01)
+
+
+class _Reaper:
+    """One thread that removes the cgroups of finished jails off the scorer's critical path;
+    what is still queued when the scorer exits is removed then (atexit)."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[Cgroup] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def put(self, group: Cgroup) -> None:
+        self.queue.put(group)
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="cgroup-reaper",
+                                               daemon=True)
+                self.thread.start()
+                atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self.queue.get().remove()
+
+    def flush(self) -> None:
+        while not self.queue.empty():
+            self.queue.get().remove()
+
+
+_reaper = _Reaper()
 
 
 def _own_paths() -> dict[str, str]:

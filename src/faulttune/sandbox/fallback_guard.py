@@ -7,16 +7,20 @@ only makes honest mistakes fail loudly and ties the process to its scorer. Stand
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent: int) -> None:
     """SIGKILL this process when the scorer's thread that started it ends."""
+    import ctypes
+    import signal
+
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     if os.getppid() != parent:  # the scorer died before the signal was armed

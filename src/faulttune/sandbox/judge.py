@@ -16,9 +16,12 @@ from __future__ import annotations
 import builtins
 import importlib
 import os
-from typing import Any
 
 from faulttune.sandbox import wire
+
+TYPE_CHECKING = False  # typing costs the jail's start-up more than all the rest
+if TYPE_CHECKING:
+    from typing import Any
 
 TESTS, HELPERS = "<tests>", "<helpers>"
 _PROGRAM_EXCEPTION = "_faulttune_program_exception"

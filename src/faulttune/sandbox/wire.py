@@ -19,16 +19,18 @@ Standard library only: this module also runs inside the jail (see ``bootstrap``)
 
 from __future__ import annotations
 
-import contextlib
+import _thread
 import gc
 import io
 import os
-import pickle
-import threading
+from _pickle import Pickler, Unpickler  # not `pickle`: it imports re and enum (jail start-up)
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
 from itertools import chain
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs the jail's start-up more than all the rest
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
 
 SCALARS = (type(None), bool, int, float, complex, str, bytes)
 CONTAINERS = (list, tuple, set, frozenset, dict)
@@ -70,7 +72,7 @@ def describe_type(obj: Any) -> str:
     return f"{article} {name}"
 
 
-class _Guarded(pickle.Pickler):
+class _Guarded(Pickler):
     """Refuses everything but exact builtins (the C pickler skips this hook for those)."""
 
     def reducer_override(self, obj: Any) -> Any:
@@ -95,7 +97,7 @@ def dumps(value: Any) -> bytes:
     return buffer.getvalue()
 
 
-class _Restricted(pickle.Unpickler):
+class _Restricted(Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _GLOBALS:
             return _GLOBALS[(module, name)]
@@ -103,25 +105,20 @@ class _Restricted(pickle.Unpickler):
 
 
 _gc_pauses = 0
-_gc_lock = threading.Lock()
+_gc_lock = _thread.allocate_lock()
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic GC while a large value is built (its containers cannot form garbage cycles
-    yet, and collections triggered by millions of new tuples cost more than decoding them)."""
+def _pause_gc(step: int) -> None:
+    """Count decoders at work; no cyclic GC while any is (a value being built cannot form
+    garbage cycles yet, and collections triggered by millions of new tuples cost more than
+    decoding them)."""
     global _gc_pauses
     with _gc_lock:
-        _gc_pauses += 1
-        if _gc_pauses == 1:
+        _gc_pauses += step
+        if _gc_pauses == step == 1:
             gc.disable()
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0:
-                gc.enable()
+        elif _gc_pauses == 0:
+            gc.enable()
 
 
 def loads(data: bytes) -> Any:
@@ -130,13 +127,15 @@ def loads(data: bytes) -> Any:
     The value may have at most 2 parts per byte of ``data`` (plus a little): sharing (one list
     referenced many times) cannot turn a small message into a huge tree to walk or compare.
     """
+    _pause_gc(1)
     try:
-        with _gc_paused():
-            value = _Restricted(_BytesIO(data)).load()
+        value = _Restricted(_BytesIO(data)).load()
     except WireError:
         raise
     except Exception as e:  # noqa: BLE001 - any malformed input is the sender's fault
         raise WireError(f"malformed value ({type(e).__name__}: {e})") from None
+    finally:
+        _pause_gc(-1)
     check_plain(value, 2 * len(data) + 1000)
     return value
 
