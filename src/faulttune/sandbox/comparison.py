@@ -7,8 +7,17 @@ scorer's own imports.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
+
+
+@functools.cache
+def _oracles() -> Any:
+    """EvalPlus's special oracles (imported once, on first use: importing evalplus is slow)."""
+    from evalplus.eval import _special_oracle
+
+    return _special_oracle
 
 
 def is_floats(x: Any) -> bool:
@@ -38,9 +47,7 @@ class OutputCheck:
     def projection(self) -> str | None:
         """"presence" where EvalPlus only checks that the answer is not None (its answers, regex
         match objects, could not cross; the program's server sends ``server.presence`` of them)."""
-        from evalplus.eval import _special_oracle as oracle
-
-        if self.dataset == "mbpp" and self.entry_point in oracle.MBPP_OUTPUT_NOT_NONE_TASKS:
+        if self.dataset == "mbpp" and self.entry_point in _oracles().MBPP_OUTPUT_NOT_NONE_TASKS:
             return "presence"
         return None
 
@@ -58,13 +65,11 @@ class OutputCheck:
             return False, atol
 
     def _agrees(self, inp: Any, out: Any, exp: Any, atol: float) -> tuple[bool, float]:
-        from evalplus.eval import _special_oracle as oracle
-
         exact = out == exp
         if self.dataset == "mbpp":
             exact = self._mbpp_oracle(inp, out, exp, atol, bool(exact))
         if self.dataset == "humaneval" and self.entry_point == "find_zero":
-            return abs(oracle._poly(*inp, out)) <= atol, atol
+            return abs(_oracles()._poly(*inp, out)) <= atol, atol
         if atol == 0 and is_floats(exp):
             atol = 1e-6
         if not exact and atol != 0:
@@ -76,8 +81,7 @@ class OutputCheck:
         return bool(exact), atol
 
     def _mbpp_oracle(self, inp: Any, out: Any, exp: Any, atol: float, exact: bool) -> bool:
-        from evalplus.eval import _special_oracle as oracle
-
+        oracle = _oracles()
         entry = self.entry_point
         if entry == "are_equivalent":
             return True

@@ -34,13 +34,18 @@ import secrets
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from faulttune.sandbox import bootstrap, cgroup
+from faulttune.sandbox.mounts import (
+    others_can_read,
+    package_mounts,
+    python_binary,
+    system_mounts,
+)
 from faulttune.sandbox.packages import SITE, resolve
 from faulttune.sandbox.results import Limits
 
@@ -50,10 +55,6 @@ ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF
        "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "MPLBACKEND": "Agg"}
-LIBRARY_FOLDERS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/usr/libx32", "/usr/local/lib",
-                   "/usr/local/lib64")
-TOP_LEVEL_LIBRARIES = ("/lib", "/lib64", "/lib32", "/libx32")
-PACKAGE_FOLDERS = ("site-packages", "dist-packages")
 OWNER_VARIABLE = "FAULTTUNE_JAIL_OWNER"  # in the environment of bwrap itself, not of the jail
 
 
@@ -85,68 +86,9 @@ class Spawned:
     workdir: str | None = None  # the fallback's temporary folder
 
 
-def python_binary() -> str:
-    return os.path.realpath(sys.executable)
-
-
 def _python_flags() -> list[str]:
     # -S: no site (sys.path is the standard library plus the allowed packages); -P: no cwd
     return ["-S", "-s", "-B", *(["-P"] if sys.version_info >= (3, 11) else [])]
-
-
-def _libpython() -> list[str]:
-    folder, name = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("INSTSONAME")
-    path = os.path.join(folder or "", name or "")
-    return [path] if folder and name and os.path.isfile(path) else []
-
-
-def _stdlib() -> str:
-    return os.path.dirname(os.__file__)
-
-
-def _package_folders(roots: list[str]) -> list[str]:
-    """``site-packages``/``dist-packages`` folders inside the mounted roots: hidden in the jail."""
-    found = set()
-    for root in roots:
-        for pattern in ("python3*/{}", "python3/{}", "{}"):
-            for name in PACKAGE_FOLDERS:
-                found.update(p for p in glob.glob(os.path.join(root, pattern.format(name)))
-                             if os.path.isdir(p))
-    return sorted(found)
-
-
-@functools.lru_cache(maxsize=1)
-def _system_mounts() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(bwrap arguments that mount the interpreter and its libraries, the host paths they read)."""
-    args: list[str] = []
-    sources: list[str] = []
-    for top in TOP_LEVEL_LIBRARIES:
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-            sources.append(top)
-    folders = [d for d in LIBRARY_FOLDERS if os.path.isdir(d) and not os.path.islink(d)]
-    for folder in folders:
-        args += ["--ro-bind", folder, folder]
-    stdlib, python = _stdlib(), python_binary()
-    args += ["--ro-bind", stdlib, stdlib, "--ro-bind", python, python]
-    for lib in _libpython():
-        args += ["--ro-bind", os.path.realpath(lib), lib]
-    for hidden in _package_folders([*folders, os.path.dirname(stdlib), stdlib]):
-        args += ["--tmpfs", hidden, "--remount-ro", hidden]
-    sources += [*folders, stdlib, python, *_libpython()]
-    return tuple(args), tuple(sources)
-
-
-def _package_mounts(packages: tuple[str, ...]) -> list[str]:
-    args = ["--dir", SITE]
-    for mount in resolve(packages):
-        target = f"{SITE}/{mount.name}"
-        args += ["--ro-bind", mount.source, target]
-        for masked in mount.masked:
-            args += ["--ro-bind", "/dev/null", f"{target}/{masked}"]
-    return args
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,23 +105,6 @@ def _bwrap() -> tuple[str, bool] | None:
     return path, "--disable-userns" in usage
 
 
-def _others_can_read(path: str) -> bool:
-    """Whether a uid with no relation to the file's owner can reach and read ``path``."""
-    import stat
-
-    current = os.path.realpath(path)
-    try:
-        if not os.stat(current).st_mode & stat.S_IROTH:
-            return False
-        while current != "/":
-            current = os.path.dirname(current)
-            if not os.stat(current).st_mode & stat.S_IXOTH:
-                return False
-    except OSError:
-        return False
-    return True
-
-
 @functools.lru_cache(maxsize=1)
 def _drop_uid_before_bwrap() -> bool:
     """As root: whether bwrap itself can run under a random uid (every mount source readable).
@@ -187,7 +112,7 @@ def _drop_uid_before_bwrap() -> bool:
     Otherwise (an interpreter under /root, say) bwrap runs as root and only the jail's inside uid
     is random; the kernel then does not count the jail's processes, and only a cgroup does.
     """
-    return all(_others_can_read(p) for p in _system_mounts()[1])
+    return all(others_can_read(p) for p in system_mounts()[1])
 
 
 def counts_processes() -> bool:
@@ -210,7 +135,7 @@ def bwrap_command(role: str, limits: Limits, channel: tuple[int, int],
     args += ["--uid", str(uid), "--gid", str(uid)] if uid is not None else []
     for key, value in ENV.items():
         args += ["--setenv", key, value]
-    args += list(_system_mounts()[0]) + _package_mounts(limits.packages)
+    args += list(system_mounts()[0]) + package_mounts(limits.packages)
     args += ["--proc", "/proc", "--dev", "/dev", "--size", tmpfs, "--tmpfs", "/dev/shm",
              "--size", tmpfs, "--tmpfs", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
              "--chdir", "/tmp"]

@@ -64,7 +64,8 @@ class _Jail:
     stderr: _Tail
     inbox: bytearray = field(default_factory=bytearray)
     outbox: bytearray = field(default_factory=bytearray)
-    frames: list[tuple[bytes, bytes]] = field(default_factory=list)
+    frames: list[tuple[bytes, bytes, float]] = field(default_factory=list)  # kind, body, arrived
+    drained: float = 0.0  # when the outbox last became empty
     closed: bool = False
     started: bool = False  # said hello
     partial: tuple[int, float] | None = None  # (announced size, when) of a frame not yet whole
@@ -119,36 +120,84 @@ class Session:
 
     def send(self, name: str, kind: bytes, body: bytes, deadline: float) -> None:
         """Queue one frame for ``name`` and wait until it is written (Overdue, Closed)."""
+        if not self.post(name, kind, body):
+            self.flush(name, deadline)
+
+    def flush(self, name: str, deadline: float) -> None:
+        """Wait until every frame queued for ``name`` is written (Overdue, Closed)."""
         state = self.jails[name]
-        if state.closed:
-            raise Closed(name)
-        if not state.outbox:
-            self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
-        state.outbox.extend(wire.frame(kind, body))
         self._pump(lambda: not state.outbox or state.closed, deadline)
         if state.outbox:
             raise Closed(name)
 
+    def post(self, name: str, kind: bytes, body: bytes) -> bool:
+        """Queue one frame for ``name`` without waiting; True when it went out whole at once
+        (otherwise the event loop writes the rest; see :meth:`sending`)."""
+        state = self.jails[name]
+        if state.closed:
+            raise Closed(name)
+        data = wire.frame(kind, body)
+        if not state.outbox:  # the common case: the pipe takes it at once, no event loop
+            written = self._write_now(state, data)
+            if written == len(data):
+                state.drained = time.monotonic()
+                return True
+            data = data[written:]
+            self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
+        state.outbox.extend(data)
+        return False
+
+    def sending(self, name: str) -> bool:
+        """Whether frames for ``name`` are still being written."""
+        return bool(self.jails[name].outbox)
+
+    def drained_at(self, name: str) -> float:
+        """When the last frame for ``name`` was written whole."""
+        return self.jails[name].drained
+
+    @staticmethod
+    def _write_now(state: _Jail, data: bytes) -> int:
+        try:
+            return os.write(state.spawned.to_jail, data)
+        except BlockingIOError:
+            return 0
+        except OSError:  # the jail closed its end
+            state.closed = True
+            return 0
+
     def receive(self, name: str, deadline: float) -> tuple[bytes, bytes]:
-        """The next frame from ``name`` (Overdue, Closed, Oversize).
+        """The next frame from ``name`` (Overdue, Closed, Oversize)."""
+        kind, body, _ = self.receive_timed(name, deadline)
+        return kind, body
+
+    def receive_timed(self, name: str, deadline: float) -> tuple[bytes, bytes, float]:
+        """The next frame from ``name`` and when it arrived whole (Overdue, Closed, Oversize).
 
         A frame over 1 MiB whose header came in time gets what its size needs to arrive
         (50 MB/s), so the limit measures computing rather than copying a large return value.
+        What is already in the pipe is always read before the jail is called overdue.
         """
         state = self.jails[name]
         while not state.frames:
             if state.closed:
                 raise Closed(name)
-            limit = deadline
-            if state.partial and state.partial[0] > _BIG_FRAME:
-                limit = max(deadline, state.partial[1] + 0.25 + state.partial[0] /
-                            _TRANSFER_BYTES_PER_S)
-            self._pump(lambda: bool(state.frames) or state.closed, limit, once=True)
+            left = self._limit(state, deadline) - time.monotonic()
+            for key, _ in self.selector.select(min(max(left, 0), 0.5)):
+                self._handle(*key.data, key.fd)
+            if not (state.frames or state.closed) and left <= 0 \
+                    and self._limit(state, deadline) <= time.monotonic():
+                raise Overdue()
         return state.frames.pop(0)
+
+    @staticmethod
+    def _limit(state: _Jail, deadline: float) -> float:
+        if state.partial and state.partial[0] > _BIG_FRAME:
+            return max(deadline, state.partial[1] + 0.25 + state.partial[0] / _TRANSFER_BYTES_PER_S)
+        return deadline
 
     # --- the event loop -----------------------------------------------------------------------
 
-    def _pump(self, done: Any, deadline: float, once: bool = False) -> None:
+    def _pump(self, done: Any, deadline: float) -> None:
         """Handle events until ``done()``; Overdue once the deadline has passed.
 
         What has already arrived is always taken first: when this thread was held up (another
@@ -160,8 +209,6 @@ class Session:
                 self._handle(*key.data, key.fd)
             if left <= 0 and not done():
                 raise Overdue()
-            if once:
-                return
 
     def _handle(self, name: str, stream: str, fd: int) -> None:
         state = self.jails[name]
@@ -194,6 +241,7 @@ class Session:
             written = len(state.outbox)
         del state.outbox[:written]
         if not state.outbox:
+            state.drained = time.monotonic()
             self.selector.unregister(fd)
 
     def _take(self, name: str, state: _Jail, chunk: bytes) -> None:
@@ -209,7 +257,7 @@ class Session:
             data = bytes(state.inbox[wire.HEADER: wire.HEADER + size])
             del state.inbox[: wire.HEADER + size]
             state.partial = None
-            state.frames.append((data[:1], data[1:]))
+            state.frames.append((data[:1], data[1:], time.monotonic()))
 
     # --- after the run ------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ CONTAINERS = (list, tuple, set, frozenset, dict)
 MAPPINGS = (Counter, OrderedDict)
 MAX_DEPTH = 200  # containers nested deeper than this do not cross
 HEADER = 4
+_SMALL = 1 << 16  # bytes: below this, decoding cannot trigger a costly cyclic GC
 _SCALAR_SET = frozenset(SCALARS)
 _CONTAINER_SET = frozenset(CONTAINERS + MAPPINGS)
 _DICTS = frozenset((dict, *MAPPINGS))
@@ -127,16 +128,27 @@ def loads(data: bytes) -> Any:
     The value may have at most 2 parts per byte of ``data`` (plus a little): sharing (one list
     referenced many times) cannot turn a small message into a huge tree to walk or compare.
     """
+    if len(data) < _SMALL:  # GC cannot matter, and pausing it costs a lock
+        return _checked(_decode(data), len(data))
     _pause_gc(1)
     try:
-        value = _Restricted(_BytesIO(data)).load()
+        return _checked(_decode(data), len(data))
+    finally:
+        _pause_gc(-1)
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return _Restricted(_BytesIO(data)).load()
     except WireError:
         raise
     except Exception as e:  # noqa: BLE001 - any malformed input is the sender's fault
         raise WireError(f"malformed value ({type(e).__name__}: {e})") from None
-    finally:
-        _pause_gc(-1)
-    check_plain(value, 2 * len(data) + 1000)
+
+
+def _checked(value: Any, size: int) -> Any:
+    if type(value) not in _SCALAR_SET:
+        check_plain(value, 2 * size + 1000)
     return value
 
 
