@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from faulttune.sandbox.assertions import TestJob, run_test_job
 from faulttune.sandbox.results import Limits, SandboxResult
-from faulttune.sandbox.runner import terminate_all
+from faulttune.sandbox.runner import allow_sessions, terminate_all
 
 log = logging.getLogger("faulttune.sandbox")
 
@@ -30,6 +30,7 @@ def run_in_pool(func: Callable[[T], R], items: Sequence[T], *, workers: int | No
     from tqdm import tqdm
 
     results: list[Any] = [None] * len(items)
+    allow_sessions()
     pool = cf.ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1))
     try:
         with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
@@ -44,7 +45,9 @@ def run_in_pool(func: Callable[[T], R], items: Sequence[T], *, workers: int | No
                     bar.update(1)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
-        terminate_all()
+        terminate_all()  # and no new jail: a worker may be about to start one
+        pool.shutdown(wait=True)  # quick: every jail is dead, so every worker returns
+        allow_sessions()
         raise
     pool.shutdown(wait=True)
     return results

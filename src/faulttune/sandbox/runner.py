@@ -73,14 +73,25 @@ class _Jail:
 
 _live: set[Session] = set()
 _live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+class Stopping(RuntimeError):
+    """The scorer is being interrupted: no new jail starts."""
 
 
 def terminate_all() -> None:
-    """SIGKILL every jail of every live session (their threads then finish on their own)."""
+    """SIGKILL every jail of every live session (their threads then finish on their own) and
+    refuse new sessions until :func:`allow_sessions`."""
     with _live_lock:
+        _stopping.set()
         sessions = list(_live)
     for session in sessions:
         session.terminate()
+
+
+def allow_sessions() -> None:
+    _stopping.clear()
 
 
 class Session:
@@ -94,6 +105,8 @@ class Session:
 
     def __enter__(self) -> Session:  # noqa: PYI034 - final in practice
         with _live_lock:
+            if _stopping.is_set():
+                raise Stopping("the scorer is stopping")
             _live.add(self)
         return self
 
