@@ -137,6 +137,11 @@ def loads(data: bytes) -> Any:
         _pause_gc(-1)
 
 
+def loads_trusted(data: bytes) -> Any:
+    """Decode what the scorer itself encoded (requests to a jail): no walk."""
+    return _Restricted(_BytesIO(data)).load()
+
+
 def _decode(data: bytes) -> Any:
     try:
         return _Restricted(_BytesIO(data)).load()
@@ -222,6 +227,32 @@ def read_frame(fd: int) -> tuple[bytes, bytes]:
         raise WireError("empty frame")
     data = read_exact(fd, size)
     return data[:1], data[1:]
+
+
+class FrameReader:
+    """Frames from a blocking fd, read in large chunks: the scorer queues many small requests
+    at once, and one read then serves them all."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def _fill(self, size: int) -> None:
+        while len(self.buffer) < size:
+            chunk = _read(self.fd, max(size - len(self.buffer), 1 << 16))
+            if not chunk:
+                raise EOFError("the channel closed")
+            self.buffer += chunk
+
+    def next(self) -> tuple[bytes, bytes]:
+        self._fill(HEADER)
+        size = int.from_bytes(self.buffer[:HEADER], "big")
+        if size < 1:
+            raise WireError("empty frame")
+        self._fill(HEADER + size)
+        data = bytes(self.buffer[HEADER: HEADER + size])
+        del self.buffer[: HEADER + size]
+        return data[:1], data[1:]
 
 
 def write_frame(fd: int, kind: bytes, body: bytes = b"") -> None:
