@@ -52,8 +52,11 @@ def jail_processes(owner: int) -> list[psutil.Process]:
     inside, recognised by their command line or environment, wherever they were reparented)."""
     found = []
     for proc in psutil.process_iter():
-        if _owner_of(proc) == owner and proc.status() != psutil.STATUS_ZOMBIE:
-            found.append(proc)
+        try:
+            if _owner_of(proc) == owner and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:  # gone while we looked
+            continue
     return found
 
 
@@ -70,12 +73,10 @@ def leftovers(owner: int, seconds: float = 5.0) -> dict[str, list[object]]:
 
 
 def leftover_cgroups(owner: int) -> list[Path]:
-    roots = [Path("/sys/fs/cgroup")]
-    found: list[Path] = []
-    for root in roots:
-        if root.is_dir():
-            found += [p for p in root.rglob(f"faulttune-{owner}-*") if p.is_dir()]
-    return found
+    """Cgroups of the scorer ``owner`` (it makes them where this process would, see cgroup)."""
+    from faulttune.sandbox import cgroup
+
+    return [p for root in cgroup.search_roots() for p in root.glob(f"faulttune-{owner}-*")]
 
 
 def leftover_folders(owner: int) -> list[Path]:

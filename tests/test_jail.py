@@ -233,6 +233,16 @@ def test_the_corpus_as_an_unprivileged_user(tmp_path):
 
 # --- killing the scorer ------------------------------------------------------------------------
 
+
+def test_a_jail_killed_while_it_starts_leaves_nothing():
+    from faulttune.sandbox.runner import Session
+
+    for _ in range(5):
+        with Session(FAST) as session:
+            session.start("program", "server")  # leaving the block kills it at once
+    assert leftovers(os.getpid()) == {}
+
+
 STUCK = ["def has_close_elements(numbers, threshold):\n    while True:\n        pass\n",
          "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"]
 

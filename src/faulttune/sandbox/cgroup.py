@@ -45,6 +45,16 @@ class Cgroup:
                             return True
         return False
 
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup."""
+        import signal
+
+        for folder in self.folders:
+            with contextlib.suppress(OSError):
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+
     def remove_later(self) -> None:
         """Remove the folders in the background once the jail's last process is gone."""
         _reaper.put(self)
@@ -71,25 +81,32 @@ class _Reaper:
 
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[Cgroup] = queue.SimpleQueue()
+        self.pending: set[Cgroup] = set()  # queued or being removed
         self.thread: threading.Thread | None = None
         self.lock = threading.Lock()
 
     def put(self, group: Cgroup) -> None:
-        self.queue.put(group)
         with self.lock:
+            self.pending.add(group)
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="cgroup-reaper",
                                                daemon=True)
                 self.thread.start()
                 atexit.register(self.flush)
+        self.queue.put(group)
 
     def _run(self) -> None:
         while True:
-            self.queue.get().remove()
+            group = self.queue.get()
+            group.remove()
+            with self.lock:
+                self.pending.discard(group)
 
     def flush(self) -> None:
-        while not self.queue.empty():
-            self.queue.get().remove()
+        with self.lock:
+            groups = list(self.pending)
+        for group in groups:
+            group.remove()
 
 
 _reaper = _Reaper()
@@ -152,14 +169,16 @@ def _try_make(parents: list[Path], memory_bytes: int, processes: int) -> Cgroup 
 
 
 def _sweep_stale(parents: list[Path]) -> None:
-    """Remove empty cgroups of scorers that no longer run (killed before they cleaned up)."""
+    """Remove the cgroups of scorers that no longer run (killed before they cleaned up),
+    killing whatever still runs in them first."""
     for parent in parents:
         with contextlib.suppress(OSError):
             for child in parent.iterdir():
                 match = _STALE.fullmatch(child.name)
                 if match and not Path(f"/proc/{match.group(1)}").exists():
-                    with contextlib.suppress(OSError):
-                        child.rmdir()
+                    stale = Cgroup((child,))
+                    stale.kill_all()
+                    stale.remove(wait_s=1.0)
 
 
 def _choose_parents() -> list[Path]:
@@ -170,6 +189,11 @@ def _choose_parents() -> list[Path]:
             _sweep_stale(parents)
             return parents
     return []
+
+
+def search_roots() -> list[Path]:
+    """The folders in which this process would make its jails' cgroups (for tests)."""
+    return [parent for parents in _candidate_parents() for parent in parents]
 
 
 def available() -> bool:

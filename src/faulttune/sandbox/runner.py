@@ -118,7 +118,11 @@ class Session:
         spawned = jail.spawn(role, self.limits)
         cap = self.limits.max_output_kb * 1024
         state = _Jail(spawned, _Tail(cap), _Tail(cap))
-        self.jails[name] = state
+        with _live_lock:  # terminate_all() either sees this jail or we see its flag
+            self.jails[name] = state
+            stopping = _stopping.is_set()
+        if stopping:
+            raise Stopping("the scorer is stopping")  # close() kills the jail
         proc = spawned.proc
         assert proc.stdout is not None and proc.stderr is not None
         for fd, stream in ((proc.stdout.fileno(), "stdout"), (proc.stderr.fileno(), "stderr"),
