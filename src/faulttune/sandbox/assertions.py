@@ -22,18 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from faulttune.sandbox import wire
-from faulttune.sandbox.results import SANDBOX_FAILURE, Limits, SandboxResult, clip
-from faulttune.sandbox.runner import (
-    Closed,
-    Overdue,
-    Oversize,
-    Session,
+from faulttune.sandbox.protocol import (
     Verdict,
     await_start,
     closed_verdict,
     load_program,
     program_answer,
 )
+from faulttune.sandbox.results import SANDBOX_FAILURE, Limits, SandboxResult, clip
+from faulttune.sandbox.runner import Closed, Overdue, Oversize, Session
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,7 @@ from typing import Any
 from faulttune.sandbox import wire
 from faulttune.sandbox.assertions import describe_call
 from faulttune.sandbox.comparison import OutputCheck
-from faulttune.sandbox.results import SANDBOX_FAILURE, Limits, SandboxResult, clip
-from faulttune.sandbox.runner import (
-    Closed,
-    Overdue,
-    Oversize,
-    Session,
+from faulttune.sandbox.protocol import (
     Verdict,
     closed_verdict,
     failure_fields,
@@ -33,6 +28,8 @@ from faulttune.sandbox.runner import (
     load_program,
     program_answer,
 )
+from faulttune.sandbox.results import SANDBOX_FAILURE, Limits, SandboxResult, clip
+from faulttune.sandbox.runner import Closed, Overdue, Oversize, Session
 
 
 @dataclass(frozen=True)
