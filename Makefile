@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
 
-.PHONY: demo test install install-dev lint bench clean-demo
+.PHONY: demo test install install-dev lint bench clean-demo system-deps
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,13 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 install: $(BIN)/.installed
+	@command -v bwrap >/dev/null 2>&1 || echo "WARNING: bubblewrap (bwrap) is missing: model-written \
+	code would run WITHOUT a jail (the sandbox's weak fallback). Install it: make system-deps"
+
+# System packages the sandbox needs (bubblewrap: the jail); Debian/Ubuntu, root or sudo.
+system-deps:
+	@command -v bwrap >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
 
 demo: install
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) all

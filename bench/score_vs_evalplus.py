@@ -13,8 +13,12 @@ Disagreements where we pass and EvalPlus does not, on a task in ``KNOWN_ARTEFACT
 listed apart, and agreement is also printed excluding them. ``--tasks`` restricts the run to some
 task ids (the mutants are the same as in a full run).
 
+Before the comparison, the per-program cost of the sandbox is measured against the floor, a bare
+``python -c pass`` spawn, one after the other on one core: a program loaded in its jail (no
+tests), the same with one differential call, and an assert-style run (program and judge jails).
+
     python bench/score_vs_evalplus.py [--datasets humaneval,mbpp] [--mutants 2] [--workers 2]
-        [--tasks HumanEval/130,Mbpp/255]
+        [--tasks HumanEval/130,Mbpp/255] [--overhead-runs 30]
 """
 
 from __future__ import annotations
@@ -202,6 +206,41 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
           f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers})")
 
 
+def _mean_seconds(action, runs: int) -> float:
+    action()  # warm: imports, the jail probe, caches
+    start = time.perf_counter()
+    for _ in range(runs):
+        action()
+    return (time.perf_counter() - start) / runs
+
+
+def _one_call_job():
+    from faulttune.sandbox import DiffJob, Limits, OutputCheck, Stage
+
+    return DiffJob("def f(x):\n    return x + 1\n", "f", (Stage("base", (1.0,), 2.0),),
+                   OutputCheck("humaneval", "f", 0.0), lambda: iter([((1,), 2)]),
+                   Limits(timeout_s=5.0))
+
+
+def sandbox_overhead(runs: int) -> None:
+    """Per-program time of the sandbox against a bare interpreter spawn (the floor)."""
+    from faulttune.sandbox import isolation, run_differential, run_program
+
+    program, tests = "def f(x):\n    return x + 1\n", "assert f(1) == 2\n"
+    bare = _mean_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs)
+    cases = {
+        "program loaded in its jail": lambda: run_program(program),
+        "+ one differential call": lambda: run_differential(_one_call_job()),
+        "assert-style (program + judge jails)": lambda: run_program(program, tests),
+    }
+    print(f"sandbox overhead ({isolation().label()}; {runs} runs each, one at a time):")
+    print(f"  bare `python -c pass` spawn: {1000 * bare:.1f} ms (the floor)")
+    for label, action in cases.items():
+        seconds = _mean_seconds(action, runs)
+        print(f"  {label}: {1000 * seconds:.1f} ms = floor + {1000 * (seconds - bare):.1f} ms "
+              f"({seconds / bare:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="humaneval,mbpp")
@@ -211,7 +250,11 @@ def main() -> None:
                         default=Path(os.environ.get("FAULTTUNE_DATA_DIR") or DEFAULT_DATA))
     parser.add_argument("--tasks", type=lambda text: set(text.split(",")), default=None,
                         help="comma-separated task ids (default: all)")
+    parser.add_argument("--overhead-runs", type=int, default=30,
+                        help="programs per case for the sandbox overhead (0: skip)")
     args = parser.parse_args()
+    if args.overhead_runs:
+        sandbox_overhead(args.overhead_runs)
     with tempfile.TemporaryDirectory(prefix="score-vs-evalplus-") as tmp:
         for dataset in args.datasets.split(","):
             bench_dataset(dataset, args, Path(tmp))

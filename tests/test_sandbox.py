@@ -1,55 +1,28 @@
-"""faulttune.sandbox: verdicts, details, and a corpus of hostile programs (tests/hostile/)."""
+"""faulttune.sandbox: verdicts and details, and the hostile corpus (tests/hostile/) against the
+process boundary: nothing a program does in its own process makes a wrong answer pass.
+
+Jail-level checks (files, IPC, memory, other users, killing the scorer) are in test_jail.py.
+"""
 
 from __future__ import annotations
 
 import logging
-import socket
-import sys
-import tempfile
+import os
 import time
-from pathlib import Path
 
-import psutil
 import pytest
+from jail_checks import hostile, leftovers
 
-from faulttune import sandbox
-from faulttune.sandbox import Limits, run_in_pool, run_many, run_program
+from faulttune.sandbox import Limits, TestJob, run_in_pool, run_many, run_program
 
-HOSTILE = Path(__file__).parent / "hostile"
 FAST = Limits(timeout_s=4.0)
 
 
-def hostile(name: str, **fill: object) -> str:
-    source = (HOSTILE / f"{name}.py").read_text()
-    for key, value in fill.items():
-        source = source.replace(f"{key} = []  # replaced by the test", f"{key} = {value!r}")
-        source = source.replace(f"{key} = 0  # replaced by the test", f"{key} = {value!r}")
-    return source
-
-
-def sandbox_processes(root: Path) -> set[int]:
-    """Live processes of sandbox runs under ``root`` (their command line names the payload)."""
-    found = set()
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if str(root) in cmdline:
-            found.add(proc.pid)
-    return found
-
-
 @pytest.fixture
-def no_leftovers(tmp_path, monkeypatch):
-    """Sandbox folders go to tmp_path; afterwards no sandbox process or folder may be left."""
-    sandbox_root = tmp_path / "sandboxes"
-    sandbox_root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(sandbox_root))
-    children_before = {p.pid for p in psutil.Process().children(recursive=True)}
-    yield sandbox_root
-    time.sleep(0.2)
-    children_after = {p.pid for p in psutil.Process().children(recursive=True)}
-    assert children_after <= children_before
-    assert not sandbox_processes(sandbox_root)
-    assert list(sandbox_root.iterdir()) == []
+def no_leftovers():
+    """After the test no jail process, cgroup or folder of this scorer may be left."""
+    yield
+    assert leftovers(os.getpid()) == {}
 
 
 # --- verdicts and details -----------------------------------------------------------------------
@@ -78,6 +51,13 @@ def test_exception_reports_type_message_and_both_lines():
                              "`return a / b`; called from <tests> line 1: `assert ratio(1, 0) == 0`)")
 
 
+def test_tests_can_catch_the_exception_the_program_raises():
+    program = "def parse(s):\n    if not s:\n        raise ValueError('empty')\n    return int(s)\n"
+    tests = ("try:\n    parse('')\nexcept ValueError as e:\n    assert str(e) == 'empty'\n"
+             "else:\n    raise AssertionError('no error')\nassert parse('7') == 7\n")
+    assert run_program(program, tests).passed
+
+
 def test_syntax_error_is_an_error():
     result = run_program("def f(:\n    pass\n", "f()\n")
     assert result.status == "error"
@@ -90,32 +70,47 @@ def test_builtin_shadowing_in_program_does_not_reach_tests():
     assert run_program(program, "assert sorted([3, 1]) == [1, 3]\nassert top([3, 1]) == 3\n").passed
 
 
-def test_stdout_of_the_program_is_not_a_pass():
-    result = run_program("print('pass')\nraise SystemExit(0)\n", "")
+def test_exit_is_not_a_pass():
+    result = run_program("print('pass')\nraise SystemExit(0)\n", "assert 1 == 1\n")
     assert result.status == "fail" and "exit(0)" in result.detail
 
 
+def test_a_program_value_the_tests_read_is_named():
+    result = run_program("x = 2\n", "assert x == 2\n")
+    assert result.status == "error"
+    assert result.detail.startswith("the tests use `x`, a value the program defines")
+
+
+def test_an_argument_that_cannot_cross_is_named():
+    result = run_program("def apply(f, x):\n    return f(x)\n", "assert apply(abs, -2) == 2\n")
+    assert result.status == "error"
+    assert "the tests pass a builtin_function_or_method to `apply`" in result.detail
+
+
+def test_a_missing_entry_point_is_named():
+    job = TestJob("def other():\n    return 1\n", "assert solve() == 1\n", entry_point="solve")
+    [result] = run_many([job], progress=False)
+    assert (result.status, result.detail) == ("error", "the program defines no function `solve`")
+
+
 def test_sandbox_failure_is_reported(monkeypatch):
+    import sys
+
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    from faulttune.sandbox import jail
+
+    monkeypatch.setattr(jail, "python_binary", lambda: "/nonexistent/python")
     result = run_program("x = 1\n", "assert x == 1\n")
     assert result.status == "error" and result.detail.startswith("sandbox failure:")
-
-
-def test_fallback_without_namespaces_still_checks_and_blocks_sockets(monkeypatch):
-    monkeypatch.setattr(sandbox, "_NAMESPACES", False)
-    assert run_program("x = 2\n", "assert x == 2\n").passed
-    assert run_program("x = 2\n", "assert x == 3\n").status == "fail"
-    result = run_program("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")
-    assert result.status == "error" and "PermissionError" in result.detail
 
 
 # --- batch API ----------------------------------------------------------------------------------
 
 
 def test_run_many_keeps_input_order():
-    jobs = [("import time\ntime.sleep(0.6)\nx = 1\n", "assert x == 1\n"),
-            ("x = 1\n", "assert x == 2\n"),
-            ("x = 1\n", "assert x == 1\n")]
+    jobs = [("import time\ntime.sleep(0.6)\ndef f():\n    return 1\n", "assert f() == 1\n"),
+            ("def f():\n    return 1\n", "assert f() == 2\n"),
+            TestJob("def f():\n    return 1\n", "assert f() == 1\n")]
     results = run_many(jobs, limits=FAST, workers=3, progress=False)
     assert [r.status for r in results] == ["pass", "fail", "pass"]
 
@@ -128,7 +123,20 @@ def test_pool_warns_when_nothing_finishes(caplog):
     assert "nothing finished in the last" in caplog.text
 
 
-# --- the hostile corpus -------------------------------------------------------------------------
+def test_pool_kills_every_jail_when_interrupted(no_leftovers):
+    def job(i: int) -> object:
+        if i == 2:
+            time.sleep(1.0)
+            raise KeyboardInterrupt
+        return run_program(hostile("infinite_loop"), "", limits=Limits(timeout_s=60))
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_in_pool(job, [0, 1, 2], workers=3, progress=False)
+    assert time.monotonic() - start < 10
+
+
+# --- the hostile corpus: earlier programs -----------------------------------------------------
 
 
 @pytest.mark.parametrize("name, tests, statuses", [
@@ -139,7 +147,7 @@ def test_pool_warns_when_nothing_finishes(caplog):
     ("memory_bomb", "", {"error"}),
     ("deep_recursion", "", {"error"}),
     ("stack_overflow", "", {"error", "timeout"}),
-    ("forged_report", "assert solve() == 2\n", {"fail", "error"}),
+    ("forged_report", "assert solve() == 2\n", {"fail"}),
     ("patched_builtins", ("def check(candidate):\n    assert abs(candidate() - 2) == 0\n"
                           "check(solve)\n"), {"fail"}),
 ])
@@ -168,44 +176,90 @@ def test_stdout_flood_is_capped(no_leftovers):
     assert 0 < len(result.stderr_tail) <= 16 * 1024
 
 
-def test_write_outside_the_sandbox_touches_nothing(tmp_path, no_leftovers):
-    inside_tests_dir = tmp_path / "pwned.txt"
-    world_tmp = Path("/tmp") / f"faulttune-hostile-{time.time_ns()}.txt"
-    repo_file = Path(__file__).parent / "hostile" / "pwned.txt"
-    targets = [str(inside_tests_dir), str(world_tmp), str(repo_file)]
-    result = run_program(hostile("write_outside", TARGETS=targets), "assert solve() == 2\n",
+# --- class 1: the verdict does not live in the program's process -------------------------------
+
+CHECK_TWO = "def check(candidate):\n    assert candidate() == 2\ncheck(solve)\n"
+
+
+def test_patching_the_harness_modules_only_breaks_the_programs_own_server(no_leftovers):
+    result = run_program(hostile("patch_harness"), CHECK_TWO, limits=FAST)
+    assert result.status == "error"
+    assert result.detail.startswith("process exited with code 1 before the tests finished: ")
+
+
+def test_forged_frames_on_every_fd_from_a_thread_are_not_a_pass(no_leftovers):
+    result = run_program(hostile("forged_frames"), CHECK_TWO, limits=FAST)
+    assert result.status == "fail", result.detail
+
+
+def test_hunting_the_verdict_through_gc_frames_and_audit_hooks_finds_nothing(no_leftovers):
+    result = run_program(hostile("introspect_verdict"), CHECK_TWO, limits=FAST)
+    assert (result.status, result.detail) == ("fail", "AssertionError: assert candidate() == 2")
+
+
+def test_reading_the_channel_does_not_reveal_the_expected_answer(no_leftovers):
+    result = run_program(hostile("read_channel"), CHECK_TWO, limits=FAST)
+    assert result.status in ("fail", "timeout"), result.detail
+
+
+def test_a_timer_switched_off_inside_does_not_stop_the_clock_outside(no_leftovers):
+    start = time.monotonic()
+    result = run_program(hostile("disable_timer"), "assert solve() == 1\n",
+                         limits=Limits(timeout_s=2.0))
+    assert result.status == "timeout"
+    assert result.detail == "wall-clock limit of 2 s exceeded in call #1: solve()"
+    assert time.monotonic() - start < 5
+
+
+# --- class 2: the tests have their own world ---------------------------------------------------
+
+
+def test_patched_standard_library_does_not_reach_the_tests(no_leftovers):
+    tests = ("import math, random\n"
+             "assert math.fabs(solve() - 2.0) < 1e-6\n")
+    result = run_program(hostile("patch_stdlib"), tests, limits=FAST)
+    assert (result.status, result.detail) == (
+        "fail", "AssertionError: assert math.fabs(solve() - 2.0) < 1e-6")
+
+
+def test_the_tests_use_the_tasks_helpers_not_the_programs():
+    helpers = "def double(x):\n    return 2 * x\n"
+    program = "def double(x):\n    return x\n\ndef solve(x):\n    return double(x)\n"
+    job = TestJob(program, "assert solve(3) == double(3)\n", helpers=helpers, entry_point="solve")
+    [result] = run_many([job], progress=False)
+    assert (result.status, result.detail) == ("fail", "AssertionError: assert solve(3) == double(3)")
+
+
+# --- class 3: lying values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, described", [
+    (0, "a YesFloat (a subclass of float)"), (1, "a YesList (a subclass of list)"),
+    (2, "a Yes"), (3, "a YesInt (a subclass of int)")])
+def test_a_value_with_its_own_eq_cannot_cross(kind, described, no_leftovers):
+    result = run_program(hostile("lying_values", KIND=kind), "assert solve() == 2.5\n",
                          limits=FAST)
     assert result.status == "fail"
-    for target in targets:
-        assert not Path(target).exists(), target
+    assert result.detail == (f"`solve` returned {described}, which cannot cross the sandbox "
+                             "boundary (plain builtin values only)")
 
 
-def test_socket_to_loopback_reaches_nothing(no_leftovers):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.setblocking(False)
-        port = listener.getsockname()[1]
-        result = run_program(hostile("socket_loopback", PORT=port), "", limits=FAST)
-        with pytest.raises(BlockingIOError):
-            listener.accept()
-    assert result.status == "error"
-    assert "OSError" in result.detail or "PermissionError" in result.detail
+# --- class 6: misc -----------------------------------------------------------------------------
 
 
-def test_an_interpreter_installed_under_tmp_still_imports_its_packages(tmp_path, monkeypatch):
-    """A checkout (and its .venv) under /tmp: the jail's private tmpfs over /tmp must not hide the
-    interpreter's own packages (they come back read-only) nor make them writable."""
+def test_flooding_the_channel_is_the_programs_fault(no_leftovers):
+    result = run_program(hostile("flood_channel"), "assert solve() == 2\n", limits=FAST)
+    assert result.status == "fail"
+    assert not result.detail.startswith("sandbox failure"), result.detail
+
+
+def test_hash_seed_is_fixed_so_identical_rows_agree():
     import subprocess
+    import sys
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = next(venv.glob("lib/python3*/site-packages"))
-    (site / "probe_mod.py").write_text("VALUE = 7\n")
-    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python"))
-    program = "import probe_mod\n"
-    tests = ("assert probe_mod.VALUE == 7\n"
-             "try:\n    open(probe_mod.__file__, 'a').close()\nexcept OSError:\n    pass\n"
-             "else:\n    raise AssertionError('the package folder is writable')\n")
-    result = run_program(program, tests, limits=FAST)
-    assert result.status == "pass", result.detail
+    program = hostile("set_order")
+    seeded = subprocess.run([sys.executable, "-c", program + "print(solve())"], check=True,
+                            capture_output=True, text=True, env={"PYTHONHASHSEED": "0"})
+    first = seeded.stdout.strip()
+    results = run_many([(program, f"assert solve() == {first!r}\n")] * 6, progress=False)
+    assert [r.status for r in results] == ["pass"] * 6

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from argparse import Namespace
 from pathlib import Path
 
@@ -108,6 +109,109 @@ def test_bad_rows_get_errors_and_the_rest_is_scored(tmp_path, data_dir):
     assert on_disk["results"] == results and on_disk["benchmark"] == "humaneval"
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path, data_dir):
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "solution": "x"}])
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out, reason in ((tmp_path, "--out is a folder"),
+                        (blocker / "results.json", "cannot write RESULTS there")):
+        with pytest.raises(DataError, match=reason):
+            score_samples("humaneval", samples, out, data_dir=data_dir)
+    args = Namespace(benchmark="humaneval", samples=str(samples), out=str(tmp_path),
+                     data_dir=str(data_dir), workers=1)
+    assert score_command(args) == 2
+
+
+def test_results_are_written_atomically(tmp_path, data_dir, monkeypatch):
+    from faulttune.evaluate import samples as samples_module
+
+    out = tmp_path / "results.json"
+    out.write_text('{"earlier": "results"}')
+    rows = [{"task_id": "HumanEval/0", "solution": "def has_close_elements(n, t):\n    return 1\n"}]
+    path = write_samples(tmp_path / "s.jsonl", rows)
+
+    def broken_dumps(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(samples_module.json, "dumps", broken_dumps)
+    with pytest.raises(OSError, match="disk full"):
+        score_samples("humaneval", path, out, data_dir=data_dir)
+    assert out.read_text() == '{"earlier": "results"}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "s.jsonl"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"task_id": "HumanEval/0", "solution": "x"}\n\n\xff\xfe{}\n',
+     r"s\.jsonl line 3: not valid UTF-8 \(byte 0xff at column 1\)"),
+    (b'\n\n{"task_id": \n', r"s\.jsonl line 3: not valid JSON"),
+    (b'\n[1, 2]\n', r"s\.jsonl line 2: expected a JSON object, got list"),
+    (b"", r"s\.jsonl: no sample rows \(the file is empty\)"),
+    (b'{"task_id": 7, "solution": "x"}\n\n{"task_id": "HumanEval/0", "solution": " "}\n',
+     (r"s\.jsonl: no scorable row in 2 \(1 x 'task_id' must be a string, got int 7, "
+      r"1 x empty solution\)")),
+])
+def test_unreadable_samples_stop_with_the_file_and_line(content, message, tmp_path, data_dir):
+    samples = tmp_path / "s.jsonl"
+    samples.write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_folder_as_samples_is_named(tmp_path, data_dir):
+    with pytest.raises(DataError, match=r"is a folder, not a SAMPLES.jsonl file"):
+        score_samples("humaneval", tmp_path, tmp_path / "out.json", data_dir=data_dir)
+
+
+def test_rows_with_bad_fields_are_errors_naming_the_real_line(tmp_path, data_dir):
+    good = {"task_id": "HumanEval/0", "solution": "def has_close_elements(n, t):\n    return 1\n"}
+    lines = ['{"task_id": ["HumanEval/0"], "solution": "x"}', "",
+             '{"task_id": "HumanEval/0", "solution": "x = \'\\ud800\'"}',
+             '{"task_id": "HumanEval/\\udcff", "solution": "x"}', "", json.dumps(good)]
+    samples = tmp_path / "s.jsonl"
+    samples.write_text("\n".join(lines) + "\n")
+    summary = score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
+    details = [r["detail"] for r in summary["results"]]
+    assert details[0] == f"{samples} line 1: 'task_id' must be a string, got list ['HumanEval/0']"
+    assert details[1] == (f"{samples} line 3: 'solution' holds a lone surrogate (U+D800): "
+                          "not valid Unicode")
+    assert details[2] == (f"{samples} line 4: 'task_id' holds a lone surrogate (U+DCFF): "
+                          "not valid Unicode")
+    assert summary["results"][2]["task_id"] == "HumanEval/\\udcff"
+    assert [r["status"] for r in summary["results"]] == ["error", "error", "error", "fail"]
+    assert json.loads((tmp_path / "out.json").read_text())["results"] == summary["results"]
+
+
+def test_results_record_the_isolation(tmp_path, data_dir):
+    from faulttune.sandbox import isolation
+
+    rows = [{"task_id": "HumanEval/0", "solution": "def has_close_elements(n, t):\n    return 1\n"}]
+    summary = score(tmp_path, data_dir, "humaneval", rows)
+    assert summary["isolation"] == isolation().label()
+
+
+# --- the judge: the task's helpers, not the program's ---------------------------------------------
+
+
+def test_a_programs_own_helper_does_not_reach_the_tests(tmp_path, data_dir):
+    tasks = {t.task_id: t for t in load_benchmark("humaneval", data_dir)}
+    # HumanEval/32: a `poly` that is 0 everywhere makes any x a root of "the" polynomial
+    find_zero = tasks["HumanEval/32"].prompt.replace(
+        "    return sum([coeff * math.pow(x, i) for i, coeff in enumerate(xs)])", "    return 0")
+    find_zero += "    return 0.0\n"
+    # HumanEval/38: encode_cyclic as the identity makes the identity a decoder
+    cyclic = tasks["HumanEval/38"].prompt.replace(
+        '    return "".join(groups)', "    return s", 1) + "    return s\n"
+    assert find_zero != tasks["HumanEval/32"].prompt and "return s\n" in cyclic
+    rows = [{"task_id": "HumanEval/32", "solution": find_zero},
+            {"task_id": "HumanEval/38", "solution": cyclic},
+            {"task_id": "HumanEval/32", "solution": tasks["HumanEval/32"].canonical_solution}]
+    results = score(tmp_path, data_dir, "humaneval", rows)["results"]
+    assert [r["status"] for r in results] == ["fail", "fail", "pass"]
+    assert results[0]["detail"] == "AssertionError: assert math.fabs(poly(coeffs, solution)) < 1e-4"
+    assert results[1]["detail"] == "AssertionError: assert candidate(encoded_str) == str"
+
+
 # --- EvalPlus semantics -------------------------------------------------------------------------
 
 
@@ -162,10 +266,38 @@ def test_slow_program_times_out_per_input(tmp_path, data_dir):
     assert result["detail"].startswith("base input #0 exceeded")
 
 
+def test_a_per_input_limit_holds_when_the_program_switches_its_timers_off(tmp_path, data_dir):
+    from jail_checks import hostile
+
+    program = hostile("disable_timer") + "\nhas_close_elements = solve\n"
+    rows = [{"task_id": "HumanEval/0", "solution": program}]
+    start = time.monotonic()
+    result = score(tmp_path, data_dir, "humaneval_plus", rows)["results"][0]
+    assert result["status"] == "timeout"
+    assert result["detail"].startswith("base input #0 exceeded 1.00 s: has_close_elements(")
+    assert time.monotonic() - start < 10
+
+
+def test_answers_are_compared_in_the_scorer(tmp_path, data_dir):
+    from jail_checks import hostile
+
+    rows = [  # HumanEval/2 expects a float: a float that equals everything cannot cross
+        {"task_id": "HumanEval/2", "solution": hostile("lying_values", KIND=0)
+         + "\ntruncate_number = solve\n"},
+        # a wrong answer with numpy.isclose/allclose and math.isclose patched to say yes
+        {"task_id": "HumanEval/2", "solution": hostile("patch_stdlib") + "\n"
+         "def truncate_number(number):\n    return number % 1.0 + 0.25\n"}]
+    results = score(tmp_path, data_dir, "humaneval_plus", rows)["results"]
+    assert [r["status"] for r in results] == ["fail", "fail"]
+    assert results[0]["detail"].endswith("returned a YesFloat (a subclass of float), which cannot "
+                                         "cross the sandbox boundary (plain builtin values only)")
+    assert results[1]["detail"].startswith("wrong output on base input #0: truncate_number(")
+
+
 def test_huge_expected_outputs_leave_the_program_its_memory(tmp_path, data_dir):
     # Mbpp/255 plus input #85 expects 1.3 M tuples (~800 MB of expected outputs for the task).
     # EvalPlus 0.3.1 fails even the canonical solution with MemoryError: its checking child gets
-    # RLIMIT_AS = 4 GiB on top of its own copy of the expected outputs. We stream them from disk.
+    # RLIMIT_AS = 4 GiB on top of its own copy of the expected outputs. Ours stay in the scorer.
     task = {t.task_id: t for t in load_benchmark("mbpp_plus", data_dir)}["Mbpp/255"]
     rows = [{"task_id": "Mbpp/255", "solution": task.canonical_solution},
             {"task_id": "Mbpp/255", "solution": (  # drops the last combination

@@ -25,10 +25,11 @@ RESULTS.json shape (``evaluate.score_samples``'s)::
      "n_tasks": int, "results": [{"task_id": str, "status": "pass|fail|timeout|error",
                                   "detail": str}, ...]}
 
-:func:`score_with_sandbox` is a fallback that runs each ``TestCases`` class with unittest inside
-``faulttune.sandbox`` (used by the offline tests, where ``bigcodebench`` is not installed). It
-approximates the official harness (no per-task ground-truth time limits, no reliability guard,
-our memory limit), so its numbers are for smoke tests only; its RESULTS say so in ``scorer``.
+:func:`score_with_sandbox` is a fallback that runs each ``TestCases`` class with unittest in
+``faulttune.sandbox``'s judge, calling the program by proxy (used by the offline tests, where
+``bigcodebench`` is not installed). It approximates the official harness (no per-task ground-truth
+time limits, no reliability guard, our memory limit, and only plain values cross between tests and
+program), so its numbers are for smoke tests only; its RESULTS say so in ``scorer``.
 """
 
 from __future__ import annotations
@@ -299,12 +300,32 @@ if _ft_problems:
 '''
 
 
-def sandbox_job(task: Mapping[str, Any], solution: str, calibrated: bool = True
-                ) -> tuple[str, str]:
-    """(program, tests) for ``sandbox.run_many``: the official harness's calibration stub and
-    the solution, then the task's ``TestCases`` run by :data:`UNITTEST_RUNNER`."""
+def sandbox_job(task: Mapping[str, Any], solution: str, calibrated: bool = True) -> Any:
+    """A ``sandbox.TestJob``: the official harness's calibration stub and the solution as the
+    program; the task's ``TestCases`` run by :data:`UNITTEST_RUNNER` in the judge, calling
+    ``task_func`` by proxy (values that are not plain, such as a DataFrame, cannot cross: such a
+    test ends in an ``error`` that says so)."""
+    from faulttune.sandbox import TestJob, prompt_helpers
+
     program = task["code_prompt"] + _CALIBRATION_STUB + solution if calibrated else solution
-    return program, task["test"].rstrip("\n") + "\n" + UNITTEST_RUNNER
+    return TestJob(program, task["test"].rstrip("\n") + "\n" + UNITTEST_RUNNER,
+                   prompt_helpers(task["code_prompt"]), task.get("entry_point") or "")
+
+
+def _libraries(tasks: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The packages the tasks name in ``libs`` (importable in the jail besides numpy)."""
+    import ast
+
+    names = {"numpy"}
+    for task in tasks:
+        libs = task.get("libs") or []
+        if isinstance(libs, str):
+            try:
+                libs = ast.literal_eval(libs)
+            except (ValueError, SyntaxError):
+                libs = []
+        names.update(str(lib) for lib in libs)
+    return tuple(sorted(names))
 
 
 def score_with_sandbox(tasks: Sequence[Mapping[str, Any]], samples: str | os.PathLike[str],
@@ -312,7 +333,7 @@ def score_with_sandbox(tasks: Sequence[Mapping[str, Any]], samples: str | os.Pat
                        workers: int | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
     """Fallback scorer (see the module docstring); RESULTS rows in sample order."""
     from faulttune.evaluate import summarise
-    from faulttune.sandbox import Limits, run_many
+    from faulttune.sandbox import Limits, isolation, run_many
 
     by_id = {t["task_id"]: t for t in tasks}
     rows = read_jsonl(samples, required=("task_id", "solution"))
@@ -320,11 +341,12 @@ def score_with_sandbox(tasks: Sequence[Mapping[str, Any]], samples: str | os.Pat
     if unknown:
         raise DataError(f"{samples} line {unknown[0]}: unknown task_id {rows[unknown[0] - 1]['task_id']!r}")
     jobs = [sandbox_job(by_id[r["task_id"]], r["solution"]) for r in rows]
-    outcomes = run_many(jobs, limits=Limits(timeout_s=timeout_s, memory_mb=4096),
-                        workers=workers, progress=False, desc=f"score {benchmark}")
+    limits = Limits(timeout_s=timeout_s, memory_mb=4096, packages=_libraries(tasks))
+    outcomes = run_many(jobs, limits=limits, workers=workers, progress=False,
+                        desc=f"score {benchmark}")
     results = [{"task_id": r["task_id"], "status": o.status, "detail": o.detail}
                for r, o in zip(rows, outcomes)]
-    summary = {"benchmark": benchmark, "scorer": FALLBACK_SCORER,
+    summary = {"benchmark": benchmark, "scorer": FALLBACK_SCORER, "isolation": isolation().label(),
                **summarise(results, set(by_id)), "results": results}
     if out is not None:
         _write_json(summary, out)

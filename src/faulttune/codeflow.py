@@ -258,7 +258,7 @@ def _run_round(
         for tid, answers in zip(asking, completions):
             programs[tid] = (answers[0], "model")
     tested = {tid: _program(by_id[tid], *programs[tid]) for tid in active}
-    jobs = [(tested[tid], by_id[tid]["test"]) for tid in active]
+    jobs = [sandbox.task_job(by_id[tid], tested[tid]) for tid in active]
     results = sandbox.run_many(jobs, limits=limits, workers=workers, desc="codeflow tests")
     return [
         _version_row(tid, len(histories[tid]), tested[tid], *programs[tid], result)

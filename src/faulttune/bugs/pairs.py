@@ -154,11 +154,11 @@ def verify_twins(rows: Sequence[dict[str, Any]], tasks: dict[str, dict[str, Any]
     tested = [verify and bool(tasks[r["task_id"]]["test"].strip()) for r in rows]
     if not any(tested):
         return [Verdict("unknown", "") for _ in rows]
-    from faulttune.sandbox import run_many
+    from faulttune.sandbox import run_many, task_job
 
     task_ids = list(dict.fromkeys(r["task_id"] for r, t in zip(rows, tested) if t))
-    jobs = [(tasks[t]["solution"], tasks[t]["test"]) for t in task_ids]
-    jobs += [(r["incorrect"], tasks[r["task_id"]]["test"]) for r, t in zip(rows, tested) if t]
+    jobs = [task_job(tasks[t], tasks[t]["solution"]) for t in task_ids]
+    jobs += [task_job(tasks[r["task_id"]], r["incorrect"]) for r, t in zip(rows, tested) if t]
     results = run_many(jobs, workers=workers, limits=limits, desc="verify twins")
     correct_results = dict(zip(task_ids, results[:len(task_ids)]))
     twin_results = iter(results[len(task_ids):])

@@ -1,0 +1,105 @@
+"""The canonical solutions' outputs on every base and plus input, computed once and cached.
+
+``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v2/`` (default ``~/.cache/faulttune``):
+``index.pkl`` maps task_id to ``{"file", "base_time", "plus_time", "needs_numpy"}``, and each task
+file is a pickle stream of ``(input, expected_output)`` pairs, base inputs then plus inputs. The
+scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255 holds ~800 MB). This
+folder lives outside every jail: programs never see it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+import multiprocessing
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from faulttune.data.benchmarks import BenchmarkTask
+
+log = logging.getLogger(__name__)
+
+DIFF_BENCHMARKS = {"humaneval_plus": ("humaneval", True), "mbpp": ("mbpp", False),
+                   "mbpp_plus": ("mbpp", True)}  # name -> (EvalPlus dataset, with plus inputs)
+_CACHE_VERSION = 2
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FAULTTUNE_CACHE") or Path.home() / ".cache" / "faulttune")
+
+
+def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
+                     workers: int | None = None) -> dict[str, dict[str, Any]]:
+    """Index of the canonical outputs: ``{task_id: {file, base_time, plus_time, needs_numpy}}``.
+
+    Computed once per dataset file (keyed by its sha256) with EvalPlus's ``trusted_exec``.
+    """
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    folder = cache_dir() / "expected" / f"{digest}-v{_CACHE_VERSION}"
+    if not (folder / "index.pkl").is_file():
+        log.info("computing expected outputs of %s (%d tasks) into %s", benchmark, len(tasks),
+                 folder)
+        _build(DIFF_BENCHMARKS[benchmark][0], tasks, folder, workers)
+    with open(folder / "index.pkl", "rb") as f:
+        index = pickle.load(f)
+    return {tid: {**entry, "file": str(folder / entry["file"])} for tid, entry in index.items()}
+
+
+def read_cases(path: str) -> Iterator[tuple[Any, Any]]:
+    """The ``(input, expected)`` pairs of one task file, in order (the file closes with it)."""
+    with open(path, "rb") as f:
+        while True:
+            try:
+                yield pickle.load(f)
+            except EOFError:
+                return
+
+
+def _build(dataset: str, tasks: list[BenchmarkTask], folder: Path, workers: int | None) -> None:
+    from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
+    try:
+        jobs = [(str(staging / f"{i}.pkl"), t.prompt + t.extra["canonical_body"], t.entry_point,
+                 t.extra["base_input"], t.extra["plus_input"],
+                 dataset == "mbpp" and t.entry_point in MBPP_OUTPUT_NOT_NONE_TASKS)
+                for i, t in enumerate(tasks)]
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max(1, workers or os.cpu_count() or 1),
+                                    mp_context=ctx) as pool:
+            metas = list(pool.map(_write_canonical_outputs, jobs))
+        index = {t.task_id: {**meta, "file": f"{i}.pkl"} for i, (t, meta) in
+                 enumerate(zip(tasks, metas))}
+        with open(staging / "index.pkl", "wb") as f:
+            pickle.dump(index, f)
+        os.chmod(staging, 0o755)
+        staging.rename(folder)
+    except OSError:
+        if not (folder / "index.pkl").is_file():  # not another process finishing first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_canonical_outputs(job: tuple[Any, ...]) -> dict[str, Any]:
+    """Run one trusted canonical solution (EvalPlus's ``trusted_exec``) and stream its outputs."""
+    from evalplus.eval import is_floats
+    from evalplus.gen.util import trusted_exec
+
+    path, code, entry, base, plus, not_none = job
+    meta: dict[str, Any] = {"needs_numpy": False}
+    with open(path, "wb") as f:
+        for name, inputs in (("base", base), ("plus", plus)):
+            outputs, meta[f"{name}_time"] = trusted_exec(
+                code, inputs, entry, record_time=True, output_not_none=not_none)
+            for inp, out in zip(inputs, outputs):
+                pickle.dump((inp, out), f, protocol=pickle.HIGHEST_PROTOCOL)
+                meta["needs_numpy"] = meta["needs_numpy"] or is_floats(out)
+    return meta

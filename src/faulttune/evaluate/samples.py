@@ -1,0 +1,129 @@
+"""Reading SAMPLES.jsonl for ``faulttune score``: every problem named by file, line and field.
+
+A file that cannot be read as JSONL (missing, a folder, bytes that are not UTF-8, a line that is
+not a JSON object) stops the run with a :class:`~faulttune.io.DataError`. A row that is readable
+but unusable (no ``task_id``, a ``task_id`` that is not a string, text that is not valid Unicode,
+an empty solution) becomes an ``error`` result for that row and the other rows are scored. Line
+numbers count every line of the file, blank ones included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faulttune.io import DataError
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One non-blank line of SAMPLES: its 1-based line number and its JSON object."""
+
+    lineno: int
+    row: dict[str, Any]
+
+    def task_id_text(self) -> str:
+        """The task id as RESULTS shows it (always encodable: lone surrogates escaped)."""
+        value = self.row.get("task_id")
+        text = value if isinstance(value, str) else ("" if value is None else repr(value))
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _open_lines(path: Path) -> list[bytes]:
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a SAMPLES.jsonl file")
+    try:
+        return path.read_bytes().split(b"\n")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+
+
+def _decode(path: Path, lineno: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at "
+                        f"column {e.start + 1})") from None
+
+
+def read_samples(path: str | os.PathLike[str]) -> list[SampleRow]:
+    """Every non-blank line of ``path`` as a JSON object, with its line number."""
+    path = Path(path)
+    rows = []
+    for lineno, raw in enumerate(_open_lines(path), start=1):
+        line = _decode(path, lineno, raw)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+        if not isinstance(row, dict):
+            raise DataError(f"{path} line {lineno}: expected a JSON object, "
+                            f"got {type(row).__name__}")
+        rows.append(SampleRow(lineno, row))
+    return rows
+
+
+def lone_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` as 'U+D800', or None (JSON "\\ud800" decodes to one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"U+{ord(text[e.start]):04X}"
+    return None
+
+
+def row_problem(row: dict[str, Any], known: set[str], benchmark: str) -> str:
+    """Why a row cannot be scored ("" when it can): the field and what is wrong with it."""
+    task_id = row.get("task_id")
+    if task_id is None or task_id == "":
+        return "missing 'task_id'"
+    if not isinstance(task_id, str):
+        return f"'task_id' must be a string, got {type(task_id).__name__} {task_id!r}"
+    if lone_surrogate(task_id):
+        return f"'task_id' holds a lone surrogate ({lone_surrogate(task_id)}): not valid Unicode"
+    if task_id not in known:
+        return f"unknown task_id {task_id!r} for {benchmark}"
+    field = "solution" if "solution" in row else "completion" if "completion" in row else None
+    if field is None:
+        return "row has neither 'solution' nor 'completion'"
+    code = row[field]
+    if not isinstance(code, str):
+        return f"'{field}' must be a string, got {type(code).__name__}"
+    if lone_surrogate(code):
+        return f"'{field}' holds a lone surrogate ({lone_surrogate(code)}): not valid Unicode"
+    if not code.strip():
+        return "empty solution"
+    return ""
+
+
+def check_writable(out: str | os.PathLike[str]) -> Path:
+    """Refuse an ``--out`` that cannot be written, before any program runs."""
+    out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out}: --out is a folder; give a file path for RESULTS.json")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"{out}: cannot write RESULTS there ({e.strerror or e})") from None
+    return out
+
+
+def write_atomically(data: dict[str, Any], out: Path) -> None:
+    """Write JSON to a temporary file beside ``out`` and rename it into place."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

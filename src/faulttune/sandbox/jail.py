@@ -1,0 +1,357 @@
+"""Isolation: start one sandboxed interpreter (a program's server or a judge) in a jail.
+
+The jail is bubblewrap (``bwrap``, the sandbox Flatpak uses), which needs no root where
+unprivileged user namespaces work. Each jail gets new user, PID, network, IPC, mount, UTS and
+cgroup namespaces (``--unshare-all``) and sees only:
+
+* the interpreter, its standard library and the system's shared-library folders, read-only, with
+  every ``site-packages`` / ``dist-packages`` folder in them hidden;
+* the allowed packages (:mod:`.packages`), read-only, under ``/faulttune/site``;
+* its own ``/proc``, a minimal ``/dev``, private tmpfs ``/tmp`` and ``/dev/shm`` of
+  ``Limits.max_file_mb``; everything else read-only, and no other host path: no data folder, no
+  project tree, no cache, no home.
+
+It dies with the scorer (``--die-with-parent``: the jail's processes get SIGKILL when the scorer's
+thread that started them ends, however the scorer ends), cannot create further user namespaces
+where bwrap supports ``--disable-userns``, and leaves nothing on the host: no folder, and its IPC
+objects die with its IPC namespace. As root the program runs under a random unprivileged uid.
+
+Where bwrap is missing or user namespaces do not work, the **fallback** runs the interpreter as a
+plain child process in a temporary folder: the program keeps the caller's file permissions and
+network access through ``_socket``/``ctypes``. It warns once, loudly, and RESULTS.json records it.
+``FAULTTUNE_SANDBOX=fallback`` forces the fallback; ``FAULTTUNE_SANDBOX=bwrap`` makes a missing
+jail an error instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import glob
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from faulttune.sandbox import bootstrap, cgroup
+from faulttune.sandbox.mounts import (
+    others_can_read,
+    package_mounts,
+    python_binary,
+    system_mounts,
+)
+from faulttune.sandbox.packages import SITE, resolve
+from faulttune.sandbox.results import Limits
+
+log = logging.getLogger(__name__)
+
+ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+       "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+       "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+       "MPLBACKEND": "Agg"}
+OWNER_VARIABLE = "FAULTTUNE_JAIL_OWNER"  # in the environment of bwrap itself, not of the jail
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """What jails are like on this machine."""
+
+    kind: str  # "bwrap" or "fallback"
+    cgroup: bool  # one memory/process limit per program (else the Limits bound applies)
+    reason: str = ""  # why the fallback
+
+    def label(self) -> str:
+        if self.kind == "fallback":
+            return f"fallback (weak: {self.reason})"
+        if self.cgroup:
+            return "bwrap+cgroup"
+        return "bwrap" if counts_processes() else "bwrap (no process limit: root without cgroups)"
+
+
+@dataclass
+class Spawned:
+    """A started jail: its process, the two ends of its channel, and what to clean up."""
+
+    proc: subprocess.Popen[bytes]
+    to_jail: int  # write end of the request pipe
+    from_jail: int  # read end of the reply pipe
+    preamble: bytes  # the bootstrap bundle, to be written first
+    cgroup: cgroup.Cgroup | None = None
+    workdir: str | None = None  # the fallback's temporary folder
+
+
+def _python_flags() -> list[str]:
+    # -S: no site (sys.path is the standard library plus the allowed packages); -P: no cwd
+    return ["-S", "-s", "-B", *(["-P"] if sys.version_info >= (3, 11) else [])]
+
+
+@functools.lru_cache(maxsize=1)
+def _bwrap() -> tuple[str, bool] | None:
+    """(path of bwrap, whether it supports --disable-userns), or None when it is not installed."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10,
+                               check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path, "--disable-userns" in usage
+
+
+@functools.lru_cache(maxsize=1)
+def _drop_uid_before_bwrap() -> bool:
+    """As root: whether bwrap itself can run under a random uid (every mount source readable).
+
+    Otherwise (an interpreter under /root, say) bwrap runs as root and only the jail's inside uid
+    is random; the kernel then does not count the jail's processes, and only a cgroup does.
+    """
+    return all(others_can_read(p) for p in system_mounts()[1])
+
+
+def counts_processes() -> bool:
+    """Whether ``RLIMIT_NPROC`` inside a jail limits that jail's processes alone."""
+    return isolation().kind == "bwrap" and (os.geteuid() != 0 or _drop_uid_before_bwrap())
+
+
+def _random_uid() -> int:
+    return 1_000_000 + secrets.randbelow(1_000_000_000)
+
+
+def bwrap_command(role: str, limits: Limits, channel: tuple[int, int],
+                  uid: int | None) -> list[str]:
+    """The full command line of one jail (``channel``: the fds the jail reads and writes)."""
+    path, disable_userns = _bwrap() or ("bwrap", False)
+    tmpfs = str(limits.max_file_mb * 1024 * 1024)
+    args = [path, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+            "--clearenv"]
+    args += ["--disable-userns"] if disable_userns else []
+    args += ["--uid", str(uid), "--gid", str(uid)] if uid is not None else []
+    for key, value in ENV.items():
+        args += ["--setenv", key, value]
+    args += list(system_mounts()[0]) + package_mounts(limits.packages)
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", tmpfs, "--tmpfs", "/dev/shm",
+             "--size", tmpfs, "--tmpfs", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
+             "--chdir", "/tmp"]
+    return [*args, "--", python_binary(), *_python_flags(), "-c", bootstrap.BOOT,
+            str(channel[0]), str(channel[1]), role, "jail", str(os.getpid())]
+
+
+# Joins the jail's cgroups before bwrap starts (a process that is not forking moves in ~1 ms; bwrap
+# in the middle of its clones takes ~10), then becomes bwrap, or setpriv dropping to a uid first.
+_LAUNCH = 'for f in $FAULTTUNE_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; exec "$@"'
+
+
+def _launcher(group: cgroup.Cgroup | None, drop_to: int | None) -> tuple[list[str], dict[str, Any]]:
+    """(command prefix, extra Popen arguments) that put bwrap in ``group`` under ``drop_to``."""
+    env = {OWNER_VARIABLE: str(os.getpid())}
+    if group is None:
+        user = {"user": drop_to, "group": drop_to, "extra_groups": []} if drop_to else {}
+        return [], {"env": env, **user}
+    env["FAULTTUNE_CGROUP_PROCS"] = " ".join(str(f / "cgroup.procs") for f in group.folders)
+    prefix = ["/bin/sh", "-c", _LAUNCH, "sh"]
+    if drop_to is not None:
+        prefix += [shutil.which("setpriv") or "setpriv", f"--reuid={drop_to}",
+                   f"--regid={drop_to}", "--clear-groups", "--"]
+    return prefix, {"env": env}
+
+
+def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
+    group = cgroup.make(limits.memory_mb, 2 + limits.max_processes)
+    root = os.geteuid() == 0
+    drop = root and _drop_uid_before_bwrap()
+    uid = _random_uid() if root else None
+    request, reply = os.pipe(), os.pipe()
+    command = bwrap_command(role, limits, (request[0], reply[1]), None if drop else uid)
+    split = command.index("--")
+    arguments = _arguments_file(command[1:split])  # the jail's /proc/1/cmdline: no host path
+    prefix, options = _launcher(group, uid if drop else None)
+    child_fds = (request[0], reply[1], arguments)
+    try:
+        proc = subprocess.Popen([*prefix, command[0], "--args", str(arguments), *command[split:]],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=child_fds,
+                                start_new_session=True, **options)
+    except BaseException:
+        for fd in (*request, *reply, arguments):
+            os.close(fd)
+        if group is not None:
+            group.remove(wait_s=0)
+        raise
+    for fd in child_fds:
+        os.close(fd)
+    return Spawned(proc, request[1], reply[0], bootstrap.bundle(role), group)
+
+
+def _arguments_file(arguments: list[str]) -> int:
+    """An fd holding ``arguments`` NUL-separated, for ``bwrap --args``."""
+    fd = os.memfd_create("bwrap-args", 0)
+    os.write(fd, b"".join(a.encode() + b"\0" for a in arguments))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+_stale_swept = False
+
+
+def _sweep_stale_folders() -> None:
+    """Remove fallback folders of scorers that were killed before they could clean up."""
+    global _stale_swept
+    if _stale_swept:
+        return
+    _stale_swept = True
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), "faulttune-sandbox-*-*")):
+        owner = os.path.basename(folder).split("-")[2]
+        if owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _spawn_fallback(role: str, limits: Limits) -> Spawned:
+    _sweep_stale_folders()
+    workdir = tempfile.mkdtemp(prefix=f"faulttune-sandbox-{os.getpid()}-")
+    request, reply = os.pipe(), os.pipe()
+    command = [sys.executable, *_python_flags(), "-c", bootstrap.BOOT, str(request[0]),
+               str(reply[1]), role, "fallback", str(os.getpid())]
+    env = {**ENV, "HOME": workdir, "TMPDIR": workdir, OWNER_VARIABLE: str(os.getpid())}
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(request[0], reply[1]),
+                                start_new_session=True, cwd=workdir, env=env)
+    except BaseException:
+        for fd in (*request, *reply):
+            os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    os.close(request[0])
+    os.close(reply[1])
+    return Spawned(proc, request[1], reply[0], bootstrap.bundle(role), workdir=workdir)
+
+
+def spawn(role: str, limits: Limits) -> Spawned:
+    """Start a jail for ``role`` ("server" or "judge"); it waits for its bootstrap bundle."""
+    if isolation().kind == "bwrap":
+        return _spawn_bwrap(role, limits)
+    return _spawn_fallback(role, limits)
+
+
+def import_path(packages: tuple[str, ...]) -> list[str]:
+    """Where the allowed packages are, as the jailed interpreter sees them."""
+    if isolation().kind == "bwrap":
+        return [SITE]
+    return sorted({os.path.dirname(m.source) for m in resolve(packages)})
+
+
+_isolation: Isolation | None = None
+_isolation_lock = threading.Lock()
+
+
+def _probe() -> Isolation:
+    wanted = os.environ.get("FAULTTUNE_SANDBOX", "")
+    if wanted == "fallback":
+        return Isolation("fallback", False, "FAULTTUNE_SANDBOX=fallback")
+    reason = _bwrap_problem()
+    if reason and wanted == "bwrap":
+        raise RuntimeError(f"FAULTTUNE_SANDBOX=bwrap but the jail does not work: {reason}")
+    if reason:
+        return Isolation("fallback", False, reason)
+    return Isolation("bwrap", cgroup.available())
+
+
+def _bwrap_problem() -> str:
+    """'' when a jail starts here, else why not."""
+    if _bwrap() is None:
+        return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
+    root = os.geteuid() == 0
+    drop = root and _drop_uid_before_bwrap()
+    uid = _random_uid() if root else None
+    command = bwrap_command("server", Limits(), (0, 1), None if drop else uid)
+    command[command.index("-c") + 1:] = ["import sys"]
+    user = {"user": uid, "group": uid, "extra_groups": []} if drop else {}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, env={},
+                              check=False, **user)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"bwrap does not start ({e})"
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        return f"bwrap cannot make a jail here (user namespaces disabled?): {last}"
+    return ""
+
+
+def isolation() -> Isolation:
+    """What jails are like here (probed once); the fallback is announced once, loudly."""
+    global _isolation
+    with _isolation_lock:
+        if _isolation is None:
+            _isolation = _probe()
+            if _isolation.kind == "fallback":
+                log.warning("SANDBOX FALLBACK: model-written code runs WITHOUT a jail (%s). It can "
+                            "read and write your files and reach the network. Install bubblewrap "
+                            "and enable user namespaces, or run inside a container.",
+                            _isolation.reason)
+        return _isolation
+
+
+def set_isolation_for_tests(value: Isolation | None) -> None:
+    """Force what :func:`isolation` answers (``None``: probe again)."""
+    global _isolation
+    with _isolation_lock:
+        _isolation = value
+
+
+def kill(spawned: Spawned) -> None:
+    """SIGKILL the jail and everything in it, wait for it, and remove what it left.
+
+    The jail's init (bwrap's child, PID 1 of the jail's namespace) is killed directly: the kernel
+    then kills every process of the namespace. Killing bwrap alone relies on the init's
+    parent-death signal, which a jail killed while still setting up has not armed yet.
+    """
+    import signal
+
+    monitor = spawned.proc.pid
+    if spawned.workdir is None:
+        doomed = [int(pid) for pid in _children(monitor)]
+    else:
+        doomed = [child.pid for child in _descendants(monitor)]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(monitor, signal.SIGKILL)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    spawned.proc.wait()
+    if spawned.cgroup is not None:
+        spawned.cgroup.remove_later()
+    if spawned.workdir is not None:
+        shutil.rmtree(spawned.workdir, ignore_errors=True)
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def _descendants(pid: int) -> list[Any]:
+    """The fallback has no PID namespace: what the program started, found by ancestry."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - the process may be gone already
+        return []
+
+
+def memory_bound_mb(limits: Limits) -> int | None:
+    """The most memory one program can hold here, or None where nothing bounds it together."""
+    iso = isolation()
+    if iso.cgroup or counts_processes():
+        return limits.memory_bound_mb(iso.cgroup)
+    return None
