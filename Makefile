@@ -23,13 +23,13 @@ system-deps:
 	@command -v bwrap >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
 
-demo: install
+demo: system-deps install
 	$(BIN)/snakemake --profile profiles/local --cores $(CORES) all
 	@RUN=results/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("config/config.yaml"))["run"])'); \
 	echo "The three slowest rules:"; $(BIN)/faulttune timings $$RUN --slowest 3; \
 	echo "Report: $$RUN/report/report.md"
 
-test: install
+test: system-deps install
 	$(BIN)/python -m pytest -q
 
 lint: install
