@@ -146,9 +146,9 @@ def test_results_are_written_atomically(tmp_path, data_dir, monkeypatch):
     (b'\n\n{"task_id": \n', r"s\.jsonl line 3: not valid JSON"),
     (b'\n[1, 2]\n', r"s\.jsonl line 2: expected a JSON object, got list"),
     (b"", r"s\.jsonl: no sample rows \(the file is empty\)"),
-    (b'{"task_id": 7, "solution": "x"}\n\n{"task_id": "HumanEval/0", "solution": " "}\n',
+    (b'{"task_id": 7, "solution": "x"}\n\n{"task_id": "HumanEval/999", "solution": " "}\n',
      (r"s\.jsonl: no scorable row in 2 \(1 x 'task_id' must be a string, got int 7, "
-      r"1 x empty solution\)")),
+      r"1 x unknown task_id 'HumanEval/999'")),
 ])
 def test_unreadable_samples_stop_with_the_file_and_line(content, message, tmp_path, data_dir):
     samples = tmp_path / "s.jsonl"
@@ -156,6 +156,16 @@ def test_unreadable_samples_stop_with_the_file_and_line(content, message, tmp_pa
     with pytest.raises(DataError, match=message):
         score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_model_that_answers_nothing_scores_zero_instead_of_failing_the_run(tmp_path, data_dir):
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "solution": ""}\n'
+                       '{"task_id": "HumanEval/1", "completion": "  "}\n')
+    summary = score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
+    assert (summary["pass_at_1"], summary["n_tasks"]) == (0.0, 2)
+    assert [r["status"] for r in summary["results"]] == ["error", "error"]
+    assert summary["results"][1]["detail"] == f"{samples} line 2: empty solution"
 
 
 def test_a_folder_as_samples_is_named(tmp_path, data_dir):

@@ -71,6 +71,7 @@ from faulttune.evaluate.expected import (
     read_cases,
 )
 from faulttune.evaluate.samples import (
+    EMPTY_SOLUTION,
     SampleRow,
     check_writable,
     read_samples,
@@ -135,7 +136,7 @@ def score_samples(benchmark: str, samples: str | Path, out: str | Path, *, data_
     if not rows:
         raise DataError(f"{samples}: no sample rows (the file is empty)")
     problems = [row_problem(r.row, set(tasks), benchmark) for r in rows]
-    if all(problems):
+    if all(p and p != EMPTY_SOLUTION for p in problems):
         raise DataError(f"{samples}: no scorable row in {len(rows)} ({_count(problems)})")
     expected = _expected_if_needed(benchmark, tasks, data_dir, workers)
     plans: list[Any] = [

@@ -79,6 +79,10 @@ def lone_surrogate(text: str) -> str | None:
     return None
 
 
+# A model's empty answer to a known task is an answer that fails (it counts in pass@k), unlike a
+# row that names no task of the benchmark.
+EMPTY_SOLUTION = "empty solution"
+
 def row_problem(row: dict[str, Any], known: set[str], benchmark: str) -> str:
     """Why a row cannot be scored ("" when it can): the field and what is wrong with it."""
     task_id = row.get("task_id")
@@ -99,7 +103,7 @@ def row_problem(row: dict[str, Any], known: set[str], benchmark: str) -> str:
     if lone_surrogate(code):
         return f"'{field}' holds a lone surrogate ({lone_surrogate(code)}): not valid Unicode"
     if not code.strip():
-        return "empty solution"
+        return EMPTY_SOLUTION
     return ""
 
 
