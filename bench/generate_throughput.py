@@ -29,8 +29,8 @@ import torch
 from faulttune.generate.base import GenerationParams
 from faulttune.generate.extract import cut_at_stop
 from faulttune.generate.hf import HFBackend, render_and_encode
+from faulttune.generate.prompts import solve_messages
 from faulttune.models import EMBEDDED_DEFAULT, load_model, load_tokenizer
-from faulttune.prompts import solve_messages
 
 
 def humaneval_prompts(count: int) -> list[str]:

@@ -69,9 +69,9 @@ from rapidfuzz.distance import Levenshtein
 
 from faulttune import sandbox
 from faulttune.generate.base import Backend, Conversation, GenerationParams
-from faulttune.generate.run import solution_program
+from faulttune.generate.extract import solution_program
+from faulttune.generate.prompts import fix_messages, solve_messages
 from faulttune.io import DataError, append_jsonl, write_jsonl
-from faulttune.prompts import fix_messages, solve_messages
 
 log = logging.getLogger(__name__)
 

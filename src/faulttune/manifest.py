@@ -122,7 +122,7 @@ def seeds(config: Mapping[str, Any]) -> dict[str, Any]:
 def build_manifest(config: Mapping[str, Any], input_files: Iterable[str]) -> dict[str, Any]:
     """See the module docstring for the keys."""
     from faulttune.config import config_digest
-    from faulttune.prompts import template_hash
+    from faulttune.generate.prompts import template_hash
 
     teacher = config.get("teacher", {}).get("model", config["student"]["model"])
     return {

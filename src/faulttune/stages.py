@@ -115,12 +115,12 @@ def generate(config: Mapping[str, Any], bench: str, model: str, out: str, thread
     """Greedy samples of ``model`` for every task of a benchmark table (resumable)."""
     import torch
 
-    from faulttune.generate import GenerationParams, make_backend
+    from faulttune.generate import GenerationParams, backend_options, make_backend
     from faulttune.generate.run import generate_samples
 
     torch.set_num_threads(max(1, threads))
     gen = config["generation"]
-    backend = make_backend(gen["backend"], model, **_backend_options(config, gen))
+    backend = make_backend(gen["backend"], model, **backend_options(gen, student=config["student"]))
     tasks = io.read_parquet(bench, required=("task_id", "prompt", "entry_point"))
     params = GenerationParams(max_new_tokens=gen["max_new_tokens"], seed=config["seed"])
     generate_samples(tasks, backend, out, params=params)
@@ -193,25 +193,17 @@ def teacher_variants(config: Mapping[str, Any], train: str, out: str, threads: i
     import torch
 
     from faulttune.bugs.pairs import teacher_candidates
-    from faulttune.generate import make_backend
+    from faulttune.generate import backend_options, make_backend
 
     torch.set_num_threads(max(1, threads))
     teacher = config["teacher"]
-    backend = make_backend(teacher["backend"], teacher["model"], **_backend_options(config, teacher))
+    backend = make_backend(teacher["backend"], teacher["model"],
+                           **backend_options(teacher, generation=config["generation"],
+                                             student=config["student"]))
     rows = teacher_candidates(_train_tasks(train), backend, teacher["n_variants"],
                               teacher["temperature"], config["seed"], teacher["max_new_tokens"])
     io.write_parquet(rows, out)
     log.info("teacher %s: %d raw variants", teacher["model"], len(rows))
-
-
-def _backend_options(config: Mapping[str, Any], section: Mapping[str, Any]) -> dict[str, Any]:
-    """The backend options of a ``generation`` or ``teacher`` section (the HF batch size and
-    precision come from ``generation`` and ``student``)."""
-    from faulttune.generate.run import backend_options
-
-    merged = {"batch_size": config["generation"]["batch_size"],
-              "precision": config["student"].get("precision", "auto"), **section}
-    return backend_options(section.get("backend", "hf"), merged)
 
 
 def select_pairs(config: Mapping[str, Any], train: str, candidates: str, out: str,
@@ -231,7 +223,7 @@ def codeflow(config: Mapping[str, Any], train: str, mutants: str | None, out_dir
     import torch
 
     from faulttune.codeflow import run_codeflow
-    from faulttune.generate import make_backend
+    from faulttune.generate import backend_options, make_backend
     from faulttune.models import load_tokenizer
 
     torch.set_num_threads(max(1, threads))
@@ -239,7 +231,8 @@ def codeflow(config: Mapping[str, Any], train: str, mutants: str | None, out_dir
     tokenizer = load_tokenizer(student)
     trajectories, pairs, rejected = run_codeflow(
         _train_tasks(train), make_backend(config["generation"]["backend"], student,
-                                          **_backend_options(config, config["generation"])),
+                                          **backend_options(config["generation"],
+                                                            student=config["student"])),
         max_iters=cf["max_iters"], start=cf["start"],
         mutants=io.read_parquet(mutants) if mutants else None,
         checkpoint=Path(out_dir) / "trajectories.checkpoint.jsonl", seed=config["seed"],

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
+from faulttune.generate.prompts import teacher_messages
+from faulttune.generate.stops import FirstPythonBlock
 from faulttune.io import DataError
-from faulttune.prompts import teacher_messages
 
 
 def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:
@@ -35,7 +36,8 @@ def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_vari
     conversations = [teacher_messages(t["instruction"], t["solution"]) for t in tasks]
     params = GenerationParams(n=n_variants, temperature=temperature, seed=seed, prefill="",
                               stop=(), max_new_tokens=max_new_tokens)
-    answers = backend.chat(conversations, params) if conversations else []
+    stop_rules = [FirstPythonBlock()] * len(conversations)
+    answers = backend.chat(conversations, params, stop_rules) if conversations else []
     if len(answers) != len(tasks):
         raise RuntimeError(f"backend {backend.name} returned {len(answers)} answer lists "
                            f"for {len(tasks)} conversations")

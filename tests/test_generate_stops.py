@@ -1,0 +1,153 @@
+"""Where completions end (faulttune.generate.stops)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from faulttune.generate import GenerationParams, ScriptedBackend
+from faulttune.generate.extract import python_block, python_block_end, solution_program
+from faulttune.generate.hf import HFBackend
+from faulttune.generate.prompts import solve_messages
+from faulttune.generate.run import generate_samples
+from faulttune.generate.stops import AnswerComplete, FirstPythonBlock, cut_completion
+from faulttune.io import read_jsonl
+
+HUMANEVAL_PROMPT = 'def add(x: int, y: int) -> int:\n    """Add two numbers."""\n'
+FUNCTION = "def add(x, y):\n    return x + y\n"
+CALLS_HELPER = "def add(x, y):\n    return plus(x, y)\n"
+HELPER = "def plus(a, b):\n    return a + b\n"
+
+
+def _end(text: str, prompt: str = HUMANEVAL_PROMPT, entry_point: str = "add") -> str:
+    """The completion that the rule keeps of ``text``."""
+    return cut_completion(text, ("```",), AnswerComplete(prompt, entry_point))
+
+
+def test_a_finished_function_stops_at_the_next_top_level_line():
+    assert _end(FUNCTION + "\n\ndef main():\n    print(add(1, 2))\n") == FUNCTION + "\n\n"
+    assert _end(FUNCTION + "\nprint(add(1, 2))\n") == FUNCTION + "\n"
+    assert _end(FUNCTION + "\n# Example usage:\nassert add(1, 2) == 3\n") == FUNCTION + "\n"
+    assert _end(FUNCTION + "\nif __name__ == '__main__':\n    add(1, 2)\n") == FUNCTION + "\n"
+    assert _end(FUNCTION) == FUNCTION  # nothing after it: unchanged
+
+
+def test_a_helper_the_answer_calls_is_kept_and_what_follows_it_is_not():
+    text = CALLS_HELPER + "\n" + HELPER + "\nprint(add(1, 2))\n\ndef unused():\n    pass\n"
+    kept = _end(text)
+    assert kept == CALLS_HELPER + "\n" + HELPER + "\n"
+    program = solution_program(HUMANEVAL_PROMPT, "add", kept)
+    namespace: dict = {}
+    exec(program, namespace)  # noqa: S102 - our own test program
+    assert namespace["add"](2, 3) == 5
+
+
+def test_helpers_reached_through_other_helpers_and_late_globals_are_waited_for():
+    text = (
+        "def add(x, y):\n    return twice(x) + y - x\n\n"
+        "def twice(v):\n    return v * FACTOR\n\n"
+        "FACTOR = 2\n\nprint(add(1, 2))\n"
+    )
+    assert _end(text) == text[: text.index("print(")]
+
+
+def test_a_body_completion_of_a_humaneval_prompt_stops_after_the_body():
+    body = "    total = x + y\n    return total\n"
+    assert _end(body + "\n\ndef check():\n    pass\n") == body + "\n\n"
+
+
+def test_nothing_stops_before_the_model_has_written_its_answer():
+    # The prompt alone parses and defines add: its imports must not end the completion.
+    text = "from typing import List\n\n" + FUNCTION
+    assert _end(text) == text
+    assert _end(text + "\nprint(1)\n") == text + "\n"
+
+
+def test_column_zero_lines_inside_strings_or_brackets_do_not_stop():
+    in_docstring = 'def add(x, y):\n    """Sum.\nExample:\n    add(1, 2)\n    """\n    return x + y\n'
+    assert _end(in_docstring + "\nprint(1)\n") == in_docstring + "\n"
+    in_brackets = "def add(x, y):\n    return sum([x,\n        y]\n)\n"
+    assert _end(in_brackets + "print(1)\n") == in_brackets
+
+
+def test_an_answer_that_never_completes_runs_to_the_fence():
+    text = "def add(x, y):\n    return plus(x, y)\n\nprint(add(1, 2))\n```\nmore"
+    assert _end(text) == text[: text.index("```")]
+    assert AnswerComplete(HUMANEVAL_PROMPT, "").end(FUNCTION + "\nprint(1)\n") is None
+
+
+def test_first_python_block_ends_a_markdown_answer_after_its_closing_fence():
+    reply = "Here:\n```text\nnot code\n```\n```python\nx = 1\n```\nIt is wrong because..."
+    end = python_block_end(reply)
+    assert reply[:end].endswith("x = 1\n```")
+    assert python_block(reply[:end]) == python_block(reply) == "x = 1\n"
+    assert python_block_end("```python\nx = 1\n``") is None  # still open
+    assert python_block_end("```js\nx\n") is None
+    assert FirstPythonBlock().end(reply) == end
+
+
+def test_scripted_backend_applies_stop_rules():
+    backend = ScriptedBackend([FUNCTION + "\nprint(1)\n", "text\n```py\ny = 2\n```\nbye"])
+    convs = [solve_messages("a"), solve_messages("b")]
+    rules = [AnswerComplete(HUMANEVAL_PROMPT, "add"), FirstPythonBlock()]
+    assert backend.chat(convs, GenerationParams(), rules) == [
+        [FUNCTION + "\n"],
+        ["text\n```py\ny = 2\n```"],
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """tiny-random with large seeded weights, so greedy outputs vary token by token."""
+    from faulttune.models import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer("tiny-random")
+    model = load_model("tiny-random", precision="fp32", device="cpu")
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" not in name:
+                param.normal_(0, 1.0 if "embed" in name else 0.5)
+    return model, tokenizer
+
+
+def _scripted_picker(streams: dict[int, list[int]], asked: dict[int, int]):
+    """Emits each row's token stream in order and counts how many tokens each row was asked for."""
+
+    def pick(logits, rows):
+        tokens = []
+        for row in rows:
+            tokens.append(streams[row][asked[row]])
+            asked[row] += 1
+        return torch.tensor(tokens)
+
+    return pick
+
+
+def test_real_token_streams_stop_at_the_new_top_level_def_and_keep_the_helper(
+    tiny, tmp_path, monkeypatch
+):
+    model, tokenizer = tiny
+    replies = [
+        FUNCTION + "\n\ndef main():\n    print(add(1, 2))\n```\n",
+        CALLS_HELPER + "\n" + HELPER + "\n\ndef main():\n    print(add(1, 2))\n```\n",
+    ]
+    streams = {r: tokenizer(t, add_special_tokens=False)["input_ids"] + [2] for r, t in
+               enumerate(replies)}
+    asked = dict.fromkeys(streams, 0)
+    monkeypatch.setattr(
+        "faulttune.generate.hf.picker", lambda params: _scripted_picker(streams, asked)
+    )
+    tasks = [{"task_id": f"T/{i}", "prompt": HUMANEVAL_PROMPT, "entry_point": "add"}
+             for i in range(2)]
+    backend = HFBackend.from_loaded(model, tokenizer, batch_size=2)
+    out = tmp_path / "samples.jsonl"
+    generate_samples(tasks, backend, out, params=GenerationParams(max_new_tokens=80))
+
+    raws = [r["raw"] for r in read_jsonl(out.with_name("samples.raw.jsonl"))]
+    assert raws == [FUNCTION + "\n\n", CALLS_HELPER + "\n" + HELPER + "\n\n"]
+    for row, raw in enumerate(raws):  # each row stopped at the token that began "def main"
+        stopped_at = len(tokenizer(raw + "def", add_special_tokens=False)["input_ids"])
+        assert asked[row] <= stopped_at < len(streams[row])
+    solutions = [r["solution"] for r in read_jsonl(out)]
+    assert "def plus" in solutions[1] and "def main" not in solutions[1]
