@@ -51,6 +51,22 @@ def test_helpers_reached_through_other_helpers_and_late_globals_are_waited_for()
     assert _end(text) == text[: text.index("print(")]
 
 
+def test_a_redefinition_of_the_answer_is_kept_because_it_is_the_one_that_runs():
+    second = "def add(x, y):\n    return y + x\n"
+    text = FUNCTION + "\n" + second + "\nprint(add(1, 2))\n"
+    assert _end(text) == FUNCTION + "\n" + second + "\n"
+    decorated = "@staticmethod\n" + second
+    assert _end(FUNCTION + "\n" + decorated + "\nx = 1\n") == FUNCTION + "\n" + decorated + "\n"
+    # an assignment to a name the answer only uses locally does not count
+    assert _end(FUNCTION + "\nx = [3, 1]\nprint(add(*x))\n") == FUNCTION + "\n"
+
+
+def test_the_rule_waits_for_the_first_line_of_the_next_statement():
+    rule = AnswerComplete(HUMANEVAL_PROMPT, "add")
+    assert rule.end(FUNCTION + "\ndef ad") is None  # could still become "def add("
+    assert rule.end(FUNCTION + "\ndef main():\n") == len(FUNCTION) + 1
+
+
 def test_a_body_completion_of_a_humaneval_prompt_stops_after_the_body():
     body = "    total = x + y\n    return total\n"
     assert _end(body + "\n\ndef check():\n    pass\n") == body + "\n\n"
@@ -146,8 +162,8 @@ def test_real_token_streams_stop_at_the_new_top_level_def_and_keep_the_helper(
 
     raws = [r["raw"] for r in read_jsonl(out.with_name("samples.raw.jsonl"))]
     assert raws == [FUNCTION + "\n\n", CALLS_HELPER + "\n" + HELPER + "\n\n"]
-    for row, raw in enumerate(raws):  # each row stopped at the token that began "def main"
-        stopped_at = len(tokenizer(raw + "def", add_special_tokens=False)["input_ids"])
-        assert asked[row] <= stopped_at < len(streams[row])
+    for row, raw in enumerate(raws):  # each row stopped once the line "def main():" was written
+        header_end = len(tokenizer(raw + "def main():\n", add_special_tokens=False)["input_ids"])
+        assert asked[row] <= header_end + 1 < len(streams[row])
     solutions = [r["solution"] for r in read_jsonl(out)]
     assert "def plus" in solutions[1] and "def main" not in solutions[1]
