@@ -1,4 +1,4 @@
-"""Where completions end (faulttune.generate.stops)."""
+"""Where completions end (faulttune.generate.stops) and the decode loop's speed-ups keep outputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from faulttune.generate import GenerationParams, ScriptedBackend
+from faulttune.generate.cores import CoreShare, other_runnable_threads
+from faulttune.generate.decode import GrowingLayer, _append, _new_cache, decode_rows
 from faulttune.generate.extract import python_block, python_block_end, solution_program
-from faulttune.generate.hf import HFBackend
+from faulttune.generate.hf import HFBackend, greedy_picker, render_and_encode
 from faulttune.generate.prompts import solve_messages
 from faulttune.generate.run import generate_samples
 from faulttune.generate.stops import AnswerComplete, FirstPythonBlock, cut_completion
@@ -156,7 +158,7 @@ def test_real_token_streams_stop_at_the_new_top_level_def_and_keep_the_helper(
     )
     tasks = [{"task_id": f"T/{i}", "prompt": HUMANEVAL_PROMPT, "entry_point": "add"}
              for i in range(2)]
-    backend = HFBackend.from_loaded(model, tokenizer, batch_size=2)
+    backend = HFBackend.from_loaded(model, tokenizer, batch_size=2, share_cores=False)
     out = tmp_path / "samples.jsonl"
     generate_samples(tasks, backend, out, params=GenerationParams(max_new_tokens=80))
 
@@ -167,3 +169,108 @@ def test_real_token_streams_stop_at_the_new_top_level_def_and_keep_the_helper(
         assert asked[row] <= header_end + 1 < len(streams[row])
     solutions = [r["solution"] for r in read_jsonl(out)]
     assert "def plus" in solutions[1] and "def main" not in solutions[1]
+
+
+def _generate_batch1(model, prompt: list[int], max_new_tokens: int) -> list[int]:
+    out = model.generate(
+        torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=2,
+    )
+    return out[0, len(prompt) :].tolist()
+
+
+def test_identical_prompts_share_one_prefill_and_decode_as_batch1_generate(tiny, monkeypatch):
+    from faulttune.generate import decode
+
+    model, tokenizer = tiny
+    convs = [solve_messages(t) for t in ("a", "Sort the list.", "def f(x):\n    return x\n")]
+    distinct = render_and_encode(tokenizer, convs, "```python\n")
+    prompts = [distinct[0], distinct[1], distinct[1], distinct[1], distinct[2], distinct[0]]
+    widths = []
+    real_forward = model.forward
+
+    def counting_forward(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape)
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting_forward)
+    ours = decode.decode_rows(model, prompts, pick=greedy_picker(), max_new_tokens=9,
+                              batch_size=8, pad_id=2, eos_ids=[2])
+    monkeypatch.undo()
+    prefill_rows = sum(shape[0] for shape in widths if shape[1] > 1)
+    assert prefill_rows == 3  # one row per distinct prompt
+    assert ours == [_generate_batch1(model, p, 9) for p in prompts]
+
+
+def test_growing_layer_appends_in_place_and_matches_concatenation():
+    layer = GrowingLayer()
+    steps = [torch.randn(2, 3, n, 4) for n in (5, 1, 1, 1)]
+    for step in steps:
+        keys, values = layer.update(step, -step)
+    assert torch.equal(keys, torch.cat(steps, dim=2))
+    assert torch.equal(values, -torch.cat(steps, dim=2))
+    first = layer.keys.data_ptr()
+    layer.update(torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4))
+    assert layer.keys.data_ptr() == first  # written into spare room, not copied
+    layer.batch_select_indices(torch.tensor([1]))  # replaced from outside: copied once, then grows
+    kept = layer.keys.clone()
+    new = torch.randn(1, 3, 1, 4)
+    keys, _ = layer.update(new, new)
+    assert torch.equal(keys, torch.cat([kept, new], dim=2))
+
+
+def test_append_reallocates_when_the_room_is_full():
+    cached, room = _append(torch.tensor([]), None, torch.ones(1, 1, 2, 1))
+    assert room.shape[2] > 2
+    for _ in range(room.shape[2] - 2):
+        cached, room_after = _append(cached, room, torch.zeros(1, 1, 1, 1))
+        assert room_after is room
+    cached, room_after = _append(cached, room, torch.full((1, 1, 1, 1), 7.0))
+    assert room_after is not room and cached[0, 0, -1, 0] == 7 and cached[0, 0, :2].sum() == 2
+
+
+def test_new_cache_keeps_sliding_window_layers():
+    from transformers import MistralConfig
+
+    config = MistralConfig(vocab_size=50, hidden_size=16, intermediate_size=32,
+                           num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                           sliding_window=4)
+    model = type("M", (), {"config": config})()
+    assert not any(isinstance(layer, GrowingLayer) for layer in _new_cache(model).layers)
+
+
+def test_core_share_drops_threads_at_once_and_climbs_back_after_two_quiet_checks():
+    load = iter([0, 1, 0, 1, 0, 0, None])
+    before = torch.get_num_threads()
+    share = CoreShare(allowed=2, every=2, runnable=lambda: next(load), cores=lambda: 2)
+    try:
+        torch.set_num_threads(2)
+        seen = []
+        for _ in range(14):
+            share.tick()
+            seen.append(torch.get_num_threads())
+        # checks at ticks 2, 4, ...: quiet, busy (-> 1), quiet, busy, quiet, quiet (-> 2), unknown
+        assert seen == [2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2]
+        torch.set_num_threads(1)
+        share.restore()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_other_runnable_threads_reads_this_machine():
+    others = other_runnable_threads()
+    assert others is None or others >= 0
+
+
+def test_decode_rows_restores_the_allowed_threads(tiny):
+    model, tokenizer = tiny
+    before = torch.get_num_threads()
+    share = CoreShare(allowed=before, every=1, runnable=lambda: 99, cores=lambda: 2)
+    prompts = render_and_encode(tokenizer, [solve_messages("a")], "```python\n")
+    decode_rows(model, prompts, pick=greedy_picker(), max_new_tokens=3, batch_size=1, pad_id=2,
+                eos_ids=[2], cores=share)
+    assert torch.get_num_threads() == before

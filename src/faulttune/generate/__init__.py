@@ -6,7 +6,7 @@ Layers, each importing only those below it (the backends never import each other
   replies, the scored program);
 - :mod:`.stops` (where a completion ends), then :mod:`.base` (``GenerationParams``, ``Backend``,
   ``ScriptedBackend``);
-- the backends :mod:`.hf` (with its decode loop :mod:`.decode`),
+- the backends :mod:`.hf` (with its decode loop :mod:`.decode` and :mod:`.cores`),
   :mod:`.vllm_backend`, :mod:`.openai_backend`, imported only by :func:`make_backend`;
 - :mod:`.run`: benchmark tasks to the scorer's sample files (``faulttune generate``).
 """

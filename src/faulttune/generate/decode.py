@@ -8,8 +8,16 @@ static batches spend on finished rows (CPU_NOTES: over half of the decode steps)
 left-padded with an attention mask and explicit position ids, so a row's tokens do not depend on
 the other rows: greedy output equals batch-1 ``model.generate(do_sample=False)`` (tested).
 
+Two costs that grow with the prompt are cut. Identical prompts (the ``n`` samples of one
+conversation) are prefilled once and their cache rows copied. Keys and values are appended in
+place into spare room (:class:`GrowingLayer`) instead of ``DynamicLayer``'s ``torch.cat`` of the
+whole cache at every step, which took a quarter of a step at 16 rows x 600 tokens.
+
 Sampling (temperature > 0) draws each row from its own ``torch.Generator`` seeded from
 ``(seed, row index)``, so samples are reproducible and independent of the batch size.
+
+``transformers``' own continuous batching (``model.generate_batch``) was measured against this
+loop in ``bench/generate_throughput.py``; the figures and the decision are in that bench's doc.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from faulttune.generate.cores import CoreShare
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +42,60 @@ log = logging.getLogger(__name__)
 DoneCheck = Callable[[int, list[int]], bool]
 # (logits of the running rows (B, V) float32, their row indices) -> next token per row (B,)
 Picker = Callable[[torch.Tensor, list[int]], torch.Tensor]
+
+
+# Tokens of spare room a cache layer allocates each time it runs out.
+CACHE_ROOM = 128
+
+
+class GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` that appends new keys/values in place into spare room.
+
+    ``keys``/``values`` stay plain (B, heads, L, head_dim) tensors, views of a buffer with
+    ``CACHE_ROOM`` more tokens. Code that replaces them (row selection, merging, trimming) simply
+    makes the next ``update`` copy them into a fresh buffer.
+    """
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self._key_room = _append(self.keys, getattr(self, "_key_room", None), key_states)
+        self.values, self._value_room = _append(
+            self.values, getattr(self, "_value_room", None), value_states
+        )
+        return self.keys, self.values
+
+
+def _append(
+    cached: torch.Tensor, room: torch.Tensor | None, new: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cached`` + ``new`` along the sequence (dim 2) as a view of ``room``, reallocated when
+    ``cached`` is no longer a view of it or it is full."""
+    length = cached.shape[2] if cached.numel() else 0
+    total = length + new.shape[2]
+    owned = (
+        room is not None
+        and length > 0
+        and cached.data_ptr() == room.data_ptr()
+        and cached.stride() == room.stride()
+        and cached.shape[:2] == room.shape[:2]
+    )
+    if not owned or room.shape[2] < total:
+        batch, heads, _, dim = new.shape
+        room = new.new_empty(batch, heads, total + CACHE_ROOM, dim)
+        if length:
+            room[:, :, :length] = cached
+    room[:, :, length:total] = new
+    return room[:, :, :total], room
+
+
+def _new_cache(model: Any) -> Any:
+    """An empty cache for ``model`` whose plain layers grow in place (sliding ones stay as they are)."""
+    cache = DynamicCache(config=model.config)
+    cache.layers = [GrowingLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
 
 
 @dataclass
@@ -75,45 +140,50 @@ def _position_ids(mask: torch.Tensor) -> torch.Tensor:
 def _prefill(
     model: Any, prompts: Sequence[list[int]], rows: list[int], pad_id: int
 ) -> tuple[_Batch, torch.Tensor]:
-    """Run the prompts through the model; the new batch and the last-position logits (B, V)."""
-    ids, mask = _left_pad(prompts, pad_id, model.device)
-    cache = DynamicCache(config=model.config)
+    """Run the prompts through the model; the new batch and the last-position logits (B, V).
+
+    Identical prompts are run once; their cache rows, mask and logits are then repeated."""
+    unique: dict[tuple[int, ...], int] = {}
+    for prompt in prompts:
+        unique.setdefault(tuple(prompt), len(unique))
+    ids, mask = _left_pad([list(p) for p in unique], pad_id, model.device)
+    cache = _new_cache(model)  # filled in place by the forward
     out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=_position_ids(mask),
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
         logits_to_keep=1,
     )
-    positions = mask.sum(-1)
-    empty = torch.empty(0, dtype=torch.long, device=ids.device)
-    batch = _Batch(out.past_key_values, mask, positions, empty, list(rows))
-    return batch, out.logits[:, -1, :].float()
+    logits = out.logits[:, -1, :].float()
+    if len(unique) < len(prompts):
+        index = torch.tensor([unique[tuple(p)] for p in prompts], device=mask.device)
+        cache.batch_select_indices(index)
+        mask, logits = mask[index], logits[index]
+    empty = torch.empty(0, dtype=torch.long, device=mask.device)
+    return _Batch(cache, mask, mask.sum(-1), empty, list(rows)), logits
 
 
 def _forward(model: Any, batch: _Batch) -> torch.Tensor:
-    """Feed ``batch.next_tokens``; the cache grows by one column. Returns logits (B, V)."""
+    """Feed ``batch.next_tokens``; the cache grows by one column in place. Returns logits (B, V)."""
     one = torch.ones((batch.size, 1), dtype=batch.mask.dtype, device=batch.mask.device)
     batch.mask = torch.cat([batch.mask, one], dim=-1)
     out = model(
         input_ids=batch.next_tokens[:, None],
         attention_mask=batch.mask,
         position_ids=batch.positions[:, None],
-        past_key_values=batch.cache,
+        cache=batch.cache,
         use_cache=True,
     )
-    batch.cache = out.past_key_values
     batch.positions = batch.positions + 1
     return out.logits[:, -1, :].float()
 
 
 def _plain_layers(cache: Any) -> list[Any] | None:
-    """The cache's layers when all are plain ``DynamicLayer`` (which we may pad and trim)."""
-    from transformers.cache_utils import DynamicLayer
-
+    """The cache's layers when none is a sliding window (those we may pad and trim)."""
     layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+    if not layers or any(type(layer) not in (DynamicLayer, GrowingLayer) for layer in layers):
         return None
     return list(layers)
 
@@ -207,12 +277,14 @@ def decode_rows(
     eos_ids: Sequence[int],
     is_done: DoneCheck | None = None,
     progress: bool = False,
+    cores: CoreShare | None = None,
 ) -> list[list[int]]:
     """New token ids for every prompt (EOS not included), in input order.
 
     At most ``batch_size`` rows decode at once. Prompts are admitted shortest first; a row leaves
     the batch when it emits an EOS id, reaches ``max_new_tokens`` or ``is_done(row, ids)`` is true,
     and waiting prompts are prefilled into the freed slots once a quarter of the batch is free.
+    ``cores`` (CPU) sets the torch threads from the load of other processes as decoding goes.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -226,33 +298,65 @@ def decode_rows(
     )
     refill_at = max(1, batch_size // 4)
     # Sliding-window caches cannot be padded and merged: those models decode static batches.
-    mergeable = _plain_layers(DynamicCache(config=model.config)) is not None
+    mergeable = _plain_layers(_new_cache(model)) is not None
     batch: _Batch | None = None
     with torch.inference_mode(), bar:
         while waiting or batch is not None:
             free = batch_size - (batch.size if batch else 0)
-            admit = batch is None or (mergeable and free >= refill_at)
-            if waiting and admit:
+            if waiting and (batch is None or (mergeable and free >= refill_at)):
+                if cores:
+                    cores.check()
                 rows = [waiting.popleft() for _ in range(min(free, len(waiting)))]
-                for group in _prefill_groups(rows, mergeable):
-                    fresh, logits = _prefill(model, [prompts[r] for r in group], group, pad_id)
-                    fresh_kept = recorder.take(fresh, pick(logits, fresh.rows))
-                    if fresh_kept is not None:
-                        batch = _merge(batch, fresh_kept)
+                batch = _admit(model, batch, rows, prompts, pick, recorder, pad_id, mergeable)
             if batch is None:
                 continue
+            if cores:
+                cores.tick()
             logits = _forward(model, batch)
             batch = recorder.take(batch, pick(logits, batch.rows))
+    if cores:
+        cores.restore()
     return outputs
 
 
-# Prompts prefilled in one forward. Prefill is compute-bound, so small groups of similar length
+def _admit(
+    model: Any,
+    batch: _Batch | None,
+    rows: list[int],
+    prompts: Sequence[list[int]],
+    pick: Picker,
+    recorder: _Recorder,
+    pad_id: int,
+    mergeable: bool,
+) -> _Batch | None:
+    """Prefill ``rows`` in groups, record their first tokens, merge the unfinished into ``batch``."""
+    for group in _prefill_groups(rows, prompts, mergeable):
+        fresh, logits = _prefill(model, [prompts[r] for r in group], group, pad_id)
+        fresh_kept = recorder.take(fresh, pick(logits, fresh.rows))
+        if fresh_kept is not None:
+            batch = _merge(batch, fresh_kept)
+    return batch
+
+
+# Distinct prompts prefilled in one forward. Prefill is compute-bound, so small groups of similar length
 # (the queue is sorted) cost no speed and avoid computing the padding of one long prompt in all.
 PREFILL_GROUP = 4
 
 
-def _prefill_groups(rows: list[int], mergeable: bool) -> list[list[int]]:
-    """Admitted rows split for prefill (one group when caches cannot be merged)."""
+def _prefill_groups(
+    rows: list[int], prompts: Sequence[list[int]], mergeable: bool
+) -> list[list[int]]:
+    """Admitted rows split for prefill, ``PREFILL_GROUP`` distinct prompts a group (rows with the
+    same prompt are adjacent: the queue is sorted stably); one group when caches cannot merge."""
     if not mergeable:
         return [rows]
-    return [rows[i : i + PREFILL_GROUP] for i in range(0, len(rows), PREFILL_GROUP)]
+    groups: list[list[int]] = []
+    distinct: set[tuple[int, ...]] = set()
+    for row in rows:
+        prompt = tuple(prompts[row])
+        if not groups or (prompt not in distinct and len(distinct) == PREFILL_GROUP):
+            groups.append([])
+            distinct = set()
+        distinct.add(prompt)
+        groups[-1].append(row)
+    return groups

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from faulttune.generate.base import GenerationParams, StopRules
+from faulttune.generate.cores import CoreShare
 from faulttune.generate.decode import Picker, decode_rows
 from faulttune.generate.prompts import Conversation, encode_prompts, render_prompts
 from faulttune.generate.stops import cut_completion, is_finished
@@ -39,8 +40,9 @@ class HFBackend:
     """transformers generation behind :class:`faulttune.generate.base.Backend`.
 
     ``precision``: auto | fp32 | bf16 | fp16 (auto = fp32 on CPUs without native bf16);
-    ``batch_size``: rows decoded at once; ``torch_threads``: sets ``torch.set_num_threads`` (use 1
-    when other jobs share the cores, CPU_NOTES).
+    ``batch_size``: rows decoded at once; ``torch_threads``: sets ``torch.set_num_threads``, the
+    most threads decoding uses on a CPU (default: the process's setting); ``share_cores``: use
+    fewer while other processes want the cores (:mod:`faulttune.generate.cores`).
     """
 
     name = "hf"
@@ -54,6 +56,7 @@ class HFBackend:
         device: str | None = None,
         torch_threads: int | None = None,
         progress: bool = True,
+        share_cores: bool = True,
     ) -> None:
         from faulttune.models import load_model, load_tokenizer
 
@@ -64,7 +67,8 @@ class HFBackend:
         self.model = load_model(model, precision=precision, device=device)
         self.batch_size = batch_size
         self.progress = progress
-        self.tokens_generated = 0  # new tokens (EOS excluded) of the last chat call
+        self.share_cores = share_cores
+        self.row_tokens: list[int] = []  # new tokens (EOS excluded) per row of the last chat call
 
     @classmethod
     def from_loaded(
@@ -74,13 +78,14 @@ class HFBackend:
         *,
         batch_size: int = 8,
         progress: bool = False,
+        share_cores: bool = True,
     ) -> HFBackend:
         """Wrap a model and tokenizer already in memory (tests, benchmarks)."""
         self = cls.__new__(cls)
         self.model_name = getattr(model.config, "_name_or_path", "loaded")
         self.model, self.tokenizer = model, tokenizer
-        self.batch_size, self.progress = batch_size, progress
-        self.tokens_generated = 0
+        self.batch_size, self.progress, self.share_cores = batch_size, progress, share_cores
+        self.row_tokens = []
         return self
 
     def eos_ids(self) -> list[int]:
@@ -116,14 +121,30 @@ class HFBackend:
                 self._decode(ids), params.stop, rules[row // params.n]
             ),
             progress=self.progress,
+            cores=self._core_share(),
         )
-        self.tokens_generated = sum(len(ids) for ids in new_ids)
-        log.info("generated %d tokens for %d samples", self.tokens_generated, len(rows))
+        self.row_tokens = [len(ids) for ids in new_ids]
+        log.info(
+            "generated %d tokens for %d samples; %d reached max_new_tokens",
+            self.tokens_generated, len(rows), self.rows_at_max(params.max_new_tokens),
+        )
         texts = [
             cut_completion(self._decode(ids), params.stop, rules[r // params.n])
             for r, ids in enumerate(new_ids)
         ]
         return [texts[i * params.n : (i + 1) * params.n] for i in range(len(conversations))]
+
+    @property
+    def tokens_generated(self) -> int:
+        return sum(self.row_tokens)
+
+    def rows_at_max(self, max_new_tokens: int) -> int:
+        """Rows of the last chat call that stopped only at ``max_new_tokens``."""
+        return sum(n >= max_new_tokens for n in self.row_tokens)
+
+    def _core_share(self) -> CoreShare | None:
+        on_cpu = self.model.device.type == "cpu"
+        return CoreShare(torch.get_num_threads()) if self.share_cores and on_cpu else None
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(
