@@ -274,3 +274,16 @@ def test_decode_rows_restores_the_allowed_threads(tiny):
     decode_rows(model, prompts, pick=greedy_picker(), max_new_tokens=3, batch_size=1, pad_id=2,
                 eos_ids=[2], cores=share)
     assert torch.get_num_threads() == before
+
+
+def test_admission_keeps_the_samples_of_one_prompt_together():
+    from collections import deque
+
+    from faulttune.generate.decode import _take_whole_groups
+
+    prompts = [[1], [1], [1], [2, 2], [2, 2], [2, 2], [3, 3, 3]]
+    waiting = deque(range(7))
+    assert _take_whole_groups(waiting, 4, prompts) == [0, 1, 2]  # row 3 waits with 4 and 5
+    assert _take_whole_groups(waiting, 4, prompts) == [3, 4, 5, 6]
+    big = deque(range(3))
+    assert _take_whole_groups(big, 2, prompts) == [0, 1]  # a group larger than the room is split

@@ -8,10 +8,11 @@ static batches spend on finished rows (CPU_NOTES: over half of the decode steps)
 left-padded with an attention mask and explicit position ids, so a row's tokens do not depend on
 the other rows: greedy output equals batch-1 ``model.generate(do_sample=False)`` (tested).
 
-Two costs that grow with the prompt are cut. Identical prompts (the ``n`` samples of one
-conversation) are prefilled once and their cache rows copied. Keys and values are appended in
-place into spare room (:class:`GrowingLayer`) instead of ``DynamicLayer``'s ``torch.cat`` of the
-whole cache at every step, which took a quarter of a step at 16 rows x 600 tokens.
+Two costs that grow with the prompt are cut (measured on the demo teacher job: 32 prompts of
+~450 tokens x 3 samples). Identical prompts (the ``n`` samples of one conversation) are admitted
+together, prefilled once and their cache rows repeated: prefill 78 s -> 28 s. Keys and values are
+appended in place into spare room (:class:`GrowingLayer`) instead of ``DynamicLayer``'s
+``torch.cat`` of the whole cache at every step: decode 122 s -> 112 s, same tokens.
 
 Sampling (temperature > 0) draws each row from its own ``torch.Generator`` seeded from
 ``(seed, row index)``, so samples are reproducible and independent of the batch size.
@@ -306,7 +307,7 @@ def decode_rows(
             if waiting and (batch is None or (mergeable and free >= refill_at)):
                 if cores:
                     cores.check()
-                rows = [waiting.popleft() for _ in range(min(free, len(waiting)))]
+                rows = _take_whole_groups(waiting, free, prompts)
                 batch = _admit(model, batch, rows, prompts, pick, recorder, pad_id, mergeable)
             if batch is None:
                 continue
@@ -317,6 +318,21 @@ def decode_rows(
     if cores:
         cores.restore()
     return outputs
+
+
+def _take_whole_groups(waiting: deque[int], free: int, prompts: Sequence[list[int]]) -> list[int]:
+    """Up to ``free`` rows from the front of the queue. Rows with the same prompt wait in a run
+    (the sort is stable); a run that would be split is left for the next admission when other
+    rows were taken, so that its prompt is prefilled once."""
+    rows = [waiting.popleft() for _ in range(min(free, len(waiting)))]
+    if waiting and prompts[waiting[0]] == prompts[rows[-1]]:
+        split = len(rows)
+        while split > 0 and prompts[rows[split - 1]] == prompts[rows[-1]]:
+            split -= 1
+        if split > 0:
+            waiting.extendleft(reversed(rows[split:]))
+            rows = rows[:split]
+    return rows
 
 
 def _admit(
