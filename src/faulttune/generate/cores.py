@@ -2,9 +2,9 @@
 
 A decode step is a few hundred small parallel regions. When another process is runnable on a
 core that one of our OpenMP threads needs, the other threads of every region spin until that
-thread is scheduled again: on 2 shared cores, 2 torch threads decoded 5.4 tokens/s against 31 for
-1 thread (bench, another job on the cores), while on free cores 2 threads are 1.2-1.6x faster
-than 1. A job's thread count (Snakemake's ``threads``) cannot know which case it will meet, so
+thread is scheduled again. The demo's generate job (``bench/generate_throughput.py``) took 367 s
+and 44 s with 2 fixed threads while one more CPU-bound process ran on the 2 cores, and 19 s with
+1 thread; on idle cores 2 threads took 12.7 s and 1 thread 19.6 s. A job's thread count (Snakemake's ``threads``) cannot know which case it will meet, so
 :class:`CoreShare` looks every few decode steps at how many threads of *other* processes are
 runnable (``/proc/loadavg`` minus our own running threads) and uses the job's threads only while
 that leaves a core for each. It drops to fewer threads at once and climbs back only after two
