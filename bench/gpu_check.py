@@ -121,7 +121,7 @@ def miniature_plan(args: argparse.Namespace) -> Plan:
 
 def humaneval_conversations(count: int) -> list[list[dict[str, str]]]:
     from faulttune.data.benchmarks import load_benchmark
-    from faulttune.prompts import solve_messages
+    from faulttune.generate.prompts import solve_messages
 
     return [solve_messages(task.prompt) for task in load_benchmark("humaneval")[:count]]
 

@@ -43,9 +43,9 @@ def test_teacher_candidates_sends_one_prompt_per_task_and_keeps_raw_text():
     seen_params = []
 
     class Recording(ScriptedBackend):
-        def chat(self, conversations, params):
+        def chat(self, conversations, params, stop_rules=None):
             seen_params.append(params)
-            return super().chat(conversations, params)
+            return super().chat(conversations, params, stop_rules)
 
     backend = Recording(lambda conv, i: f"variant {i} of {conv[-1]['content'][-30:]!r}")
     rows = teacher_candidates(tasks, backend, n_variants=3, temperature=0.8, seed=5)
@@ -147,7 +147,7 @@ def humaneval_task_rows(n: int) -> list[dict[str, str]]:
 
 def test_teacher_path_with_tiny_random_rejects_its_garbage_with_reasons():
     from faulttune.bugs.pairs import REASONS, select_pairs
-    from faulttune.generate.base import make_backend
+    from faulttune.generate import make_backend
 
     tasks = humaneval_task_rows(2)
     backend = make_backend("hf", "tiny-random", progress=False, torch_threads=1)
@@ -165,7 +165,7 @@ def test_teacher_path_with_tiny_random_rejects_its_garbage_with_reasons():
 @pytest.mark.slow
 def test_teacher_path_with_the_embedded_default_on_three_tasks():
     from faulttune.bugs.pairs import REASONS, counts, select_pairs
-    from faulttune.generate.base import make_backend
+    from faulttune.generate import make_backend
 
     tasks = humaneval_task_rows(3)
     backend = make_backend("hf", "smollm2-135m-instruct", progress=False, torch_threads=1)

@@ -15,11 +15,17 @@ import pytest
 import torch
 
 from faulttune.generate.base import GenerationParams, ScriptedBackend
-from faulttune.generate.extract import cut_at_stop, extract_code_block, sanitize_program
-from faulttune.generate.hf import HFBackend, decode_rows, greedy_picker, render_and_encode
-from faulttune.generate.run import generate_samples, raw_path, solution_program
+from faulttune.generate.decode import decode_rows
+from faulttune.generate.extract import (
+    cut_at_stop,
+    extract_code_block,
+    sanitize_program,
+    solution_program,
+)
+from faulttune.generate.hf import HFBackend, greedy_picker, render_and_encode
+from faulttune.generate.prompts import render_prompt, solve_messages
+from faulttune.generate.run import generate_samples, raw_path
 from faulttune.io import read_jsonl, write_parquet
-from faulttune.prompts import render_prompt, solve_messages
 
 TASK_TEXTS = [
     "a",
@@ -248,10 +254,10 @@ def test_resume_skips_finished_tasks_and_rewrites_a_torn_line(tmp_path):
     first = ScriptedBackend(reply)
     original_chat = first.chat
 
-    def chat_then_die(conversations, params):
+    def chat_then_die(conversations, params, stop_rules=None):
         if first.calls == 1:  # the second chunk never comes back
             raise _Killed
-        return original_chat(conversations, params)
+        return original_chat(conversations, params, stop_rules)
 
     first.chat = chat_then_die
     with pytest.raises(_Killed):
@@ -307,7 +313,7 @@ def test_generate_command_end_to_end_on_a_parquet(tmp_path):
 
 
 def test_vllm_backend_explains_a_missing_vllm(monkeypatch):
-    from faulttune.generate.base import make_backend
+    from faulttune.generate import make_backend
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(ImportError, match=r"faulttune\[gpu\]"):
@@ -315,7 +321,7 @@ def test_vllm_backend_explains_a_missing_vllm(monkeypatch):
 
 
 def test_vllm_and_hf_render_the_same_prompts(tiny):
-    from faulttune.generate.vllm_backend import encode_prompts, render_prompts
+    from faulttune.generate.prompts import encode_prompts, render_prompts
 
     _, tokenizer = tiny
     convs = [solve_messages(t) for t in TASK_TEXTS]
@@ -403,21 +409,43 @@ def test_openai_backend_against_a_local_server(chat_server, monkeypatch, without
     )  # without pre-fill a "```" stop would end at the opening
 
 
-def test_backend_options_pick_each_backends_keys():
-    from faulttune.generate.run import backend_options
+def test_openai_backend_returns_whole_markdown_replies_without_a_prefill(chat_server):
+    from faulttune.generate.openai_backend import OpenAIBackend
+    from faulttune.generate.stops import FirstPythonBlock
 
-    section = {
-        "backend": "hf",
-        "max_new_tokens": 9,
-        "batch_size": 4,
-        "tensor_parallel_size": 2,
-        "base_url": None,
-    }
-    assert backend_options("hf", section) == {"batch_size": 4}
-    assert backend_options("vllm", section) == {"tensor_parallel_size": 2}
-    assert backend_options("openai", section) == {}  # a None base_url falls back to the env
+    backend = OpenAIBackend("served-model", base_url=chat_server)
+    markdown = GenerationParams(prefill="", stop=(), temperature=0.8, n=2)
+    [[reply, _]] = backend.chat([solve_messages("t")], markdown)
+    assert reply == "Here you go:\n```python\ndef f():\n    return 2\n```\nEnjoy."
+    [[cut, _]] = backend.chat([solve_messages("t")], markdown, [FirstPythonBlock()])
+    assert cut == "Here you go:\n```python\ndef f():\n    return 2\n```"
+
+
+def test_backend_options_pick_each_backends_keys():
+    from faulttune.generate import backend_options
+
+    section = {"max_new_tokens": 9, "batch_size": 4, "tensor_parallel_size": 2, "base_url": None}
+    assert backend_options({**section, "backend": "hf"}) == {"batch_size": 4}
+    assert backend_options({**section, "backend": "vllm"}) == {"tensor_parallel_size": 2}
+    # a None base_url falls back to the environment
+    assert backend_options({**section, "backend": "openai"}) == {}
     with pytest.raises(ValueError, match="unknown generation backend 'tgi'"):
-        backend_options("tgi", section)
+        backend_options({**section, "backend": "tgi"})
+
+
+def test_backend_options_fall_back_to_the_shared_sections():
+    from faulttune.generate import backend_options
+
+    generation = {"backend": "hf", "batch_size": 16, "tensor_parallel_size": 4}
+    student = {"model": "m", "precision": "bf16"}
+    teacher = {"backend": "hf", "model": "t", "n_variants": 3}
+    assert backend_options(teacher, generation, student) == {"batch_size": 16, "precision": "bf16"}
+    own = {**teacher, "batch_size": 2, "precision": "fp32"}
+    assert backend_options(own, generation, student) == {"batch_size": 2, "precision": "fp32"}
+    # the generation section's tensor parallelism is not the teacher's
+    assert backend_options({**teacher, "backend": "vllm"}, generation, student) == {
+        "precision": "bf16"
+    }
 
 
 def test_generate_command_with_the_openai_backend(chat_server, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import argparse
 import pyarrow as pa
 import pytest
 
+from faulttune.generate.prompts import BUGFIX_TEMPLATES
 from faulttune.io import DataError
 from faulttune.mask_table import (
     KINDS,
@@ -20,7 +21,6 @@ from faulttune.mask_table import (
     write_masks,
 )
 from faulttune.mask_view import mask_html, show_mask_command
-from faulttune.prompts import BUGFIX_TEMPLATES
 
 MODEL = "smollm2-135m-instruct"
 PAIR = {

@@ -29,9 +29,9 @@ import pytest
 
 from faulttune import report, sensitivity
 from faulttune.config import config_digest, validate_config
+from faulttune.generate.prompts import template_hash
 from faulttune.io import DataError, write_jsonl, write_parquet, write_rejected
 from faulttune.manifest import build_manifest
-from faulttune.prompts import template_hash
 from faulttune.report import comparisons, plots, readers, summary
 from faulttune.settings import Plan, ReportSettings
 

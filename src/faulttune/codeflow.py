@@ -6,7 +6,7 @@ request for a fixed version; at most ``max_iters`` fix rounds, stopping at the f
 final passing version is preferred over an earlier failing one (§3.1 step 4) and the rule filters
 of §3.1 step 5 drop pairs whose difference is not a real logic change.
 
-Prompts (``faulttune.prompts``): iteration 0 is ``solve_messages(instruction)``; every fix is ONE
+Prompts (``faulttune.generate.prompts``): iteration 0 is ``solve_messages(instruction)``; every fix is ONE
 single-turn prompt ``fix_messages(instruction, last_program, last_feedback)`` holding only the
 latest failing version, not the whole history. This keeps the context short for small models,
 makes each round's prompt depend only on the stored last version (so a resumed run sends exactly
@@ -75,11 +75,11 @@ from rapidfuzz.distance import Levenshtein
 
 from faulttune import sandbox
 from faulttune.generate.base import Backend, Conversation, GenerationParams
-from faulttune.generate.run import solution_program
+from faulttune.generate.extract import solution_program
+from faulttune.generate.prompts import fix_messages, solve_messages
 from faulttune.io import DataError, append_jsonl, write_jsonl
 from faulttune.mask_table import normalise_code
 from faulttune.masks import rejected_line_char_marks, split_lines
-from faulttune.prompts import fix_messages, solve_messages
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@
   the resolved local folder when one exists already (registry names are looked up in the cache,
   never built here; hub ids that are not local folders give None).
 - ``inputs``: ``{path: sha256 hex}`` of every input file (None for a path that does not exist).
-- ``template_hash``: :func:`faulttune.prompts.template_hash`; ``config_digest``:
+- ``template_hash``: :func:`faulttune.generate.prompts.template_hash`; ``config_digest``:
   :func:`faulttune.config.config_digest` of the config.
 """
 
@@ -130,7 +130,7 @@ def build_manifest(
 ) -> dict[str, Any]:
     """See the module docstring for the keys (``experiments``: see :func:`seeds`)."""
     from faulttune.config import config_digest
-    from faulttune.prompts import template_hash
+    from faulttune.generate.prompts import template_hash
 
     teacher = config.get("teacher", {}).get("model", config["student"]["model"])
     return {

@@ -52,8 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from faulttune import masks as M
-from faulttune.io import DataError
-from faulttune.prompts import (
+from faulttune.generate.prompts import (
     BUGFIX_TEMPLATES,
     CODE_PREFILL,
     bugfix_messages,
@@ -61,6 +60,7 @@ from faulttune.prompts import (
     render_training_text,
     solve_messages,
 )
+from faulttune.io import DataError
 
 KINDS = ("sft", "cct", "fgit", "dpo", "target_dpo", "focused_dpo")  # cct also yields cct_seq rows
 PAIR_KINDS = ("cct", "dpo", "target_dpo", "focused_dpo")  # an identical pair carries no signal

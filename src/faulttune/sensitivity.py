@@ -232,7 +232,7 @@ def _base_margins(candidates: Sequence[dict[str, Any]], base: dict[str, Any]) ->
 def encode_response(tokenizer: Any, instruction: str, program: str) -> tuple[list[int], int]:
     """Token ids of ``solve_messages(instruction)`` + ``code_response(program)`` and the index of
     the first response token."""
-    from faulttune.prompts import code_response, render_training_example, solve_messages
+    from faulttune.generate.prompts import code_response, render_training_example, solve_messages
 
     return render_training_example(tokenizer, solve_messages(instruction), code_response(program))
 

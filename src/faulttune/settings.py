@@ -336,20 +336,20 @@ class Plan:
         return BugSettings(source, bugs["max_per_task"], bugs["verify"], self.config["seed"],
                            per_family)
 
-    def backend(self, section: Mapping[str, Any], model: str, precision: str,
-                batch_size: int) -> BackendSettings:
-        from faulttune.generate.options import backend_options
+    def backend(self, section: Mapping[str, Any], model: str) -> BackendSettings:
+        """A ``generation`` or ``teacher`` section's backend (shared keys it lacks come from
+        ``generation`` and ``student``: :func:`faulttune.generate.backend_options`)."""
+        from faulttune.generate import backend_options
 
-        merged = {"precision": precision, "batch_size": batch_size, **section}
-        return BackendSettings(section["backend"], model, backend_options(section["backend"], merged))
+        options = backend_options(section, self.config["generation"], self.config["student"])
+        return BackendSettings(section["backend"], model, options)
 
     def student_backend(self, model: str | None = None) -> BackendSettings:
-        gen, student = self.config["generation"], self.config["student"]
-        return self.backend(gen, model or student["model"], student["precision"], gen["batch_size"])
+        return self.backend(self.config["generation"], model or self.config["student"]["model"])
 
     def teacher(self) -> TeacherSettings:
         t = self.config["teacher"]
-        return TeacherSettings(self.backend(t, t["model"], t["precision"], t["batch_size"]),
+        return TeacherSettings(self.backend(t, t["model"]),
                                t["n_variants"], t["temperature"], t["max_new_tokens"],
                                self.config["seed"])
 

@@ -1,6 +1,6 @@
 """FGit's teacher variants (docs/methods.md §2.1): ask an LLM for incorrect-but-similar code.
 
-:func:`teacher_candidates` sends :func:`faulttune.prompts.teacher_messages` once per task and
+:func:`teacher_candidates` sends :func:`faulttune.generate.prompts.teacher_messages` once per task and
 samples ``n_variants`` answers (FGit: 3 at temperature 0.8). The teacher answers in markdown, so
 there is no assistant pre-fill and no stop string. Candidate rows keep the raw text; code
 extraction, checks and selection happen in :func:`faulttune.bugs.pairs.select_pairs`.
@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
+from faulttune.generate.prompts import teacher_messages
+from faulttune.generate.stops import FirstPythonBlock
 from faulttune.io import DataError
-from faulttune.prompts import teacher_messages
 
 
 def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:
@@ -35,7 +36,8 @@ def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_vari
     conversations = [teacher_messages(t["instruction"], t["solution"]) for t in tasks]
     params = GenerationParams(n=n_variants, temperature=temperature, seed=seed, prefill="",
                               stop=(), max_new_tokens=max_new_tokens)
-    answers = backend.chat(conversations, params) if conversations else []
+    stop_rules = [FirstPythonBlock()] * len(conversations)
+    answers = backend.chat(conversations, params, stop_rules) if conversations else []
     if len(answers) != len(tasks):
         raise RuntimeError(f"backend {backend.name} returned {len(answers)} answer lists "
                            f"for {len(tasks)} conversations")

@@ -1,19 +1,24 @@
 """One interface for every generation backend.
 
-A *conversation* is a list of chat messages ``{"role": ..., "content": ...}``. ``Backend.chat``
-returns, for each conversation, ``params.n`` raw completions (the text the model wrote after the
-assistant pre-fill, with the stop string removed). Backends: ``hf`` (transformers, CPU and tests),
-``vllm`` (GPU, imported lazily), ``openai`` (any OpenAI-compatible endpoint), ``scripted`` (tests).
+A *conversation* is a list of chat messages ``{"role": ..., "content": ...}``
+(:mod:`faulttune.generate.prompts`). ``Backend.chat`` returns, for each conversation, ``params.n``
+raw completions: the text the model wrote after the assistant pre-fill, ending before the first
+stop string or where the conversation's stop rule ends it (:mod:`faulttune.generate.stops`).
+Backends: ``hf`` (transformers, CPU and tests), ``vllm`` (GPU), ``openai`` (any OpenAI-compatible
+endpoint), built by :func:`faulttune.generate.make_backend`; ``scripted`` (tests) is here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-Message = dict[str, str]
-Conversation = list[Message]
+from faulttune.generate.prompts import Conversation
+from faulttune.generate.stops import StopRule, cut_completion
+
+# One stop rule (or None) per conversation, in the order of the conversations.
+StopRules = Sequence[StopRule | None]
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,10 @@ class Backend(Protocol):
     name: str
 
     def chat(
-        self, conversations: Sequence[Conversation], params: GenerationParams
+        self,
+        conversations: Sequence[Conversation],
+        params: GenerationParams,
+        stop_rules: StopRules | None = None,
     ) -> list[list[str]]:
         """``params.n`` completions per conversation, in input order."""
         ...
@@ -57,7 +65,8 @@ class ScriptedBackend:
 
     ``replies`` is either a list consumed in call order (one reply per conversation and sample), or
     a function ``(conversation, sample_index) -> str``. Every conversation received is kept in
-    ``seen`` so that tests can assert on the prompts.
+    ``seen`` so that tests can assert on the prompts. Stop rules cut the replies as the other
+    backends do; ``params.stop`` is not applied (replies are written as the completions).
     """
 
     replies: list[str] | Callable[[Conversation, int], str]
@@ -66,13 +75,17 @@ class ScriptedBackend:
     calls: int = 0
 
     def chat(
-        self, conversations: Sequence[Conversation], params: GenerationParams
+        self,
+        conversations: Sequence[Conversation],
+        params: GenerationParams,
+        stop_rules: StopRules | None = None,
     ) -> list[list[str]]:
         self.calls += 1
+        rules = stop_rules or [None] * len(conversations)
         out: list[list[str]] = []
-        for conv in conversations:
+        for conv, rule in zip(conversations, rules, strict=True):
             self.seen.append(list(conv))
-            out.append([self._next(conv, i) for i in range(params.n)])
+            out.append([cut_completion(self._next(conv, i), (), rule) for i in range(params.n)])
         return out
 
     def _next(self, conv: Conversation, i: int) -> str:
@@ -81,20 +94,3 @@ class ScriptedBackend:
         if not self.replies:
             raise RuntimeError("ScriptedBackend ran out of replies")
         return self.replies.pop(0)
-
-
-def make_backend(name: str, model: str | None = None, **options: Any) -> Backend:
-    """Build a backend by name; heavy libraries are imported only for the chosen one."""
-    if name == "hf":
-        from faulttune.generate.hf import HFBackend
-
-        return HFBackend(model or "smollm2-135m-instruct", **options)
-    if name == "vllm":
-        from faulttune.generate.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model or "smollm2-135m-instruct", **options)
-    if name == "openai":
-        from faulttune.generate.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(model or "", **options)
-    raise ValueError(f"unknown generation backend {name!r}; choose one of hf, vllm, openai")

@@ -2,6 +2,7 @@
 
 :func:`extract_code_block` and :func:`cut_at_stop` are public: the backends use them, and the bug
 generators can use :func:`extract_code_block` on teacher replies (written without the pre-fill).
+:func:`solution_program` turns a benchmark completion into the program that is scored.
 """
 
 from __future__ import annotations
@@ -66,6 +67,22 @@ _ANY_CLOSE = re.compile(r"```")  # the first fence after the opening closes it, 
 _STRICT_PYTHON_TAGS = frozenset({"", "python", "py", "python3", "py3"})
 
 
+def _first_python_block(text: str) -> tuple[int, int, int | None] | None:
+    """(body start, body end, end of the closing fence or None when unclosed) of the first Python
+    or untagged fenced block; None when there is none (yet)."""
+    position = 0
+    while (opening := _FENCE.search(text, position)) is not None:
+        closing = _ANY_CLOSE.search(text, opening.end())
+        if opening.group(1).lower() in _STRICT_PYTHON_TAGS:
+            if closing is None:
+                return opening.end(), len(text), None
+            return opening.end(), closing.start(), closing.end()
+        if closing is None:
+            return None
+        position = closing.end()
+    return None
+
+
 def python_block(text: str) -> str | None:
     """The body of the first Python (or untagged) fenced block, or ``None`` when there is none.
 
@@ -74,17 +91,18 @@ def python_block(text: str) -> str | None:
     returned with surrounding blank lines removed and one final newline; an empty body counts as
     none.
     """
-    position = 0
-    while (opening := _FENCE.search(text, position)) is not None:
-        closing = _ANY_CLOSE.search(text, opening.end())
-        body_end = closing.start() if closing else len(text)
-        if opening.group(1).lower() in _STRICT_PYTHON_TAGS:
-            body = text[opening.end():body_end].strip("\n")
-            return body.rstrip() + "\n" if body.strip() else None
-        if closing is None:
-            return None
-        position = closing.end()
-    return None
+    block = _first_python_block(text)
+    if block is None:
+        return None
+    body = text[block[0]:block[1]].strip("\n")
+    return body.rstrip() + "\n" if body.strip() else None
+
+
+def python_block_end(text: str) -> int | None:
+    """Where the closing fence of the first Python block ends, or ``None`` while it is open:
+    :func:`python_block` reads nothing after that point."""
+    block = _first_python_block(text)
+    return None if block is None else block[2]
 
 
 # Top-level statements a clean program is made of; anything else (a call, a print, a
@@ -148,3 +166,42 @@ def sanitize_program(program: str, entry_point: str = "") -> str:
     cleaned = sanitize(program, entry_point or None).strip("\n") + "\n"
     usable = defines(cleaned, entry_point) if entry_point else _parse(cleaned) is not None
     return cleaned if cleaned.strip() and usable else program
+
+
+def _def_pattern(entry_point: str, top_level: bool) -> re.Pattern[str]:
+    indent = "" if top_level else r"[ \t]*"
+    return re.compile(
+        rf"^{indent}(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}[ \t]*\(", re.MULTILINE
+    )
+
+
+def assemble_program(prompt: str, entry_point: str, completion: str) -> str:
+    """The program a completion stands for, before sanitising (rules in :func:`solution_program`)."""
+    prompt_def = _def_pattern(entry_point, top_level=True).search(prompt) if entry_point else None
+    if entry_point and defines_entry_point(completion, entry_point):
+        preamble = prompt[: prompt_def.start()] if prompt_def else ""
+        return preamble + completion
+    if prompt_def:
+        return prompt + ("" if prompt.endswith("\n") else "\n") + completion
+    return completion
+
+
+def defines_entry_point(completion: str, entry_point: str) -> bool:
+    """The completion has a ``def entry_point(`` line (at any indentation)."""
+    return _def_pattern(entry_point, top_level=False).search(completion) is not None
+
+
+def solution_program(prompt: str, entry_point: str, completion: str) -> str:
+    """The sanitising rule that turns a completion into a self-contained program.
+
+    - completion defines ``entry_point`` (a ``def`` line): the prompt's *preamble* (its text before
+      the top-level ``def entry_point(``: imports and helper functions, empty when the prompt is
+      not code) + the completion, so imports and helpers the model left out still exist;
+    - otherwise, when the prompt defines ``entry_point`` (HumanEval style): the prompt + the
+      completion, read as the function body;
+    - otherwise: the completion as it is (the scorer reports what is missing).
+
+    The program is then sanitised as EvalPlus does (:func:`sanitize_program`): code the model
+    wrote after its answer (a ``main()``, prints, a cut-off extra function) is dropped.
+    """
+    return sanitize_program(assemble_program(prompt, entry_point, completion), entry_point)

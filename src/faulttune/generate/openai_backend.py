@@ -3,11 +3,12 @@
 Requests go to ``{base_url}/chat/completions`` through the ``openai`` package when it is installed
 (evalplus depends on it), else through a small ``urllib`` client speaking the same JSON.
 
-Pre-fill: with ``continue_final_message=True`` (vLLM servers support it) the conversation ends
+Pre-fill: an empty ``params.prefill`` asks for the whole reply (FGit's teacher answers in
+markdown). Otherwise, with ``continue_final_message=True`` (vLLM servers support it) the conversation ends
 with an assistant message holding ``params.prefill``, the server continues that message, and the
 reply is cut at the stop string exactly as the other backends do. Without it the model writes a
 whole reply and the completion is the code block extracted from it
-(:func:`faulttune.generate.extract.extract_code_block`).
+(:func:`faulttune.generate.extract.extract_code_block`). Stop rules are applied to the completion.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from faulttune.generate.base import Conversation, GenerationParams
-from faulttune.generate.extract import cut_at_stop, extract_code_block
+from faulttune.generate.base import GenerationParams, StopRules
+from faulttune.generate.extract import extract_code_block
+from faulttune.generate.prompts import Conversation
+from faulttune.generate.stops import StopRule, cut_completion
 
 
 class OpenAIBackend:
@@ -54,19 +57,27 @@ class OpenAIBackend:
         self.continue_final_message = continue_final_message
 
     def chat(
-        self, conversations: Sequence[Conversation], params: GenerationParams
+        self,
+        conversations: Sequence[Conversation],
+        params: GenerationParams,
+        stop_rules: StopRules | None = None,
     ) -> list[list[str]]:
         """``params.n`` completions per conversation, requested ``concurrency`` at a time."""
+        rules = stop_rules or [None] * len(conversations)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda conv: self._samples(conv, params), conversations))
+            return list(
+                pool.map(lambda c, r: self._samples(c, params, r), conversations, rules)
+            )
 
-    def _samples(self, conv: Conversation, params: GenerationParams) -> list[str]:
+    def _samples(
+        self, conv: Conversation, params: GenerationParams, rule: StopRule | None
+    ) -> list[str]:
         texts: list[str] = []
         while len(texts) < params.n:  # some servers return fewer choices than asked
             replies = self._request(self.payload(conv, params, params.n - len(texts), len(texts)))
             if not replies:
                 raise RuntimeError(f"{self.base_url}: chat completion returned no choices")
-            texts.extend(self._completion(reply, params) for reply in replies)
+            texts.extend(self._completion(reply, params, rule) for reply in replies)
         return texts[: params.n]
 
     def payload(
@@ -89,10 +100,12 @@ class OpenAIBackend:
             body["add_generation_prompt"] = False
         return body
 
-    def _completion(self, reply: str, params: GenerationParams) -> str:
-        if self.continue_final_message:
-            return cut_at_stop(reply, params.stop)[0]
-        return extract_code_block(reply)
+    def _completion(self, reply: str, params: GenerationParams, rule: StopRule | None) -> str:
+        """The reply as the other backends return it. Without a pre-fill (a markdown answer) that
+        is the whole reply; with one that the server did not continue, its code block."""
+        if self.continue_final_message or not params.prefill:
+            return cut_completion(reply, params.stop, rule)
+        return cut_completion(extract_code_block(reply), (), rule)
 
     def _request(self, body: dict[str, Any]) -> list[str]:
         """The message contents of the choices, through ``openai`` if installed, else urllib."""

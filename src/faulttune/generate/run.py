@@ -18,17 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
-from faulttune.generate.extract import sanitize_program
-from faulttune.generate.options import backend_options
+from faulttune.generate.extract import solution_program
+from faulttune.generate.prompts import solve_messages
+from faulttune.generate.stops import AnswerComplete
 from faulttune.io import DataError, append_jsonl, read_parquet, write_jsonl
-from faulttune.prompts import solve_messages
 
 log = logging.getLogger(__name__)
 
@@ -53,39 +52,6 @@ def task_spec(task: Any, index: int) -> TaskSpec:
             )
         values[field] = value
     return TaskSpec(**values)
-
-
-def _def_pattern(entry_point: str, top_level: bool) -> re.Pattern[str]:
-    indent = "" if top_level else r"[ \t]*"
-    return re.compile(
-        rf"^{indent}(?:async[ \t]+)?def[ \t]+{re.escape(entry_point)}[ \t]*\(", re.MULTILINE
-    )
-
-
-def solution_program(prompt: str, entry_point: str, completion: str) -> str:
-    """The sanitising rule that turns a completion into a self-contained program.
-
-    - completion defines ``entry_point`` (a ``def`` line): the prompt's *preamble* (its text before
-      the top-level ``def entry_point(``: imports and helper functions, empty when the prompt is
-      not code) + the completion, so imports and helpers the model left out still exist;
-    - otherwise, when the prompt defines ``entry_point`` (HumanEval style): the prompt + the
-      completion, read as the function body;
-    - otherwise: the completion as it is (the scorer reports what is missing).
-
-    The program is then sanitised as EvalPlus does (:func:`sanitize_program`): code the model
-    wrote after its answer (a ``main()``, prints, a cut-off extra function) is dropped.
-    """
-    return sanitize_program(_assembled_program(prompt, entry_point, completion), entry_point)
-
-
-def _assembled_program(prompt: str, entry_point: str, completion: str) -> str:
-    prompt_def = _def_pattern(entry_point, top_level=True).search(prompt) if entry_point else None
-    if entry_point and _def_pattern(entry_point, top_level=False).search(completion):
-        preamble = prompt[: prompt_def.start()] if prompt_def else ""
-        return preamble + completion
-    if prompt_def:
-        return prompt + ("" if prompt.endswith("\n") else "\n") + completion
-    return completion
 
 
 def prompt_hash(conversation: Sequence[Mapping[str, str]], prefill: str) -> str:
@@ -151,6 +117,11 @@ def restore_finished(out_path: Path, n: int, hashes: Mapping[str, str]) -> set[s
     return done
 
 
+def answer_rules(specs: Sequence[TaskSpec]) -> list[AnswerComplete]:
+    """Each task's stop rule: its completion ends once the answer is complete."""
+    return [AnswerComplete(s.prompt, s.entry_point) for s in specs]
+
+
 def generate_samples(
     tasks: Sequence[Any],
     backend: Backend,
@@ -163,8 +134,10 @@ def generate_samples(
     """Generate ``params.n`` samples per task into ``out_path`` (+ raw file), resuming if present.
 
     ``tasks``: BenchmarkTask objects or rows with task_id, prompt, entry_point; ``limit`` keeps the
-    first N. Tasks go to ``backend.chat`` ``chunk_size`` at a time; each chunk is appended and
-    flushed, raw rows first, so the samples file decides what is finished.
+    first N. Tasks go to ``backend.chat`` ``chunk_size`` at a time, each with its
+    :class:`AnswerComplete` stop rule (a row stops at the first top-level line after a complete
+    answer); each chunk is appended and flushed, raw rows first, so the samples file decides what
+    is finished.
     """
     specs = [task_spec(t, i) for i, t in enumerate(tasks)][:limit]
     conversations = {s.task_id: solve_messages(s.prompt) for s in specs}
@@ -184,7 +157,9 @@ def generate_samples(
     raw_path(out_path).touch()
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start : start + chunk_size]
-        completions = backend.chat([conversations[s.task_id] for s in chunk], params)
+        completions = backend.chat(
+            [conversations[s.task_id] for s in chunk], params, answer_rules(chunk)
+        )
         if len(completions) != len(chunk) or any(len(c) != params.n for c in completions):
             raise RuntimeError(f"backend {backend.name} returned the wrong number of completions")
         for spec, samples in zip(chunk, completions):
@@ -214,7 +189,6 @@ def load_tasks(benchmark: str, data_dir: str | None = None) -> list[Any]:
     return load_benchmark(benchmark, data_dir)
 
 
-# Which keys of the config's ``generation`` section each backend takes (the rest are others').
 def run_generation(
     model: str,
     benchmark: str,
@@ -227,13 +201,12 @@ def run_generation(
     """Greedy samples of ``model`` on ``benchmark`` into ``out_path`` (the ``generate`` rule).
 
     ``generation`` is the config section: ``backend`` (default hf), ``max_new_tokens`` (512) and
-    the backend's options (:data:`BACKEND_OPTIONS`).
+    the backend's options (:data:`faulttune.generate.BACKEND_OPTIONS`).
     """
-    from faulttune.generate.base import make_backend
+    from faulttune.generate import backend_options, make_backend
 
-    name = generation.get("backend", "hf")
     tasks = load_tasks(benchmark, data_dir)
-    backend = make_backend(name, model, **backend_options(name, generation))
+    backend = make_backend(generation.get("backend", "hf"), model, **backend_options(generation))
     params = GenerationParams(max_new_tokens=generation.get("max_new_tokens", 512))
     generate_samples(tasks, backend, out_path, params=params, limit=limit)
 

@@ -1,9 +1,9 @@
 """The vLLM backend (GPU nodes): same interface and the same prompts as the ``hf`` backend.
 
 ``vllm`` is imported only when a :class:`VLLMBackend` is built, so CPU machines never need it.
-Prompts come from :func:`render_prompts` (``faulttune.prompts.render_prompt`` per conversation)
-and are handed to vLLM as token ids, tokenised exactly as :mod:`faulttune.generate.hf` does (no
-added special tokens), so both backends see identical inputs.
+Prompts are rendered and tokenised by :mod:`faulttune.generate.prompts` as for the hf backend (no
+added special tokens) and handed to vLLM as token ids, so both backends see identical inputs. vLLM
+stops at the stop strings itself; the stop rules are applied to the text it returns.
 """
 
 from __future__ import annotations
@@ -11,25 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from faulttune.generate.base import Conversation, GenerationParams
-from faulttune.prompts import render_prompt
+from faulttune.generate.base import GenerationParams, StopRules
+from faulttune.generate.prompts import Conversation, encode_prompts, render_prompts
+from faulttune.generate.stops import cut_completion
 
 VLLM_MISSING = (
     "the vllm backend needs the vllm package, which is only installed on GPU nodes: "
     "pip install 'faulttune[gpu]' (or use --backend hf on CPU)"
 )
-
-
-def render_prompts(
-    tokenizer: Any, conversations: Sequence[Conversation], prefill: str
-) -> list[str]:
-    """The generation prompt of every conversation (shared by the hf and vllm backends)."""
-    return [render_prompt(tokenizer, conv, prefill) for conv in conversations]
-
-
-def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of rendered prompts; the chat template already holds every special token."""
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def _import_vllm() -> tuple[Any, Any, Any]:
@@ -75,7 +64,10 @@ class VLLMBackend:
         )
 
     def chat(
-        self, conversations: Sequence[Conversation], params: GenerationParams
+        self,
+        conversations: Sequence[Conversation],
+        params: GenerationParams,
+        stop_rules: StopRules | None = None,
     ) -> list[list[str]]:
         """``params.n`` completions per conversation (vLLM removes the stop string itself)."""
         texts = render_prompts(self.tokenizer, conversations, params.prefill)
@@ -92,4 +84,8 @@ class VLLMBackend:
             stop=list(params.stop),
         )
         results = self.llm.generate(prompts, sampling, use_tqdm=True)
-        return [[choice.text for choice in result.outputs] for result in results]
+        rules = stop_rules or [None] * len(conversations)
+        return [
+            [cut_completion(choice.text, (), rule) for choice in result.outputs]
+            for result, rule in zip(results, rules, strict=True)
+        ]

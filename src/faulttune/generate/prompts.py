@@ -1,16 +1,23 @@
-"""Every prompt faulttune sends to a model, worded in one place.
+"""Every prompt faulttune sends to a model, worded in one place, and the chat message types.
 
 Generation and training render conversations through the same functions, so the text a model is
 trained on is exactly the text it sees at evaluation time. The assistant turn of a code answer
 always starts with ``CODE_PREFILL`` and ends with the closing fence (see :func:`code_response`).
+Every generation backend renders and tokenises prompts with :func:`render_prompts` and
+:func:`encode_prompts`, so all of them see identical inputs.
+
+This module is the bottom of :mod:`faulttune.generate`: it imports nothing else from it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
-from faulttune.generate.base import Conversation
+# A chat message {"role": ..., "content": ...}; a conversation is a list of them.
+Message = dict[str, str]
+Conversation = list[Message]
 
 CODE_PREFILL = "```python\n"
 CODE_FENCE_END = "```"
@@ -86,6 +93,18 @@ def render_prompt(tokenizer: Any, messages: Conversation, prefill: str = CODE_PR
     """The generation prompt text: chat template with the assistant turn opened and pre-filled."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return text + prefill
+
+
+def render_prompts(
+    tokenizer: Any, conversations: Sequence[Conversation], prefill: str
+) -> list[str]:
+    """The generation prompt of every conversation (:func:`render_prompt` each)."""
+    return [render_prompt(tokenizer, conv, prefill) for conv in conversations]
+
+
+def encode_prompts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of rendered prompts; the chat template already holds every special token."""
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def render_training_text(
