@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from faulttune.bugs.similarity import (
@@ -53,12 +55,38 @@ def test_teacher_candidates_sends_one_prompt_per_task_and_keeps_raw_text():
         ("teacher:T/0:0", "T/0", 0), ("teacher:T/0:1", "T/0", 1), ("teacher:T/0:2", "T/0", 2),
         ("teacher:T/1:0", "T/1", 0), ("teacher:T/1:1", "T/1", 1), ("teacher:T/1:2", "T/1", 2)]
     assert rows[4]["raw"].startswith("variant 1 of")
-    assert backend.calls == 1  # one batch for every task
+    assert backend.calls == 1  # one chunk holds every task
     (params,) = seen_params
     assert (params.n, params.temperature, params.seed, params.prefill, params.stop) == (
-        3, 0.8, 5, "", ())
+        3, 0.8, 5 * 1_000_003 + 0, "", ())  # chunk 0's seed
     user = backend.seen[0][-1]["content"]
     assert "Add one." in user and CODE.strip() in user and "INCORRECT" in user
+
+
+def test_teacher_candidates_resume_from_their_state_with_the_same_rows(tmp_path):
+    from faulttune.bugs.teacher import CHUNK
+    from faulttune.resume import Preempted
+
+    tasks = [{"task_id": f"T/{i}", "instruction": f"Task {i}.", "solution": CODE}
+             for i in range(CHUNK + 3)]
+
+    def answer(conv, i):
+        return f"variant {i} of {conv[-1]['content'][:12]!r}"
+
+    whole = teacher_candidates(tasks, ScriptedBackend(answer), n_variants=2, seed=1)
+    state = tmp_path / "candidates.jsonl"
+    with pytest.raises(Preempted):
+        teacher_candidates(tasks, ScriptedBackend(answer), n_variants=2, seed=1, state=state,
+                           should_stop=lambda: True)
+    assert len(state.read_text().splitlines()) == 2 * CHUNK  # the first chunk only
+    with open(state, "a") as f:
+        f.write('{"id": "torn')  # a kill in the middle of the next chunk's write
+    again = ScriptedBackend(answer)
+    resumed = teacher_candidates(tasks, again, n_variants=2, seed=1, state=state)
+    assert resumed == whole
+    assert again.calls == 1  # only the second chunk was asked
+    assert [json.loads(line)["chunk"] for line in state.read_text().splitlines()] == (
+        [0] * 2 * CHUNK + [1] * 6)  # the torn line is gone, not glued to the new rows
 
 
 def test_teacher_candidates_names_the_bad_row():

@@ -91,13 +91,13 @@ def run_snakemake(root: Path, *targets: str) -> None:
 
 
 def kill_after(root: Path, target: str, ready: str, signum: int) -> None:
-    """Start Snakemake in its own process group, wait until ``ready`` (a glob) exists, then
-    send ``signum`` to the whole group and wait for every process of it to end."""
+    """Start Snakemake in its own process group, wait until a file matching ``ready`` (a glob)
+    holds something, then send ``signum`` to the whole group and wait for all of it to end."""
     proc = subprocess.Popen(snakemake_command(target), cwd=root, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 600
-    while not list(root.glob(ready)):
+    while not any(p.stat().st_size > 0 for p in root.glob(ready)):
         assert proc.poll() is None, "the job ended before it could be killed"
         assert time.monotonic() < deadline, f"{ready} never appeared"
         time.sleep(0.1)
@@ -186,3 +186,33 @@ def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory):
     columns = ["task_id", "iteration", "passed", "code"]
     assert (pq.read_table(root / CODEFLOW).select(columns).to_pylist()
             == pq.read_table(whole / CODEFLOW).select(columns).to_pylist())
+
+
+def sampling_config() -> dict:
+    config = json.loads(json.dumps(CONFIG))
+    config["data"]["train"]["limit"] = 20  # two chunks of teacher tasks
+    config["data"]["benchmark_limit"] = 20  # two chunks of generated tasks
+    config["teacher"] = {"model": "tiny-random", "n_variants": 2, "max_new_tokens": 8,
+                         "precision": "fp32", "batch_size": 8}
+    config["generation"] = {"max_new_tokens": 8, "batch_size": 8}
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("target", "state"), [
+    ("results/kill/eval/base/humaneval-split-heldout.samples.jsonl",
+     "results/kill/eval/base/.resume/humaneval-split-heldout.samples.jsonl.*/samples.jsonl"),
+    ("results/kill/bugs/teacher.parquet", "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl"),
+], ids=["generate", "teacher_variants"])
+def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, target, state):
+    whole = workflow_copy(tmp_path_factory.mktemp("whole"), sampling_config())
+    run_snakemake(whole, target)
+    root = workflow_copy(tmp_path_factory.mktemp("killed"), sampling_config())
+    kill_after(root, target, state, signal.SIGKILL)
+    written = len(next(root.glob(state)).read_text().splitlines())
+    assert written > 0 and not (root / target).exists()
+    run_snakemake(root, target)
+    log = next((root / "results/kill/logs").rglob("*.log"), None)
+    logs = "".join(p.read_text() for p in (root / "results/kill/logs").rglob("*.log"))
+    assert log is not None and "resuming" in logs
+    assert (root / target).read_bytes() == (whole / target).read_bytes()

@@ -11,7 +11,9 @@ Candidate row schema: ``id`` (``teacher:<task_id>:<variant>``), ``task_id``, ``v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from faulttune.generate.base import Backend, GenerationParams
@@ -27,20 +29,80 @@ def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:
                              f"field '{field}' missing or not a string")
 
 
+# Tasks per backend call. Chunk c samples with the seed (seed, c), so the variants do not depend
+# on where a run was interrupted: a resumed run gives the rows an uninterrupted one gives.
+CHUNK = 16
+
+
 def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_variants: int = 3,
-                       temperature: float = 0.8, seed: int = 0,
-                       max_new_tokens: int = 768) -> list[dict[str, Any]]:
-    """``n_variants`` raw teacher answers per task, one row each (schema in the module doc)."""
+                       temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 768, *,
+                       state: str | Path | None = None,
+                       should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """``n_variants`` raw teacher answers per task, one row each (schema in the module doc).
+
+    ``state``: a JSONL file the rows of every finished chunk are appended to; chunks already in
+    it are not asked again. ``should_stop()`` (SIGTERM) ends the run after a chunk with
+    ``resume.Preempted``."""
     for i, task in enumerate(tasks):
         _require(task, i, ("task_id", "instruction", "solution"))
-    conversations = [teacher_messages(t["instruction"], t["solution"]) for t in tasks]
+    done = _finished_chunks(state, tasks, n_variants)
+    rows: list[dict[str, Any]] = []
+    for index, start in enumerate(range(0, len(tasks), CHUNK)):
+        chunk = tasks[start:start + CHUNK]
+        if index in done:
+            rows += done[index]
+            continue
+        new = _ask(chunk, backend, n_variants, temperature, seed * 1_000_003 + index, max_new_tokens)
+        if state is not None:
+            _append_chunk(state, new, index)
+        rows += new
+        if should_stop is not None and should_stop() and start + CHUNK < len(tasks):
+            from faulttune.resume import Preempted
+
+            raise Preempted(f"teacher stopped on request after {start + len(chunk)} tasks")
+    return rows
+
+
+def _ask(chunk: Sequence[dict[str, Any]], backend: Backend, n_variants: int, temperature: float,
+         seed: int, max_new_tokens: int) -> list[dict[str, Any]]:
+    conversations = [teacher_messages(t["instruction"], t["solution"]) for t in chunk]
     params = GenerationParams(n=n_variants, temperature=temperature, seed=seed, prefill="",
                               stop=(), max_new_tokens=max_new_tokens)
-    stop_rules = [FirstPythonBlock()] * len(conversations)
-    answers = backend.chat(conversations, params, stop_rules) if conversations else []
-    if len(answers) != len(tasks):
+    answers = backend.chat(conversations, params, [FirstPythonBlock()] * len(chunk))
+    if len(answers) != len(chunk):
         raise RuntimeError(f"backend {backend.name} returned {len(answers)} answer lists "
-                           f"for {len(tasks)} conversations")
+                           f"for {len(chunk)} conversations")
     return [{"id": f"teacher:{task['task_id']}:{k}", "task_id": task["task_id"], "variant": k,
              "raw": text}
-            for task, texts in zip(tasks, answers) for k, text in enumerate(texts)]
+            for task, texts in zip(chunk, answers) for k, text in enumerate(texts)]
+
+
+def _append_chunk(state: str | Path, rows: Sequence[dict[str, Any]], index: int) -> None:
+    """A chunk's rows in one write (flushed), so a kill cuts at most the chunk being written."""
+    Path(state).parent.mkdir(parents=True, exist_ok=True)
+    with open(state, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps({**row, "chunk": index}, ensure_ascii=False) + "\n" for row in rows))
+        f.flush()
+
+
+def _finished_chunks(state: str | Path | None, tasks: Sequence[dict[str, Any]], n_variants: int
+                     ) -> dict[int, list[dict[str, Any]]]:
+    """chunk index -> its rows, for every chunk whose rows are all in ``state`` (a chunk cut short
+    by a kill is asked again)."""
+    if state is None or not Path(state).is_file():
+        return {}
+    by_chunk: dict[int, list[dict[str, Any]]] = {}
+    lines = Path(state).read_text(encoding="utf-8").splitlines()
+    for lineno, line in enumerate(lines, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if lineno < len(lines):
+                raise DataError(f"{state} line {lineno}: not valid JSON") from None
+            # the line a kill cut short: drop it (new rows must not be glued to it); its chunk
+            # is asked again
+            Path(state).write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
+            break
+        by_chunk.setdefault(row.pop("chunk"), []).append(row)
+    return {index: rows for index, rows in by_chunk.items()
+            if len(rows) == n_variants * len(tasks[index * CHUNK:(index + 1) * CHUNK])}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,7 @@ def generate_samples(
     params: GenerationParams,
     limit: int | None = None,
     chunk_size: int = 64,
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Generate ``params.n`` samples per task into ``out_path`` (+ raw file), resuming if present.
 
@@ -137,7 +138,8 @@ def generate_samples(
     first N. Tasks go to ``backend.chat`` ``chunk_size`` at a time, each with its
     :class:`AnswerComplete` stop rule (a row stops at the first top-level line after a complete
     answer); each chunk is appended and flushed, raw rows first, so the samples file decides what
-    is finished.
+    is finished. When ``should_stop()`` turns true after a chunk (SIGTERM at a time limit), it
+    raises ``resume.Preempted``.
     """
     specs = [task_spec(t, i) for i, t in enumerate(tasks)][:limit]
     conversations = {s.task_id: solve_messages(s.prompt) for s in specs}
@@ -178,6 +180,10 @@ def generate_samples(
                     out_path,
                 )
         log.info("%s: %d/%d tasks generated", out_path, start + len(chunk), len(todo))
+        if should_stop is not None and should_stop() and start + chunk_size < len(todo):
+            from faulttune.resume import Preempted
+
+            raise Preempted(f"{out_path}: stopped on request after {start + len(chunk)} tasks")
 
 
 def load_tasks(benchmark: str, data_dir: str | None = None) -> list[Any]:

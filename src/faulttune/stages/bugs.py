@@ -38,16 +38,21 @@ def mutate(settings: BugSettings, train: str, out: str, workers: int) -> None:
 
 
 def teacher_variants(settings: TeacherSettings, train: str, out: str, threads: int = 1) -> None:
-    """FGit's teacher: ``n_variants`` raw wrong-but-similar answers per task."""
+    """FGit's teacher: ``n_variants`` raw wrong-but-similar answers per task. Finished chunks go
+    to the job's state (:mod:`faulttune.resume`), so a killed job asks only for the rest."""
     from faulttune.bugs.pairs import teacher_candidates
     from faulttune.generate import make_backend
+    from faulttune.resume import Resumable
 
     set_threads(threads)
     backend = make_backend(settings.backend.backend, settings.backend.model,
                            **settings.backend.options)
-    rows = teacher_candidates(train_tasks(train), backend, settings.n_variants,
-                              settings.temperature, settings.seed, settings.max_new_tokens)
-    io.write_parquet(rows, out)
+    with Resumable(out, settings) as job:
+        rows = teacher_candidates(train_tasks(train), backend, settings.n_variants,
+                                  settings.temperature, settings.seed, settings.max_new_tokens,
+                                  state=job.state / "candidates.jsonl",
+                                  should_stop=lambda: job.stop_requested)
+        io.write_parquet(rows, out)
     log.info("teacher %s: %d raw variants", settings.backend.model, len(rows))
 
 

@@ -12,16 +12,28 @@ from faulttune.stages import set_threads
 log = logging.getLogger("faulttune")
 
 
+# Tasks per backend call: what a killed job can lose, and what the decode loop refills from.
+GENERATE_CHUNK = 16
+
+
 def generate(settings: GenerateSettings, bench: str, out: str, threads: int = 1) -> None:
-    """Greedy samples of the settings' model for every task of a benchmark table (resumable)."""
+    """Greedy samples of the settings' model for every task of a benchmark table. Samples go to
+    the job's state (:mod:`faulttune.resume`) chunk by chunk, so a killed job generates only the
+    tasks it had not finished; the samples file (and its raw file) appear when all are done."""
     from faulttune.generate import GenerationParams, make_backend
-    from faulttune.generate.run import generate_samples
+    from faulttune.generate.run import generate_samples, raw_path
+    from faulttune.resume import Resumable, publish
 
     set_threads(threads)
     backend = settings.backend
     tasks = io.read_parquet(bench, required=("task_id", "prompt", "entry_point"))
-    generate_samples(tasks, make_backend(backend.backend, backend.model, **backend.options), out,
-                     params=GenerationParams(max_new_tokens=settings.max_new_tokens))
+    with Resumable(out, settings) as job:
+        partial = job.state / "samples.jsonl"
+        generate_samples(tasks, make_backend(backend.backend, backend.model, **backend.options),
+                         partial, params=GenerationParams(max_new_tokens=settings.max_new_tokens),
+                         chunk_size=GENERATE_CHUNK, should_stop=lambda: job.stop_requested)
+        publish(raw_path(partial), raw_path(out))
+        job.publish(partial)
 
 
 def score(settings: ScoreSettings, bench: str, samples: str, out: str, workers: int | None) -> None:
