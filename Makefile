@@ -24,7 +24,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
 
 demo: system-deps install
-	$(BIN)/snakemake --profile profiles/local --cores $(CORES) all
+	$(BIN)/snakemake --profile profiles/cpu --cores $(CORES) all
 	@RUN=results/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("config/config.yaml"))["run"])'); \
 	echo "The three slowest rules:"; $(BIN)/faulttune timings $$RUN --slowest 3; \
 	echo "Report: $$RUN/report/report.md"

@@ -62,3 +62,21 @@ def job_stats(dry_run_stdout: str) -> dict[str, int]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding references
+
+
+def generate_batch1(model, prompt: list[int], max_new_tokens: int) -> list[int]:
+    """Naive reference decode: batch-1 greedy ``model.generate`` without padding."""
+    import torch
+
+    out = model.generate(
+        torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=2,
+    )
+    return out[0, len(prompt) :].tolist()

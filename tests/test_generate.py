@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import pytest
 import torch
+from conftest import generate_batch1
 
 from faulttune.generate.base import GenerationParams, ScriptedBackend
 from faulttune.generate.decode import decode_rows
@@ -56,17 +57,6 @@ def tiny():
     return model, tokenizer
 
 
-def _generate_batch1(model, prompt: list[int], max_new_tokens: int) -> list[int]:
-    """Naive reference: batch-1 greedy ``model.generate`` without padding."""
-    out = model.generate(
-        torch.tensor([prompt]),
-        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=2,
-    )
-    return out[0, len(prompt) :].tolist()
-
 
 def _prompts(tokenizer) -> list[list[int]]:
     return render_and_encode(tokenizer, [solve_messages(t) for t in TASK_TEXTS], "```python\n")
@@ -90,7 +80,7 @@ def test_batched_greedy_equals_batch1_generate(tiny, batch_size):
         eos_ids=[2],
         is_done=lambda row, ids: len(ids) >= limits[row],
     )
-    expected = [_generate_batch1(model, p, n) for p, n in zip(prompts, limits)]
+    expected = [generate_batch1(model, p, n) for p, n in zip(prompts, limits)]
     assert ours == expected
     assert len({tuple(o[:3]) for o in ours}) > 1  # the model's outputs really differ per prompt
 
@@ -125,7 +115,7 @@ def test_sliding_window_models_decode_static_batches_exactly():
         eos_ids=[],
         is_done=lambda row, ids: len(ids) >= limits[row],
     )
-    assert ours == [_generate_batch1(model, p, n) for p, n in zip(prompts, limits)]
+    assert ours == [generate_batch1(model, p, n) for p, n in zip(prompts, limits)]
 
 
 def test_eos_and_max_new_tokens_end_rows(tiny):
@@ -149,7 +139,7 @@ def test_eos_and_max_new_tokens_end_rows(tiny):
 def test_chat_cuts_at_stop_string_and_keeps_the_rest(tiny):
     model, tokenizer = tiny
     prompts = _prompts(tokenizer)
-    reference = [tokenizer.decode(_generate_batch1(model, p, 12)) for p in prompts]
+    reference = [tokenizer.decode(generate_batch1(model, p, 12)) for p in prompts]
     stop = reference[1][len(reference[1]) // 2 :][:3]  # three characters from the middle of row 1
     assert stop.strip()
     backend = HFBackend.from_loaded(model, tokenizer, batch_size=4)

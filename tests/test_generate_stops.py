@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import generate_batch1
 
 from faulttune.generate import GenerationParams, ScriptedBackend
 from faulttune.generate.cores import CoreShare, other_runnable_threads
@@ -171,16 +172,6 @@ def test_real_token_streams_stop_at_the_new_top_level_def_and_keep_the_helper(
     assert "def plus" in solutions[1] and "def main" not in solutions[1]
 
 
-def _generate_batch1(model, prompt: list[int], max_new_tokens: int) -> list[int]:
-    out = model.generate(
-        torch.tensor([prompt]),
-        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=2,
-    )
-    return out[0, len(prompt) :].tolist()
-
 
 def test_identical_prompts_share_one_prefill_and_decode_as_batch1_generate(tiny, monkeypatch):
     from faulttune.generate import decode
@@ -202,7 +193,7 @@ def test_identical_prompts_share_one_prefill_and_decode_as_batch1_generate(tiny,
     monkeypatch.undo()
     prefill_rows = sum(shape[0] for shape in widths if shape[1] > 1)
     assert prefill_rows == 3  # one row per distinct prompt
-    assert ours == [_generate_batch1(model, p, 9) for p in prompts]
+    assert ours == [generate_batch1(model, p, 9) for p in prompts]
 
 
 def test_growing_layer_appends_in_place_and_matches_concatenation():

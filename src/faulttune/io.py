@@ -33,16 +33,22 @@ def iter_jsonl(
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
-            if not isinstance(row, dict):
-                raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
+            row = parse_jsonl_line(path, lineno, line)
             for key in required:
                 if key not in row:
                     raise DataError(f"{path} line {lineno}: missing '{key}'")
             yield row
+
+
+def parse_jsonl_line(path: str | os.PathLike[str], lineno: int, line: str) -> dict[str, Any]:
+    """One line of a JSONL file as its JSON object; anything else raises naming file and line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+    if not isinstance(row, dict):
+        raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
+    return row
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faulttune.io import DataError
+from faulttune.io import DataError, parse_jsonl_line
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,7 @@ def read_samples(path: str | os.PathLike[str]) -> list[SampleRow]:
         line = _decode(path, lineno, raw)
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
-        if not isinstance(row, dict):
-            raise DataError(f"{path} line {lineno}: expected a JSON object, "
-                            f"got {type(row).__name__}")
-        rows.append(SampleRow(lineno, row))
+        rows.append(SampleRow(lineno, parse_jsonl_line(path, lineno, line)))
     return rows
 
 
