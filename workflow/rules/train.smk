@@ -13,6 +13,8 @@ rule train:
     params:
         settings=lambda w: PLAN.train(w.experiment).to_params(),
     threads: 2
+    # the longest jobs start first, so that evaluations fill in beside them, not after them
+    priority: 1
     resources:
         gpu=config["train"]["num_processes"],
     conda:
