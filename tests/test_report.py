@@ -647,3 +647,11 @@ def test_empty_trajectories_give_no_curve_and_bad_ones_name_the_file(tmp_path: P
     assert readers.codeflow_curves([str(empty)]) == {"a": []}
     with pytest.raises(DataError, match=r"b\.parquet: missing column\(s\) \['passed'\]"):
         readers.codeflow_curves([str(bad)])
+
+
+def test_report_shows_the_spread_over_seeds_per_benchmark(text: str) -> None:
+    part = section(text, "Spread over training seeds")
+    assert "| experiment | seeds | benchmark | pass@1 mean ± sd |" in part
+    assert "| fgit | 3 | humaneval | 0.700 ± 0.100 |" in part  # seeds score 0.8, 0.6, 0.7
+    assert "| experiment | seeds | probe statistic | mean ± sd |" in part
+    assert "| fgit | 3 | prefer_correct | 0.800 ± 0.100 |" in part

@@ -103,20 +103,14 @@ def seeds_section(data: ReportData) -> str:
         return (f"{title}\n\nOne training seed per experiment: no spread to show (set `seeds: "
                 "[0, 1, 2]` to train every experiment under three seeds).")
     parts = [title, SEEDS_NOTE]
-    if data.score_spreads:
-        rows = [
-            {"experiment": family, "n": s.n, "benchmark": bench, "value": mean_sd_text(s)}
-            for (family, bench), s in data.score_spreads.items()
-        ]
-        parts.append(markdown_table(rows, ("experiment", "n", "benchmark", "value"),
-                                    ("experiment", "seeds", "benchmark", "pass@1 mean ± sd")))
-    if data.probe_spreads:
-        rows = [
-            {"experiment": family, "n": s.n, "benchmark": key, "value": mean_sd_text(s)}
-            for (family, key), s in data.probe_spreads.items()
-        ]
-        parts.append(markdown_table(rows, ("experiment", "n", "benchmark", "value"),
-                                    ("experiment", "seeds", "probe statistic", "mean ± sd")))
+    for spreads, headers in (
+        (data.score_spreads, ("experiment", "seeds", "benchmark", "pass@1 mean ± sd")),
+        (data.probe_spreads, ("experiment", "seeds", "probe statistic", "mean ± sd")),
+    ):
+        if spreads:
+            rows = [{"experiment": family, "n": s.n, "key": key, "value": mean_sd_text(s)}
+                    for (family, key), s in spreads.items()]
+            parts.append(markdown_table(rows, ("experiment", "n", "key", "value"), headers))
     return "\n\n".join(parts)
 
 
