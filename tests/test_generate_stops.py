@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from conftest import generate_batch1
 
@@ -114,20 +113,6 @@ def test_scripted_backend_applies_stop_rules():
         ["text\n```py\ny = 2\n```"],
     ]
 
-
-@pytest.fixture(scope="module")
-def tiny():
-    """tiny-random with large seeded weights, so greedy outputs vary token by token."""
-    from faulttune.models import load_model, load_tokenizer
-
-    tokenizer = load_tokenizer("tiny-random")
-    model = load_model("tiny-random", precision="fp32", device="cpu")
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" not in name:
-                param.normal_(0, 1.0 if "embed" in name else 0.5)
-    return model, tokenizer
 
 
 def _scripted_picker(streams: dict[int, list[int]], asked: dict[int, int]):
