@@ -105,14 +105,15 @@ class Run:
 
 def demo_workload(config_path: str) -> Workload:
     """The tasks and settings of one ``generate`` job of the configured run."""
+    from faulttune.config import validate_config
     from faulttune.data.bench_table import benchmark_rows
+    from faulttune.settings import Plan
 
-    config = yaml.safe_load(Path(config_path).read_text())
-    data, generation = config["data"], config["generation"]
-    rows = benchmark_rows(
-        data["benchmarks"][0], seed=config["seed"], train_limit=data["train"].get("limit"),
-        data_dir=data.get("data_dir"), limit=data.get("benchmark_limit"),
-    )
+    config = validate_config(yaml.safe_load(Path(config_path).read_text()), config_path)
+    generation = config["generation"]
+    source = Plan(config).prepare_benchmark(config["data"]["benchmarks"][0])
+    rows = benchmark_rows(source.name, split=source.split, data_dir=source.data_dir,
+                          limit=source.limit, bigcodebench_source=source.bigcodebench_source)
     specs = [task_spec(row, i) for i, row in enumerate(rows)]
     params = GenerationParams(max_new_tokens=generation["max_new_tokens"], seed=config["seed"])
     return Workload(config, rows, [solve_messages(s.prompt) for s in specs], answer_rules(specs),
@@ -250,15 +251,18 @@ def stage(model_name: str, tokenizer: Any, job: Workload, threads: int) -> Run:
     """``faulttune.stages.generate`` as the Snakemake job runs it, model loading included."""
     from faulttune import io
     from faulttune.data.bench_table import BENCH_SCHEMA
-    from faulttune.stages import generate
+    from faulttune.generate.run import raw_path
+    from faulttune.settings import Plan
+    from faulttune.stages.eval import generate
 
+    settings = Plan(job.config).generate(model_name)
     with tempfile.TemporaryDirectory() as folder:
         bench, out = Path(folder) / "bench.parquet", Path(folder) / "samples.jsonl"
         io.write_parquet(job.rows, bench, BENCH_SCHEMA)
 
         def work() -> tuple[list[str], int, int]:
-            generate(job.config, str(bench), model_name, str(out), threads=threads)
-            texts = [r["raw"] for r in io.read_jsonl(out.with_name("samples.raw.jsonl"))]
+            generate(settings, str(bench), str(out), threads=threads)
+            texts = [r["raw"] for r in io.read_jsonl(raw_path(out))]
             lengths = _token_counts(tokenizer, texts)
             return texts, sum(lengths), _at_max(lengths, job)
 

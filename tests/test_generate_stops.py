@@ -263,3 +263,20 @@ def test_admission_keeps_the_samples_of_one_prompt_together():
     assert _take_whole_groups(waiting, 4, prompts) == [3, 4, 5, 6]
     big = deque(range(3))
     assert _take_whole_groups(big, 2, prompts) == [0, 1]  # a group larger than the room is split
+
+
+def test_the_generation_bench_reads_the_demo_generate_jobs_workload(monkeypatch):
+    """bench/generate_throughput.py builds its workload through the workflow's own settings."""
+    import importlib.util
+    import sys
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_gen", REPO / "bench" / "generate_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_gen", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    job = bench.demo_workload(str(REPO / "config" / "config.yaml"))
+    assert len(job.rows) == len(job.conversations) == 16  # data.benchmark_limit
+    assert job.params.max_new_tokens == 192 and job.batch_size == 16
+    assert {row["task_id"] for row in job.rows} <= {f"HumanEval/{i}" for i in range(164)}
