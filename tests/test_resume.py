@@ -190,11 +190,12 @@ def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory):
 
 def sampling_config() -> dict:
     config = json.loads(json.dumps(CONFIG))
+    # many chunks (16 tasks each) of long enough rows that the kill lands while some are left
     config["data"]["train"]["limit"] = 20  # two chunks of teacher tasks
-    config["data"]["benchmark_limit"] = 20  # two chunks of generated tasks
+    config["data"]["benchmark_limit"] = 96  # six chunks of generated tasks
     config["teacher"] = {"model": "tiny-random", "n_variants": 2, "max_new_tokens": 8,
                          "precision": "fp32", "batch_size": 8}
-    config["generation"] = {"max_new_tokens": 8, "batch_size": 8}
+    config["generation"] = {"max_new_tokens": 48, "batch_size": 8}
     return config
 
 
