@@ -63,7 +63,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import json
 import logging
 import random
 import tokenize
@@ -77,7 +76,7 @@ from faulttune import sandbox
 from faulttune.generate.base import Backend, Conversation, GenerationParams
 from faulttune.generate.extract import solution_program
 from faulttune.generate.prompts import fix_messages, solve_messages
-from faulttune.io import DataError, append_jsonl, write_jsonl
+from faulttune.io import DataError, append_jsonl, read_appended_jsonl
 from faulttune.mask_table import normalise_code
 from faulttune.masks import rejected_line_char_marks, split_lines
 
@@ -329,29 +328,13 @@ def _load_checkpoint(
     path = Path(path)
     if not path.exists():
         return {}
-    rows = _read_checkpoint_rows(path)
+    rows = read_appended_jsonl(path)
     histories: dict[str, list[Row]] = {}
     for lineno, row in rows:
         _check_checkpoint_row(path, lineno, row, histories, by_id, start)
         histories.setdefault(row["task_id"], []).append(row)
     log.info("codeflow: resumed %d versions of %d tasks from %s", len(rows), len(histories), path)
     return histories
-
-
-def _read_checkpoint_rows(path: Path) -> list[tuple[int, Row]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows: list[tuple[int, Row]] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((lineno, json.loads(line)))
-        except json.JSONDecodeError as e:
-            if lineno != len(lines):
-                raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
-            log.warning("%s line %d: torn last line dropped (run killed mid-write)", path, lineno)
-            write_jsonl([row for _, row in rows], path)
-    return rows
 
 
 def _check_checkpoint_row(

@@ -8,6 +8,7 @@ silently: they go to ``<output>.rejected.parquet`` (see :func:`rejected_path`) w
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -49,6 +52,34 @@ def parse_jsonl_line(path: str | os.PathLike[str], lineno: int, line: str) -> di
     if not isinstance(row, dict):
         raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
     return row
+
+
+def read_appended_jsonl(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a JSONL file that a killed run may have been appending to (absent:
+    none). A torn last line is dropped, and removed from the file so that new rows are not glued
+    to it; any other bad line raises naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if lineno == len(lines) and not _is_json(line):
+            log.warning("%s line %d: torn last line dropped (a run killed mid-write)", path, lineno)
+            write_jsonl([row for _, row in rows], path)
+            break
+        rows.append((lineno, parse_jsonl_line(path, lineno, line)))
+    return rows
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from faulttune.generate.base import Backend, GenerationParams
 from faulttune.generate.prompts import teacher_messages
 from faulttune.generate.stops import FirstPythonBlock
-from faulttune.io import DataError
+from faulttune.io import DataError, read_appended_jsonl
 
 
 def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:
@@ -89,20 +89,10 @@ def _finished_chunks(state: str | Path | None, tasks: Sequence[dict[str, Any]], 
                      ) -> dict[int, list[dict[str, Any]]]:
     """chunk index -> its rows, for every chunk whose rows are all in ``state`` (a chunk cut short
     by a kill is asked again)."""
-    if state is None or not Path(state).is_file():
+    if state is None:
         return {}
     by_chunk: dict[int, list[dict[str, Any]]] = {}
-    lines = Path(state).read_text(encoding="utf-8").splitlines()
-    for lineno, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if lineno < len(lines):
-                raise DataError(f"{state} line {lineno}: not valid JSON") from None
-            # the line a kill cut short: drop it (new rows must not be glued to it); its chunk
-            # is asked again
-            Path(state).write_text("".join(line + "\n" for line in lines[:-1]), encoding="utf-8")
-            break
+    for _, row in read_appended_jsonl(state):
         by_chunk.setdefault(row.pop("chunk"), []).append(row)
     return {index: rows for index, rows in by_chunk.items()
             if len(rows) == n_variants * len(tasks[index * CHUNK:(index + 1) * CHUNK])}

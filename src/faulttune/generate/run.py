@@ -27,7 +27,7 @@ from faulttune.generate.base import Backend, GenerationParams
 from faulttune.generate.extract import solution_program
 from faulttune.generate.prompts import solve_messages
 from faulttune.generate.stops import AnswerComplete
-from faulttune.io import DataError, append_jsonl, read_parquet, write_jsonl
+from faulttune.io import DataError, append_jsonl, read_appended_jsonl, read_parquet, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +67,9 @@ def raw_path(out_path: str | Path) -> Path:
 
 
 def _read_tolerant(path: Path, required: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows of a JSONL file being appended to: a broken *last* line is dropped, others raise."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    """Rows of a JSONL file being appended to (a torn last line dropped); a missing key raises."""
     rows = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if lineno == len(lines):
-                log.warning("%s line %d: half-written, generating that task again", path, lineno)
-                break
-            raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+    for lineno, row in read_appended_jsonl(path):
         missing = [k for k in required if k not in row]
         if missing:
             raise DataError(f"{path} line {lineno}: missing {missing}")
