@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,7 +192,7 @@ def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory):
 def sampling_config() -> dict:
     config = json.loads(json.dumps(CONFIG))
     # many chunks (16 tasks each) of long enough rows that the kill lands while some are left
-    config["data"]["train"]["limit"] = 20  # two chunks of teacher tasks
+    config["data"]["train"]["limit"] = 40  # three chunks of teacher tasks
     config["data"]["benchmark_limit"] = 96  # six chunks of generated tasks
     config["teacher"] = {"model": "tiny-random", "n_variants": 2, "max_new_tokens": 8,
                          "precision": "fp32", "batch_size": 8}
@@ -200,12 +201,14 @@ def sampling_config() -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("target", "state"), [
+@pytest.mark.parametrize(("target", "state", "skipped"), [
     ("results/kill/eval/base/humaneval-split-heldout.samples.jsonl",
-     "results/kill/eval/base/.resume/humaneval-split-heldout.samples.jsonl.*/samples.jsonl"),
-    ("results/kill/bugs/teacher.parquet", "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl"),
+     "results/kill/eval/base/.resume/humaneval-split-heldout.samples.jsonl.*/samples.jsonl",
+     r"(\d+) already done"),
+    ("results/kill/bugs/teacher.parquet", "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl",
+     r"(\d+) chunks already asked"),
 ], ids=["generate", "teacher_variants"])
-def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, target, state):
+def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, target, state, skipped):
     whole = workflow_copy(tmp_path_factory.mktemp("whole"), sampling_config())
     run_snakemake(whole, target)
     root = workflow_copy(tmp_path_factory.mktemp("killed"), sampling_config())
@@ -213,7 +216,8 @@ def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, targe
     written = len(next(root.glob(state)).read_text().splitlines())
     assert written > 0 and not (root / target).exists()
     run_snakemake(root, target)
-    log = next((root / "results/kill/logs").rglob("*.log"), None)
     logs = "".join(p.read_text() for p in (root / "results/kill/logs").rglob("*.log"))
-    assert log is not None and "resuming" in logs
+    assert "resuming" in logs
+    reused = [int(n) for n in re.findall(skipped, logs)]  # Snakemake kept only the rerun's log
+    assert len(reused) == 1 and reused[0] > 0
     assert (root / target).read_bytes() == (whole / target).read_bytes()

@@ -12,6 +12,7 @@ Candidate row schema: ``id`` (``teacher:<task_id>:<variant>``), ``task_id``, ``v
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from faulttune.generate.base import Backend, GenerationParams
 from faulttune.generate.prompts import teacher_messages
 from faulttune.generate.stops import FirstPythonBlock
 from faulttune.io import DataError, read_appended_jsonl
+
+log = logging.getLogger(__name__)
 
 
 def _require(task: dict[str, Any], index: int, fields: Sequence[str]) -> None:
@@ -46,6 +49,8 @@ def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_vari
     for i, task in enumerate(tasks):
         _require(task, i, ("task_id", "instruction", "solution"))
     done = _finished_chunks(state, tasks, n_variants)
+    chunks = -(-len(tasks) // CHUNK)
+    log.info("teacher: %d tasks in %d chunks, %d chunks already asked", len(tasks), chunks, len(done))
     rows: list[dict[str, Any]] = []
     for index, start in enumerate(range(0, len(tasks), CHUNK)):
         chunk = tasks[start:start + CHUNK]
