@@ -7,6 +7,7 @@ FAULTTUNE_SANDBOX=bwrap (CI) turns a missing jail into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -247,16 +249,28 @@ STUCK = ["def has_close_elements(numbers, threshold):\n    while True:\n        
          "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"]
 
 
+@contextlib.contextmanager
+def sigint_reaches_children() -> Iterator[None]:
+    """Children started inside get SIGINT as in a terminal, also when the suite runs as a
+    background job (SIGINT ignored, which a child would inherit; a handler is reset by exec)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_killing_the_scorer_ends_every_jail(signum, tmp_path, data_dir):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps({"task_id": "HumanEval/0", "solution": s}) + "\n"
                                for s in STUCK * 2))
     out = tmp_path / "results.json"
-    scorer = subprocess.Popen([sys.executable, "-m", "faulttune.cli", "score", "humaneval",
-                               str(samples), "--out", str(out), "--data-dir", str(data_dir),
-                               "--workers", "2"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    with sigint_reaches_children():
+        scorer = subprocess.Popen([sys.executable, "-m", "faulttune.cli", "score", "humaneval",
+                                   str(samples), "--out", str(out), "--data-dir", str(data_dir),
+                                   "--workers", "2"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while len(jail_processes(scorer.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
