@@ -110,14 +110,15 @@ def demo_workload(config_path: str) -> Workload:
     from faulttune.settings import Plan
 
     config = validate_config(yaml.safe_load(Path(config_path).read_text()), config_path)
-    generation = config["generation"]
-    source = Plan(config).prepare_benchmark(config["data"]["benchmarks"][0])
+    plan = Plan(config)
+    source = plan.prepare_benchmark(config["data"]["benchmarks"][0])
     rows = benchmark_rows(source.name, split=source.split, data_dir=source.data_dir,
                           limit=source.limit, bigcodebench_source=source.bigcodebench_source)
     specs = [task_spec(row, i) for i, row in enumerate(rows)]
-    params = GenerationParams(max_new_tokens=generation["max_new_tokens"], seed=config["seed"])
+    settings = plan.generate(config["student"]["model"])  # what the generate job runs with
+    params = GenerationParams(max_new_tokens=settings.max_new_tokens)
     return Workload(config, rows, [solve_messages(s.prompt) for s in specs], answer_rules(specs),
-                    params, generation["batch_size"])
+                    params, settings.backend.options["batch_size"])
 
 
 def _timed(side: str, work: Callable[[], tuple[list[str], int, int]]) -> Run:

@@ -270,6 +270,7 @@ def test_the_generation_bench_reads_the_demo_generate_jobs_workload(monkeypatch)
     import importlib.util
     import sys
 
+    import yaml
     from conftest import REPO
 
     spec = importlib.util.spec_from_file_location("bench_gen", REPO / "bench" / "generate_throughput.py")
@@ -277,6 +278,8 @@ def test_the_generation_bench_reads_the_demo_generate_jobs_workload(monkeypatch)
     monkeypatch.setitem(sys.modules, "bench_gen", bench)  # its dataclasses look their module up
     spec.loader.exec_module(bench)
     job = bench.demo_workload(str(REPO / "config" / "config.yaml"))
-    assert len(job.rows) == len(job.conversations) == 16  # data.benchmark_limit
-    assert job.params.max_new_tokens == 192 and job.batch_size == 16
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert len(job.rows) == len(job.conversations) == config["data"]["benchmark_limit"]
+    assert job.params.max_new_tokens == config["generation"]["max_new_tokens"]
+    assert job.batch_size == config["generation"]["batch_size"]
     assert {row["task_id"] for row in job.rows} <= {f"HumanEval/{i}" for i in range(164)}
