@@ -74,6 +74,8 @@ CONFIG = {
     "sensitivity": {"enabled": False}, "codeflow": {"enabled": False},
 }
 MODEL = "results/kill/models/sft"
+# SLURM's warning before a time limit, and a kill with none
+KILLS = pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 
 
 def workflow_copy(root: Path, config: dict) -> Path:
@@ -127,7 +129,7 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@KILLS
 def test_killed_training_resumes_from_its_checkpoint(tmp_path, uninterrupted, signum):
     import torch
 
@@ -171,14 +173,15 @@ def codeflow_config() -> dict:
 
 
 @pytest.mark.slow
-def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory):
+@KILLS
+def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory, signum):
     import pyarrow.parquet as pq
 
     whole = workflow_copy(tmp_path_factory.mktemp("codeflow-whole"), codeflow_config())
     run_snakemake(whole, CODEFLOW)
     root = workflow_copy(tmp_path_factory.mktemp("codeflow-killed"), codeflow_config())
     kill_after(root, CODEFLOW, "results/kill/codeflow/.resume/trajectories.parquet.*/versions.jsonl",
-               signal.SIGKILL)
+               signum)
     done_before = len(next(root.glob("results/kill/codeflow/.resume/*/versions.jsonl")).read_text().splitlines())
     assert done_before > 0 and not (root / CODEFLOW).exists()
     run_snakemake(root, CODEFLOW)
@@ -208,11 +211,13 @@ def sampling_config() -> dict:
     ("results/kill/bugs/teacher.parquet", "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl",
      r"(\d+) chunks already asked"),
 ], ids=["generate", "teacher_variants"])
-def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, target, state, skipped):
+@KILLS
+def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, target, state, skipped,
+                                                         signum):
     whole = workflow_copy(tmp_path_factory.mktemp("whole"), sampling_config())
     run_snakemake(whole, target)
     root = workflow_copy(tmp_path_factory.mktemp("killed"), sampling_config())
-    kill_after(root, target, state, signal.SIGKILL)
+    kill_after(root, target, state, signum)
     written = len(next(root.glob(state)).read_text().splitlines())
     assert written > 0 and not (root / target).exists()
     run_snakemake(root, target)
