@@ -30,6 +30,13 @@ def test_rules_are_summed_and_ranked_by_time(tmp_path):
     assert table.splitlines()[-1].split() == ["all", "jobs", "4", "5.6"]
 
 
+def test_a_long_job_name_keeps_the_columns_apart(tmp_path):
+    name = "fgit~lambda=3.0/humaneval-split-heldout-with-a-long-suffix"
+    write(tmp_path / "generate" / f"{name}.tsv", 36.0, 1328.0)
+    row = format_table(per_rule(read_jobs(tmp_path))).splitlines()[1]
+    assert row.split() == ["generate", "1", "0.6", name, "(0.6)", "1328"]
+
+
 def test_a_file_that_is_not_a_benchmark_is_named(tmp_path):
     (tmp_path / "x.tsv").write_text("a\tb\n1\t2\n")
     with pytest.raises(DataError, match="x.tsv: not a Snakemake benchmark file"):

@@ -72,11 +72,12 @@ def per_rule(jobs: Sequence[JobTime]) -> list[RuleTime]:
 
 
 def format_table(rules: Sequence[RuleTime]) -> str:
-    lines = [f"{'rule':<24}{'jobs':>6}{'minutes':>10}{'slowest job (min)':>40}{'peak MB':>10}"]
-    for r in rules:
-        slowest = f"{r.slowest_job or '-'} ({r.slowest_seconds / 60:.1f})"
+    slowest = [f"{r.slowest_job or '-'} ({r.slowest_seconds / 60:.1f})" for r in rules]
+    width = 2 + max(map(len, ["slowest job (min)", *slowest]))  # job names can be long (sweeps)
+    lines = [f"{'rule':<24}{'jobs':>6}{'minutes':>10}{'slowest job (min)':>{width}}{'peak MB':>10}"]
+    for r, job in zip(rules, slowest):
         rss = f"{r.max_rss_mb:.0f}" if r.max_rss_mb is not None else "-"
-        lines.append(f"{r.rule:<24}{r.jobs:>6}{r.seconds / 60:>10.1f}{slowest:>40}{rss:>10}")
+        lines.append(f"{r.rule:<24}{r.jobs:>6}{r.seconds / 60:>10.1f}{job:>{width}}{rss:>10}")
     total = sum(r.seconds for r in rules)
     lines.append(f"{'all jobs':<24}{sum(r.jobs for r in rules):>6}{total / 60:>10.1f}")
     return "\n".join(lines)
