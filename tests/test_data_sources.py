@@ -52,6 +52,17 @@ def test_mbpp_train_source_uses_the_train_split(data_dir):
     assert "assert" in rows[0]["test"]
 
 
+def test_mbpp_source_joins_splits_and_names_an_unknown_one(data_dir):
+    rows, _ = load_training_rows({"source": "mbpp", "split": "train+validation+prompt"}, seed=0,
+                                 data_dir=str(data_dir))
+    ids = [int(r["task_id"].split("/")[1]) for r in rows]
+    assert len(ids) == 10 + 90 + 374 and ids == sorted(ids)
+    assert set(ids) == set(range(1, 11)) | set(range(511, 975))  # no test-split task
+    assert {r["source"] for r in rows} == {"mbpp"}
+    with pytest.raises(ValueError, match="unknown MBPP split \\['valid'\\]"):
+        load_training_rows({"source": "mbpp", "split": "train+valid"}, seed=0, data_dir=str(data_dir))
+
+
 def test_local_jsonl_source_maps_columns_and_keeps_bad_rows_with_a_reason(tmp_path):
     path = tmp_path / "evol.jsonl"
     lines = [
