@@ -27,7 +27,7 @@ from faulttune.config import ConfigError, Experiment, expand_experiments
 DEMO_SPLIT = "humaneval-split"
 DEMO_BENCHMARK = "humaneval-split-heldout"
 # Training sources read from the benchmark folder (the rest come from packages or the hub).
-SOURCES_IN_DATA_DIR = ("mbpp-train",)
+SOURCES_IN_DATA_DIR = ("mbpp", "mbpp-train")
 # Benchmarks made of HumanEval's tasks, which the demo split trains on.
 HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 
@@ -221,13 +221,11 @@ class HeldoutSettings(Settings):
 
 @dataclass(frozen=True)
 class ProbePairsSettings(Settings):
-    """probe_pairs: the held-out twins the untouched student tells apart worst, chosen once so
-    that every experiment is probed on the same pairs."""
+    """probe_pairs: a seeded random sample of the held-out twins, chosen by no model, so that
+    every experiment is probed on the same pairs."""
 
-    model: str
     limit: int
-    candidates: int | None
-    batch_size: int
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -437,9 +435,7 @@ class Plan:
         return HeldoutSettings(self.config["seed"], split, self.data_dir)
 
     def probe_pairs(self) -> ProbePairsSettings:
-        s = self.config["sensitivity"]
-        return ProbePairsSettings(self.config["student"]["model"], s["limit"], s["candidates"],
-                                  s["batch_size"])
+        return ProbePairsSettings(self.config["sensitivity"]["limit"], self.config["seed"])
 
     def sensitivity(self, model: str) -> SensitivitySettings:
         s = self.config["sensitivity"]

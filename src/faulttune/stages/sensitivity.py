@@ -26,32 +26,30 @@ def heldout_tasks(settings: HeldoutSettings) -> list[dict[str, Any]]:
 
 
 def heldout_twins(settings: HeldoutSettings, out: str, workers: int) -> None:
-    """Verified CCT twins of held-out HumanEval tasks, for the fault-sensitivity probe."""
-    from faulttune.bugs.pairs import cct_pairs
+    """Verified twins of held-out HumanEval tasks, for the fault-sensitivity probe: CCT's bugs
+    (one twin of every family per task) and universalmutator's (one per task)."""
+    from faulttune.bugs.pairs import cct_pairs, mutation_pairs
     from faulttune.stages.bugs import write_pairs
 
-    pairs, rejected = cct_pairs(heldout_tasks(settings), settings.seed, 1, per_family=1,
-                                verify=True, workers=workers)
-    write_pairs(pairs, rejected, out, "heldout_twins")
+    tasks = heldout_tasks(settings)
+    cct, cct_rejected = cct_pairs(tasks, settings.seed, 1, per_family=1, verify=True,
+                                  workers=workers)
+    mutants, mutants_rejected = mutation_pairs(tasks, settings.seed, 1, verify=True,
+                                               workers=workers)
+    write_pairs(cct + mutants, cct_rejected + mutants_rejected, out, "heldout_twins")
 
 
-def probe_pairs(settings: ProbePairsSettings, twins: str, out: str, out_base: str,
-                threads: int = 1) -> None:
-    """The ``limit`` held-out twins the untouched student tells apart worst (one per task), from
-    at most ``candidates`` of them; the student's probe of the candidates goes to ``out_base``."""
-    from faulttune.sensitivity import (
-        make_probe_pairs,
-        twin_pairs,
-        write_probe_pairs,
-        write_sensitivity,
-    )
+def probe_pairs(settings: ProbePairsSettings, twins: str, out: str) -> None:
+    """A seeded random sample of ``limit`` held-out twins, spread over the tasks, chosen by no
+    model: every experiment is probed on this file."""
+    from faulttune.sensitivity import sample_probe_pairs, twin_pairs, write_probe_pairs
 
-    set_threads(threads)
-    candidates = twin_pairs(twins)[: settings.candidates]
-    rows, base = make_probe_pairs(settings.model, candidates, settings.limit,
-                                  batch_size=settings.batch_size)
+    candidates = twin_pairs(twins)
+    rows = sample_probe_pairs(candidates, settings.limit, settings.seed)
     write_probe_pairs(rows, out)
-    write_sensitivity(base, out_base)
+    log.info("probe pairs: %d of %d held-out twins, from %d of %d tasks", len(rows),
+             len(candidates), len({r["task_id"] for r in rows}),
+             len({c["task_id"] for c in candidates}))
 
 
 def humanevalfix_probe_pairs(settings: SensitivitySettings) -> list[dict[str, Any]]:
