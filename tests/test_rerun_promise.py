@@ -43,9 +43,9 @@ GENERATION = ("generate", "codeflow")
 READERS: dict[str, tuple[str, ...]] = {
     "run": ("*",),
     "seed": ("prepare_train", "prepare_benchmark", "mutate", "teacher_variants", "codeflow",
-             "masks", "train", "heldout_twins", "contamination"),
+             "masks", "train", "heldout_twins", "probe_pairs", "contamination"),
     "seeds": (),
-    "student.model": ("masks", "train", "codeflow", "probe_pairs",
+    "student.model": ("masks", "train", "codeflow",
                       f"{R}/eval/base/humaneval-split-heldout.samples.jsonl",
                       f"{R}/eval/base/bug_sensitivity.json"),
     "student.precision": GENERATION,
@@ -83,8 +83,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "codeflow.max_length": ("codeflow",),
     "sensitivity.enabled": (),
     "sensitivity.limit": ("probe_pairs", "sensitivity"),
-    "sensitivity.candidates": ("probe_pairs",),
-    "sensitivity.batch_size": ("probe_pairs", "sensitivity"),
+    "sensitivity.batch_size": ("sensitivity",),
     "train.max_length": ("masks", "train"),
     **{f"train.{key}": ALL_TRAIN for key in (
         "lr", "max_steps", "micro_batch_size", "grad_accum", "precision", "epochs", "lora",
