@@ -84,6 +84,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "sensitivity.enabled": (),
     "sensitivity.limit": ("probe_pairs", "sensitivity"),
     "sensitivity.batch_size": ("sensitivity",),
+    "sensitivity.humanevalfix": (),  # read only when a benchmark folder is set
     "train.max_length": ("masks", "train"),
     **{f"train.{key}": ALL_TRAIN for key in (
         "lr", "max_steps", "micro_batch_size", "grad_accum", "precision", "epochs", "lora",
