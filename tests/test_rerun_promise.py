@@ -82,7 +82,7 @@ READERS: dict[str, tuple[str, ...]] = {
     "codeflow.rejected": ("codeflow",),
     "codeflow.max_length": ("codeflow",),
     "sensitivity.enabled": (),
-    "sensitivity.limit": ("probe_pairs", "sensitivity"),
+    "sensitivity.limit": ("heldout_twins", "probe_pairs", "sensitivity"),
     "sensitivity.batch_size": ("sensitivity",),
     "sensitivity.humanevalfix": (),  # read only when a benchmark folder is set
     "train.max_length": ("masks", "train"),

@@ -343,3 +343,22 @@ def test_probe_pairs_round_trip_through_twin_pairs(tmp_path):
     assert [p["pair_id"] for p in pairs] == [r["id"] for r in rows]
     assert [p["task_id"] for p in pairs] == ["A", "B"]
     assert pairs[0]["bug_type"] == "missing logic" and pairs[0]["family"] == "humanevalfix"
+
+
+def test_heldout_tasks_are_the_split_s_held_out_half_sampled_down_to_the_limit():
+    from faulttune.data.sources import humaneval_split
+    from faulttune.settings import HeldoutSettings
+    from faulttune.stages.sensitivity import heldout_tasks
+
+    _, heldout = humaneval_split(0, 32)
+    every = heldout_tasks(HeldoutSettings(seed=0, split=(0, 32), data_dir=None))
+    assert [t["task_id"] for t in every] == heldout  # no limit: all, in HumanEval's order
+    some = heldout_tasks(HeldoutSettings(seed=0, split=(0, 32), data_dir=None, limit=24))
+    ids = [t["task_id"] for t in some]
+    assert len(ids) == 24 and set(ids) <= set(heldout)
+    assert ids == sorted(ids, key=lambda t: int(t.split("/")[1]))
+    assert ids == [t["task_id"] for t in heldout_tasks(
+        HeldoutSettings(seed=0, split=(0, 32), data_dir=None, limit=24))]  # seeded
+    assert ids != [t["task_id"] for t in heldout_tasks(
+        HeldoutSettings(seed=1, split=(0, 32), data_dir=None, limit=24))]
+    assert len(heldout_tasks(HeldoutSettings(seed=0, split=None, data_dir=None, limit=500))) == 164

@@ -212,11 +212,13 @@ class ScoreSettings(Settings):
 
 @dataclass(frozen=True)
 class HeldoutSettings(Settings):
-    """heldout_twins: verified twins of the HumanEval tasks no experiment trains on."""
+    """heldout_twins: verified twins of the HumanEval tasks no experiment trains on, of at most
+    ``limit`` of them (a seeded sample: the probe draws ``limit`` pairs spread over tasks)."""
 
     seed: int
     split: tuple[int, int] | None
     data_dir: str | None
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -433,7 +435,8 @@ class Plan:
 
     def heldout_twins(self) -> HeldoutSettings:
         split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
-        return HeldoutSettings(self.config["seed"], split, self.data_dir)
+        return HeldoutSettings(self.config["seed"], split, self.data_dir,
+                               self.config["sensitivity"]["limit"])
 
     def probe_pairs(self) -> ProbePairsSettings:
         return ProbePairsSettings(self.config["sensitivity"]["limit"], self.config["seed"])

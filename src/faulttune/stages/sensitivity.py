@@ -12,8 +12,12 @@ log = logging.getLogger("faulttune")
 
 
 def heldout_tasks(settings: HeldoutSettings) -> list[dict[str, Any]]:
-    """HumanEval tasks no experiment trains on: the demo split's held-out half, else all of them
-    (as task rows for the bugs stage)."""
+    """HumanEval tasks no experiment trains on: the demo split's held-out half, else all of them;
+    a seeded sample of ``limit`` of them when there are more (as task rows for the bugs stage, in
+    HumanEval's order). The probe spreads its ``limit`` pairs over tasks, so twins of more tasks
+    would never be drawn."""
+    import random
+
     from faulttune.bugs.pairs import task_rows
     from faulttune.data.benchmarks import load_benchmark
     from faulttune.data.sources import humaneval_split
@@ -22,6 +26,9 @@ def heldout_tasks(settings: HeldoutSettings) -> list[dict[str, Any]]:
     if settings.split is not None:
         keep = set(humaneval_split(*settings.split)[1])
         tasks = [t for t in tasks if t.task_id in keep]
+    if settings.limit is not None and len(tasks) > settings.limit:
+        drawn = set(random.Random(settings.seed).sample([t.task_id for t in tasks], settings.limit))
+        tasks = [t for t in tasks if t.task_id in drawn]
     return task_rows(tasks)
 
 
