@@ -383,7 +383,9 @@ class Plan:
 
     def max_mask_length(self) -> int:
         """Masks files are shared by experiments: they keep every example that the longest
-        ``max_length`` of any experiment admits; each run leaves out what its own exceeds."""
+        ``max_length`` of any experiment admits; each run leaves out what its own exceeds, but
+        trains an fgit pair whose y_i alone exceeds it as the task's plain row
+        (``training.data.load_rows``)."""
         own = [e.overrides.get("max_length") for e in self.experiments.values()]
         return max([self.config["train"]["max_length"], *[m for m in own if m]])
 
