@@ -1,6 +1,6 @@
 """The papers' setups at scale (config/paper.yaml: FGit and IterPref; config/paper-cct.yaml: CCT):
 `snakemake -n all` plans them with the job count of every rule following from the experiments;
-no training source overlaps an evaluated benchmark; every method meets its baseline at the same
+no decontaminated training table overlaps an evaluated benchmark; every method meets its baseline at the same
 data and budget.
 
 Dry runs run in a copy of the workflow files (they write .snakemake/ there, never results/)."""
@@ -13,7 +13,6 @@ import pytest
 from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
-from faulttune.contamination import task_key
 from faulttune.data.bench_table import PROMPT_SET
 from faulttune.settings import Plan
 
@@ -85,21 +84,51 @@ def test_the_paper_settings_are_each_papers_own():
             2e-5, 3, 2048, "Qwen/Qwen2.5-Coder-7B")
 
 
-def test_codeflow_tasks_of_the_paper_config_do_not_overlap_any_benchmark(data_dir, tmp_path):
-    """MBPP's train split (ids 601-974) holds 108 of the 378 MBPP+ tasks that mbpp and mbpp_plus
-    score; the planned codeflow_train table must hold none of them."""
+def bigcodebench_copy_of(row: dict, path: Path) -> str:
+    """A BigCodeBench-format file with one task whose reference program is ``row``'s solution."""
+    from faulttune.bigcodebench import write_tasks_jsonl
+
+    test = "import unittest\n\nclass TestCases(unittest.TestCase):\n    def test(self):\n        pass\n"
+    task = {"task_id": "BigCodeBench/900", "complete_prompt": "import math\n",
+            "instruct_prompt": "Write the function.", "canonical_solution": row["solution"],
+            "code_prompt": "import math\n", "test": test, "entry_point": "task_func", "libs": "[]"}
+    return str(write_tasks_jsonl([task], path))
+
+
+@pytest.mark.parametrize(("config_file", "section"), [("config/paper.yaml", "codeflow_train"),
+                                                      ("config/config.yaml", "train")])
+def test_decontaminated_training_tables_share_nothing_with_any_evaluated_benchmark(
+        data_dir, tmp_path, config_file, section):
+    """After decontamination the training table has no content overlap, by the contamination
+    check's own measure, and no task in common with EVERY benchmark the config evaluates, each
+    loaded as it is scored (BigCodeBench from a local file in its format, standing in for the hub:
+    one of its tasks is a copy of an MBPP training task, which only it can catch)."""
+    from faulttune.contamination import contamination_report, same_task_ids
+    from faulttune.data.sources import load_training_rows
     from faulttune.io import read_parquet, rejected_path
     from faulttune.stages.data import load_benchmark_tasks, prepare_train
 
-    plan = Plan(load_config(REPO / "config/paper.yaml"), environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
-    settings = plan.train_table("codeflow_train")
-    assert {s.name for s in settings.decontaminate} >= {"mbpp", "humaneval", "humanevalfix"}
-    out = tmp_path / "codeflow_train.parquet"
-    prepare_train(settings, str(out), stage="prepare_codeflow_train")
+    config = load_config(REPO / config_file)
+    plan = Plan(config, environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
+    settings = plan.train_table(section)
+    rows, _ = load_training_rows(settings.source, settings.seed, settings.data_dir)
+    if any(b.startswith("bigcodebench-") for b in plan.benchmarks):
+        copied = next(r for r in rows if r["task_id"] == "mbpp/609")  # not an MBPP+ task
+        config["data"]["bigcodebench"]["source"] = bigcodebench_copy_of(copied, tmp_path / "bcb.jsonl")
+        plan = Plan(config, environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
+        settings = plan.train_table(section)
+    out = tmp_path / f"{section}.parquet"
+    prepare_train(settings, str(out))
     kept, dropped = read_parquet(out), read_parquet(rejected_path(out))
-    benchmark_tasks = {task_key(t.task_id) for tasks in load_benchmark_tasks(settings.decontaminate).values()
-                       for t in tasks}
-    assert not {task_key(r["task_id"]) for r in kept} & benchmark_tasks
-    same_task = [r for r in dropped if r["reason"].startswith("same task as mbpp Mbpp/")]
-    assert len(same_task) == 108
-    assert len(kept) + len(dropped) == 374  # MBPP's train split: ids 601-974
+    assert len(kept) + len(dropped) == len(rows) and kept
+
+    evaluated = load_benchmark_tasks([plan.benchmark_source(b) for b in plan.benchmarks])
+    report = contamination_report(kept, evaluated)["benchmarks"]
+    assert sorted(report) == sorted(plan.benchmarks)
+    assert {name: part["n_rows_flagged"] for name, part in report.items()} == dict.fromkeys(report, 0)
+    assert same_task_ids(kept, evaluated) == {}
+    if config_file == "config/paper.yaml":
+        reasons = {r["task_id"]: r["reason"] for r in dropped}
+        assert reasons["mbpp/609"].startswith("contamination: bigcodebench-full BigCodeBench/900 ")
+        # MBPP's train split (ids 601-974) holds 108 of MBPP+'s tasks: dropped by their ids
+        assert sum(r.startswith("same task as mbpp Mbpp/") for r in reasons.values()) == 108

@@ -7,7 +7,8 @@ Tasks are dicts in BigCodeBench's own format (one JSON object per line)::
      "libs": str | list}          # ``test`` defines a unittest ``TestCases`` class
 
 They come from a local JSONL (:func:`read_tasks_jsonl`) or the hub datasets
-``bigcode/bigcodebench`` / ``bigcode/bigcodebench-hard`` (:func:`load_hub_tasks`, needs network).
+``bigcode/bigcodebench`` / ``bigcode/bigcodebench-hard`` (:func:`load_hub_tasks`, needs network),
+for generation and for the contamination check alike (:func:`benchmark_tasks`).
 
 Benchmark names: ``bigcodebench-{subset}-{split}``, subset in ``full|hard``, split in
 ``complete|instruct`` (BigCodeBench's CLI calls the first ``--subset`` and the second ``--split``).
@@ -68,6 +69,13 @@ def benchmark_name(subset: str, split: str) -> str:
     return f"bigcodebench-{subset}-{split}"
 
 
+def subset_name(subset: str) -> str:
+    """``bigcodebench-full`` / ``bigcodebench-hard``: a subset's tasks under both prompts (what
+    the contamination check compares training data with)."""
+    benchmark_name(subset, "complete")
+    return f"bigcodebench-{subset}"
+
+
 def parse_benchmark_name(name: str) -> tuple[str, str]:
     """``bigcodebench-hard-instruct`` -> ("hard", "instruct")."""
     parts = name.split("-")
@@ -110,6 +118,29 @@ def load_tasks(source: str | os.PathLike[str] | None = None, subset: str = "full
                version: str = HUB_VERSION) -> list[dict[str, Any]]:
     """A local JSONL when ``source`` is given, else the hub dataset of ``subset``."""
     return read_tasks_jsonl(source) if source is not None else load_hub_tasks(subset, version)
+
+
+def benchmark_tasks(name: str, source: str | os.PathLike[str] | None = None) -> list[Any]:
+    """The tasks of ``bigcodebench-{subset}-{split}`` (or of a whole subset,
+    ``bigcodebench-{subset}``) as :class:`faulttune.data.benchmarks.BenchmarkTask` rows, from
+    the same place :func:`load_tasks` reads them for generation (``source``, else the hub): the
+    prompt the model sees (a whole subset: ``complete_prompt``, with ``instruct_prompt`` in
+    ``extra["instruct_prompt"]``) and the reference program ``complete_prompt +
+    canonical_solution``. For the contamination check."""
+    from faulttune.data.benchmarks import BenchmarkTask
+
+    parts = name.split("-")
+    if len(parts) == 2 and parts[0] == "bigcodebench":
+        subset, split = parts[1], None
+        subset_name(subset)
+    else:
+        subset, split = parse_benchmark_name(name)
+    return [BenchmarkTask(
+        task_id=t["task_id"], benchmark=name,
+        prompt=task_prompt(t, split) if split else t["complete_prompt"],
+        entry_point=t["entry_point"], canonical_solution=t["complete_prompt"] + t["canonical_solution"],
+        test=t["test"], extra={} if split else {"instruct_prompt": t["instruct_prompt"]})
+        for t in load_tasks(source, subset)]
 
 
 def write_tasks_jsonl(tasks: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:

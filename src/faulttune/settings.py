@@ -28,6 +28,8 @@ DEMO_SPLIT = "humaneval-split"
 DEMO_BENCHMARK = "humaneval-split-heldout"
 # Training sources read from the benchmark folder (the rest come from packages or the hub).
 SOURCES_IN_DATA_DIR = ("mbpp", "mbpp-train")
+# A benchmark scored on another's tasks: the contamination check compares with those once.
+_CONTAMINATION_BASE = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
 # Benchmarks made of HumanEval's tasks, which the demo split trains on.
 HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 
@@ -309,11 +311,16 @@ class Plan:
             bigcodebench_source=self.config["data"]["bigcodebench"]["source"] if bcb else None)
 
     def contamination_sources(self) -> tuple[BenchmarkSource, ...]:
-        """The evaluated benchmarks training must not overlap (a plus variant shares its base
-        set's tasks; BigCodeBench is not checked)."""
-        base = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
-        names = sorted({base.get(b, b) for b in self.benchmarks if not b.startswith("bigcodebench-")})
-        return tuple(self.benchmark_source(n) for n in names)
+        """The evaluated benchmarks training must not overlap, each set of tasks once: a plus
+        variant shares its base set's tasks; BigCodeBench's complete and instruct splits share
+        their subset's (``bigcodebench-{subset}``: both prompts are checked), and the hard
+        subset's tasks are tasks of the full set."""
+        names = {_CONTAMINATION_BASE.get(b, b) for b in self.benchmarks}
+        names = {"bigcodebench-" + b.split("-")[1] if b.startswith("bigcodebench-") else b
+                 for b in names}
+        if "bigcodebench-full" in names:
+            names.discard("bigcodebench-hard")
+        return tuple(self.benchmark_source(n) for n in sorted(names))
 
     def train_table(self, section: str = "train") -> TrainTableSettings:
         source = self.config["data"][section]
@@ -377,7 +384,9 @@ class Plan:
 
     def max_mask_length(self) -> int:
         """Masks files are shared by experiments: they keep every example that the longest
-        ``max_length`` of any experiment admits; each run leaves out what its own exceeds."""
+        ``max_length`` of any experiment admits; each run leaves out what its own exceeds, but
+        trains an fgit pair whose y_i alone exceeds it as the task's plain row
+        (``training.data.load_rows``)."""
         own = [e.overrides.get("max_length") for e in self.experiments.values()]
         return max([self.config["train"]["max_length"], *[m for m in own if m]])
 

@@ -157,9 +157,8 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
                          f"{accelerator.gradient_accumulation_steps}; remove it (need {accum})")
     set_seed(config.seed)
     tokenizer = load_tokenizer(model)
-    rows, too_long = load_rows(example_paths, config.method, end_of_turn_id(tokenizer),
-                               config.max_length)
-    units = group_units(rows, config.method)
+    loaded = load_rows(example_paths, config.method, end_of_turn_id(tokenizer), config.max_length)
+    units = group_units(loaded.rows, config.method)
     steps = total_steps(len(units), config.batch_size, config.epochs, config.max_steps)
     policy = build_policy(model, config, str(accelerator.device))
     n_params = sum(p.numel() for p in policy.lm.parameters())
@@ -168,12 +167,13 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
     module, optimizer = accelerator.prepare(policy, optimizer)
     run = Run(config, model, Path(out_dir), accelerator, module, optimizer, tokenizer, units,
               steps, accum, ref_model=ref_model, flops_per_token=6.0 * n_params,
-              budget=run_budget(units, config, steps, left_out_too_long=len(too_long)))
+              budget=run_budget(units, config, steps, left_out_too_long=len(loaded.too_long),
+                                plain_twin_too_long=len(loaded.plain)))
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if O.is_preference(config.method) and config.precompute_ref:
         run.ref_logps = _precomputed_reference(run)
     log.info("%s on %s: %d rows, %d units, %d steps, accumulation %d x %d processes",
-             config.method, model, len(rows), len(units), steps, accum, accelerator.num_processes)
+             config.method, model, len(loaded.rows), len(units), steps, accum, accelerator.num_processes)
     _log_budget(run.budget)
     return run
 
