@@ -305,10 +305,11 @@ def _aligned_matrices(a: Mapping[Any, Mapping[str, float]], b: Mapping[Any, Mapp
             "pooled_difference: every seed must hold the same tasks on both sides: "
             f"{len(missing['a'])} (seed, task) missing in a {missing['a'][:5]}, "
             f"{len(missing['b'])} missing in b {missing['b'][:5]}")
-    return tuple(  # type: ignore[return-value]
+    first, second = (
         np.array([[_cell_value(name, seed, task, side[seed][task]) for task in tasks]
                   for seed in seeds])
         for name, side in (("a", a), ("b", b)))
+    return first, second
 
 
 def _satterthwaite(terms: Sequence[tuple[float, float, float]]) -> tuple[float, float | None]:
