@@ -24,6 +24,7 @@ from faulttune.stats import (
     resampled_means,
     sign_flip_test,
 )
+from faulttune.stats_synthetic import binary_outcomes, continuous_differences
 
 
 def test_mean_std_over_seeds_uses_the_sample_deviation() -> None:
@@ -161,6 +162,9 @@ def test_two_way_variance_and_satterthwaite_df_on_a_hand_worked_matrix() -> None
     assert result.p_value == result.p_value_t and result.p_value_exact is None
     assert "Satterthwaite df 2.4" in result.method
     assert result.as_dict()["estimate"] == result.estimate
+    # seeds are matched by key and tasks by id, whatever the order of the maps
+    shuffled = {8: dict(reversed(as_maps(a, [7, 8])[8].items())), 7: as_maps(a, [7, 8])[7]}
+    assert pooled_difference(shuffled, as_maps(b, [7, 8])) == result
 
 
 def test_a_seed_component_estimated_negative_counts_as_zero() -> None:
@@ -259,6 +263,7 @@ def test_four_to_nothing_of_sixteen_tasks_is_not_significant_with_one_seed() -> 
     assert result.p_value_t < 0.05 and paired_bootstrap_by_key(a[0], b[0]).significant
     assert result.p_value == result.p_value_exact == 0.125
     assert "exact sign test" in result.method
+    assert pooled_difference(a, b, binary=False).p_value == result.p_value_t  # the t alone
     # every task won by the experiment: exact p = 2 / 2^16, not the t's p = 0 of no spread
     assert pooled_difference({0: {f"t/{i}": 1 for i in range(16)}}, b).p_value == 2 / 2**16
 
@@ -341,12 +346,8 @@ REGIMES = {"task-dominated": (0.02, 0.3, 0.1), "seed-dominated": (0.1, 0.05, 0.0
            "mixed": (0.03, 0.2, 0.2)}
 
 
-def continuous_differences(rng: np.random.Generator, delta: float, sds: tuple[float, ...]
-                           ) -> np.ndarray:
-    seed_sd, task_sd, noise_sd = sds
-    return (delta + seed_sd * rng.standard_normal((SIMULATIONS, SEEDS, 1))
-            + task_sd * rng.standard_normal((SIMULATIONS, 1, TASKS))
-            + noise_sd * rng.standard_normal((SIMULATIONS, SEEDS, TASKS)))
+def regime_differences(rng: np.random.Generator, delta: float, regime: str) -> np.ndarray:
+    return continuous_differences(rng, SIMULATIONS, SEEDS, TASKS, delta, *REGIMES[regime])
 
 
 @pytest.mark.parametrize("regime", sorted(REGIMES))
@@ -354,7 +355,7 @@ def test_pooled_intervals_cover_a_known_difference(regime: str) -> None:
     rng = np.random.default_rng(sorted(REGIMES).index(regime))
     baseline = rng.uniform(0, 1, size=(SEEDS, TASKS))  # levels: only the differences matter
     results = [pooled_difference_arrays(baseline + d, baseline)
-               for d in continuous_differences(rng, 0.1, REGIMES[regime])]
+               for d in regime_differences(rng, 0.1, regime)]
     covered = np.mean([r.low <= 0.1 <= r.high for r in results])
     assert covered >= 0.90, f"{regime}: {covered:.1%} of 95 % intervals cover 0.1"
 
@@ -363,23 +364,22 @@ def test_pooled_intervals_cover_a_known_difference(regime: str) -> None:
 def test_pooled_false_positive_rate_under_no_difference_is_near_five_percent(regime: str) -> None:
     rng = np.random.default_rng(100 + sorted(REGIMES).index(regime))
     rejected = np.mean([pooled_difference_arrays(d, np.zeros_like(d)).p_value < 0.05
-                        for d in continuous_differences(rng, 0.0, REGIMES[regime])])
+                        for d in regime_differences(rng, 0.0, regime)])
     assert 0.02 <= rejected <= 0.08, f"{regime}: {rejected:.1%} false positives"
 
 
-def binary_outcomes(rng: np.random.Generator, delta: float, seed_shift: float, shared: float,
-                    seeds: int = SEEDS, tasks: int = TASKS) -> tuple[np.ndarray, np.ndarray]:
-    """0/1 per (seed, task): the baseline passes with probability q_t + g_b,s, the experiment
-    with q_t + delta + g_a,s (q_t ~ U(0.15, 0.75) per task, g ~ U(-seed_shift, seed_shift) per
-    seed and side: seed noise), so E[a - b] = delta on every task. Both sides draw the same
-    uniform in a fraction ``shared`` of the cells (as two greedy runs mostly agree on a task)."""
-    shape = (SIMULATIONS, seeds, tasks)
-    q = rng.uniform(0.15, 0.75, size=(SIMULATIONS, 1, tasks))
-    shift_a, shift_b = (rng.uniform(-seed_shift, seed_shift, size=(SIMULATIONS, seeds, 1))
-                        for _ in range(2))
-    u_b = rng.uniform(size=shape)
-    u_a = np.where(rng.uniform(size=shape) < shared, u_b, rng.uniform(size=shape))
-    return (u_a < q + delta + shift_a).astype(float), (u_b < q + shift_b).astype(float)
+def binary_replications(rng: np.random.Generator, delta: float, seed_shift: float,
+                        shared: float, seeds: int = SEEDS, tasks: int = TASKS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    return binary_outcomes(rng, SIMULATIONS, seeds, tasks, delta, seed_shift, shared)
+
+
+def test_the_synthetic_binary_outcomes_have_the_stated_difference() -> None:
+    a, b = binary_replications(np.random.default_rng(7), 0.1, 0.05, 0.8)
+    assert set(np.unique(a)) == set(np.unique(b)) == {0.0, 1.0}
+    assert float((a - b).mean()) == pytest.approx(0.1, abs=0.005)
+    with pytest.raises(ValueError, match="delta and seed_shift"):
+        binary_replications(np.random.default_rng(7), 0.3, 0.05, 0.8)
 
 
 BINARY_REGIMES = {"seed noise, mostly agreeing runs": (0.05, 0.8),
@@ -389,11 +389,11 @@ BINARY_REGIMES = {"seed noise, mostly agreeing runs": (0.05, 0.8),
 @pytest.mark.parametrize("regime", sorted(BINARY_REGIMES))
 def test_binary_outcomes_cover_and_keep_false_positives_near_five_percent(regime: str) -> None:
     rng = np.random.default_rng(200 + sorted(BINARY_REGIMES).index(regime))
-    a, b = binary_outcomes(rng, 0.1, *BINARY_REGIMES[regime])
+    a, b = binary_replications(rng, 0.1, *BINARY_REGIMES[regime])
     covered = np.mean([(r := pooled_difference_arrays(x, y)).low <= 0.1 <= r.high
                        for x, y in zip(a, b, strict=True)])
     assert covered >= 0.90, f"{regime}: {covered:.1%} of 95 % intervals cover 0.1"
-    a, b = binary_outcomes(rng, 0.0, *BINARY_REGIMES[regime])
+    a, b = binary_replications(rng, 0.0, *BINARY_REGIMES[regime])
     results = [pooled_difference_arrays(x, y) for x, y in zip(a, b, strict=True)]
     assert all(r.binary for r in results)
     rejected = np.mean([r.p_value < 0.05 for r in results])
@@ -404,7 +404,7 @@ def test_with_seed_noise_the_sign_flip_over_tasks_alone_would_be_anti_conservati
     """Why several seeds take the larger of the t and the exact p: a seed that shifts every
     task looks like many tasks agreeing, which the sign-flip over tasks cannot tell apart."""
     rng = np.random.default_rng(300)
-    a, b = binary_outcomes(rng, 0.0, 0.05, 0.8)
+    a, b = binary_replications(rng, 0.0, 0.05, 0.8)
     results = [pooled_difference_arrays(x, y) for x, y in zip(a, b, strict=True)]
     assert np.mean([r.p_value_exact < 0.05 for r in results]) > 0.15
     assert np.mean([r.p_value < 0.05 for r in results]) <= 0.08
@@ -414,6 +414,6 @@ def test_one_seed_few_tasks_the_exact_test_keeps_its_level() -> None:
     """16 tasks, one seed, mostly agreeing runs: few discordant tasks. The exact sign test's
     false-positive rate is at most 5 % (it is exact, so conservative through discreteness)."""
     rng = np.random.default_rng(400)
-    a, b = binary_outcomes(rng, 0.0, 0.0, 0.8, seeds=1, tasks=16)
+    a, b = binary_replications(rng, 0.0, 0.0, 0.8, seeds=1, tasks=16)
     p_values = [pooled_difference_arrays(x, y).p_value for x, y in zip(a, b, strict=True)]
     assert np.mean(np.array(p_values) < 0.05) <= 0.05

@@ -72,7 +72,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import t as student_t
 
 from faulttune.io import DataError
 
@@ -258,7 +257,7 @@ class Comparison:
     n_tasks: int
     n_seeds: int
     seed_spread: float | None  # sample sd over seeds of the per-seed mean differences
-    binary: bool  # the per-cell values were all 0/1
+    binary: bool  # 0/1 outcomes: the exact test was applied
     confidence: float
     p_value_t: float
     p_value_exact: float | None  # the exact sign-flip test over tasks (0/1 outcomes only)
@@ -306,10 +305,11 @@ def _aligned_matrices(a: Mapping[Any, Mapping[str, float]], b: Mapping[Any, Mapp
             "pooled_difference: every seed must hold the same tasks on both sides: "
             f"{len(missing['a'])} (seed, task) missing in a {missing['a'][:5]}, "
             f"{len(missing['b'])} missing in b {missing['b'][:5]}")
-    return tuple(  # type: ignore[return-value]
+    first, second = (
         np.array([[_cell_value(name, seed, task, side[seed][task]) for task in tasks]
                   for seed in seeds])
         for name, side in (("a", a), ("b", b)))
+    return first, second
 
 
 def _satterthwaite(terms: Sequence[tuple[float, float, float]]) -> tuple[float, float | None]:
@@ -357,6 +357,19 @@ def _two_way_variance(d: np.ndarray) -> _TwoWayVariance:
                            label.format(df=df if df is not None else 0))
 
 
+def _t_quantile(probability: float, df: float) -> float:
+    # imported here: scipy costs seconds to import, and most users of this module never need it
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, probability))
+
+
+def _t_two_sided_p(statistic: float, df: float) -> float:
+    from scipy.special import stdtr
+
+    return float(min(1.0, 2 * stdtr(df, -abs(statistic))))
+
+
 def pooled_difference(a: Mapping[Any, Mapping[str, float]], b: Mapping[Any, Mapping[str, float]],
                       *, confidence: float = CONFIDENCE, binary: bool | None = None
                       ) -> Comparison:
@@ -366,7 +379,8 @@ def pooled_difference(a: Mapping[Any, Mapping[str, float]], b: Mapping[Any, Mapp
     averaged into one value: tasks are the clusters); seed s of ``a`` is compared with seed s
     of ``b``. Raises ``ValueError`` when the seed sets differ or a seed lacks a task on either
     side (naming up to five missing (seed, task) ids per side), or on a non-finite value.
-    ``binary=None`` detects 0/1 outcomes (every value 0 or 1); ``True`` insists on them.
+    ``binary=None`` detects 0/1 outcomes (every value 0 or 1) and then applies the exact test;
+    ``True`` insists on them (a ``ValueError`` otherwise); ``False`` uses the t alone.
     """
     first, second = _aligned_matrices(a, b)
     return pooled_difference_arrays(first, second, confidence=confidence, binary=binary)
@@ -401,9 +415,9 @@ def pooled_difference_arrays(a: np.ndarray, b: np.ndarray, *, confidence: float 
         method, df = "no spread: every difference equals the estimate", None
     else:
         df = float(two_way.df)
-        half = float(student_t.ppf(0.5 + confidence / 2, df)) * se
+        half = _t_quantile(0.5 + confidence / 2, df) * se
         low, high = estimate - half, estimate + half
-        p_t = float(min(1.0, 2 * student_t.sf(abs(estimate) / se, df)))
+        p_t = _t_two_sided_p(estimate / se, df)
         method = two_way.method
     p_exact = None
     p_value = p_t
@@ -515,5 +529,5 @@ def minimum_detectable_effect(comparison: Comparison, power: float = 0.8, alpha:
             raise ValueError(f"minimum_detectable_effect: {name} must be in (0, 1), got {value}")
     if comparison.df is None or comparison.standard_error == 0:
         return 0.0
-    quantiles = student_t.ppf(1 - alpha / 2, comparison.df) + student_t.ppf(power, comparison.df)
-    return float(quantiles * comparison.standard_error)
+    quantiles = _t_quantile(1 - alpha / 2, comparison.df) + _t_quantile(power, comparison.df)
+    return quantiles * comparison.standard_error
