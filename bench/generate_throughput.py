@@ -107,13 +107,13 @@ def demo_workload(config_path: str) -> Workload:
     """The tasks and settings of one ``generate`` job of the configured run."""
     from faulttune.config import validate_config
     from faulttune.data.bench_table import benchmark_rows
-    from faulttune.settings import Plan
+    from faulttune.plan import Plan
 
     config = validate_config(yaml.safe_load(Path(config_path).read_text()), config_path)
     plan = Plan(config)
     source = plan.prepare_benchmark(config["data"]["benchmarks"][0])
     rows = benchmark_rows(source.name, split=source.split, data_dir=source.data_dir,
-                          limit=source.limit, bigcodebench_source=source.bigcodebench_source)
+                          limit=source.limit)
     specs = [task_spec(row, i) for i, row in enumerate(rows)]
     settings = plan.generate(config["student"]["model"])  # what the generate job runs with
     params = GenerationParams(max_new_tokens=settings.max_new_tokens)

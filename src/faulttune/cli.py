@@ -11,7 +11,7 @@ from collections.abc import Sequence
 # subcommand -> "module:function"; the function takes the parsed argparse namespace, returns rc.
 _HANDLERS = {
     "score": "faulttune.evaluate:score_command",
-    "generate": "faulttune.generate.run:generate_command",
+    "generate": "faulttune.stages.eval:generate_command",
     "show-mask": "faulttune.mask_view:show_mask_command",
     "convert-model": "faulttune.models:convert_command",
     "methods": "faulttune.methods:methods_command",

@@ -52,15 +52,11 @@ def fix_task_prompt(task: BenchmarkTask) -> str:
 
 def benchmark_rows(
     name: str, *, split: tuple[int, int] | None = None, data_dir: str | None = None,
-    limit: int | None = None, bigcodebench_source: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows of one benchmark in :data:`BENCH_SCHEMA`; ``split``: the demo split's (seed,
-    training tasks), needed by ``humaneval-split-heldout``."""
-    if name.startswith("bigcodebench-"):
-        from faulttune import bigcodebench as bcb
-
-        subset, split = bcb.parse_benchmark_name(name)
-        return bcb.bench_rows(bcb.load_tasks(bigcodebench_source, subset), subset, split, limit)
+    """Rows of one benchmark of :mod:`faulttune.data.benchmarks` in :data:`BENCH_SCHEMA`
+    (BigCodeBench's come from :func:`faulttune.bigcodebench.bench_rows`); ``split``: the demo
+    split's (seed, training tasks), needed by ``humaneval-split-heldout``."""
     if name == "humaneval-split-heldout":
         from faulttune.data.sources import humaneval_split
 

@@ -27,7 +27,7 @@ from faulttune.generate.base import Backend, GenerationParams
 from faulttune.generate.extract import solution_program
 from faulttune.generate.prompts import solve_messages
 from faulttune.generate.stops import AnswerComplete
-from faulttune.io import DataError, append_jsonl, read_appended_jsonl, read_parquet, write_jsonl
+from faulttune.io import DataError, append_jsonl, read_appended_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -172,56 +172,3 @@ def generate_samples(
             from faulttune.resume import Preempted
 
             raise Preempted(f"{out_path}: stopped on request after {start + len(chunk)} tasks")
-
-
-def load_tasks(benchmark: str, data_dir: str | None = None) -> list[Any]:
-    """A benchmark by name (``faulttune.data.benchmarks``) or a Parquet file of task rows."""
-    if benchmark.endswith(".parquet") or Path(benchmark).is_file():
-        return read_parquet(benchmark, required=("task_id", "prompt", "entry_point"))
-    from faulttune.data.benchmarks import load_benchmark
-
-    return load_benchmark(benchmark, data_dir)
-
-
-def run_generation(
-    model: str,
-    benchmark: str,
-    out_path: str | Path,
-    *,
-    generation: Mapping[str, Any],
-    data_dir: str | None = None,
-    limit: int | None = None,
-) -> None:
-    """Greedy samples of ``model`` on ``benchmark`` into ``out_path`` (the ``generate`` rule).
-
-    ``generation`` is the config section: ``backend`` (default hf), ``max_new_tokens`` (512) and
-    the backend's options (:data:`faulttune.generate.BACKEND_OPTIONS`).
-    """
-    from faulttune.generate import backend_options, make_backend
-
-    tasks = load_tasks(benchmark, data_dir)
-    backend = make_backend(generation.get("backend", "hf"), model, **backend_options(generation))
-    params = GenerationParams(max_new_tokens=generation.get("max_new_tokens", 512))
-    generate_samples(tasks, backend, out_path, params=params, limit=limit)
-
-
-def generate_command(args: Any) -> int:
-    """``faulttune generate --model M --benchmark B --out SAMPLES.jsonl [...]``."""
-    generation = {
-        "backend": args.backend,
-        "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size,
-        # flags the CLI may add later; OPENAI_BASE_URL works for the openai backend meanwhile
-        "tensor_parallel_size": getattr(args, "tensor_parallel_size", None),
-        "base_url": getattr(args, "base_url", None),
-    }
-    run_generation(
-        args.model,
-        args.benchmark,
-        args.out,
-        generation=generation,
-        data_dir=args.data_dir,
-        limit=args.limit,
-    )
-    print(args.out)
-    return 0

@@ -61,8 +61,15 @@ def prepare_train(settings: TrainTableSettings, out: str, stage: str = "prepare_
 def prepare_benchmark(settings: BenchmarkSource, out: str) -> None:
     from faulttune.data.bench_table import BENCH_SCHEMA, benchmark_rows
 
-    rows = benchmark_rows(settings.name, split=settings.split, data_dir=settings.data_dir,
-                          limit=settings.limit, bigcodebench_source=settings.bigcodebench_source)
+    if settings.name.startswith("bigcodebench-"):
+        from faulttune import bigcodebench as bcb
+
+        subset, split = bcb.parse_benchmark_name(settings.name)
+        rows = bcb.bench_rows(bcb.load_tasks(settings.bigcodebench_source, subset), subset, split,
+                              settings.limit)
+    else:
+        rows = benchmark_rows(settings.name, split=settings.split, data_dir=settings.data_dir,
+                              limit=settings.limit)
     io.write_parquet(rows, out, BENCH_SCHEMA)
     log.info("benchmark %s: %d tasks", settings.name, len(rows))
 
