@@ -253,7 +253,7 @@ def stage(model_name: str, tokenizer: Any, job: Workload, threads: int) -> Run:
     from faulttune import io
     from faulttune.data.bench_table import BENCH_SCHEMA
     from faulttune.generate.run import raw_path
-    from faulttune.settings import Plan
+    from faulttune.plan import Plan
     from faulttune.stages.eval import generate
 
     settings = Plan(job.config).generate(model_name)

@@ -12,7 +12,7 @@ Writes ONE JSON (default ``gpu_check.json``):
               tokenizer) built from a config into a temporary folder: generated tokens/s of each
               backend (completions re-tokenised with the model's tokenizer, so both count alike),
               ``vllm_over_hf`` and the share of identical completions. Goal: vLLM >= 10x HF.
-  training    ``--steps`` optimiser steps of each loss (sft, cct, fgit, dpo, target_dpo, rpo,
+  training    ``--steps`` optimiser steps of each loss (every trained method of the registry:
               focused_dpo) on the ~1.5B model in bf16 autocast (fp32 master weights, as the
               trainer runs), on masks rows built by ``mask_table.build_mask_rows`` from HumanEval
               canonical solutions and one-operator twins (``bench/train_step.humaneval_pairs``).
@@ -63,12 +63,20 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # bench/train_step.py's pair builder
 
-# loss -> (masks kind it trains on, TrainConfig method)
-LOSSES = {
-    "sft": ("sft", "sft"), "cct": ("cct", "cct"), "fgit": ("fgit", "fgit"), "dpo": ("dpo", "dpo"),
-    "target_dpo": ("target_dpo", "target_dpo"), "rpo": ("dpo", "rpo"),
-    "focused_dpo": ("focused_dpo", "focused_dpo"),
-}
+
+
+def losses() -> list[str]:
+    """Every trained method of the registry (each trains at its defaults)."""
+    from faulttune import methods
+
+    return list(methods.trained_methods())
+
+
+def examples_of(method: str) -> list:
+    from faulttune import methods
+
+    entry = methods.get(method)
+    return entry.examples_of(entry.defaults())
 # Peak dense bf16 tensor FLOP/s (TFLOP/s, no sparsity), matched as a substring of the device name.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 70.0,
                     "A10": 125.0, "L4": 121.0, "RTX 4090": 165.0}
@@ -148,19 +156,24 @@ def build_random_model(folder: Path, tokenizer_dir: str, shape: dict[str, Any], 
 
 
 def write_training_data(model: str, folder: Path, count: int, max_length: int) -> dict[str, int]:
-    """Masks parquet files ``{kind}.parquet`` for every kind the losses train on; rows per kind."""
+    """Masks parquet files ``{kind}.parquet`` for every examples kind the losses train on; rows
+    per kind."""
     from train_step import humaneval_pairs
 
-    from faulttune.mask_table import build_mask_rows, write_masks
+    from faulttune.mask_table import build_examples, write_masks
     from faulttune.models import load_tokenizer
 
     tokenizer, pairs = load_tokenizer(model), humaneval_pairs(count)
+    tasks = [{"task_id": p["task_id"], "instruction": p["instruction"], "solution": p["correct"]}
+             for p in pairs]
     counts = {}
-    for kind in sorted({kind for kind, _ in LOSSES.values()}):
-        rows, rejected = build_mask_rows(pairs, tokenizer, kind, max_length=max_length)
+    kinds = {e.name: e for method in losses() for e in examples_of(method)}
+    for kind, examples in sorted(kinds.items()):
+        rows, rejected = build_examples(examples, tasks if examples.reads == "tasks" else pairs,
+                                        tokenizer, tasks=tasks, max_length=max_length)
         if not rows:
             raise RuntimeError(f"no {kind} rows from {len(pairs)} pairs: {rejected[:1]}")
-        write_masks(rows, folder / f"{kind}.parquet", model)
+        write_masks(rows, folder / f"{kind}.parquet", model, kind)
         counts[kind] = len(rows)
     return counts
 
@@ -192,20 +205,24 @@ def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """``spec["steps"]`` optimiser steps of one loss; throughput, MFU and peak memory."""
     import torch
 
+    from faulttune import methods
     from faulttune.training import loop
     from faulttune.training.config import TrainConfig
 
     on_gpu = spec["device"] == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats()
-    kind, method = LOSSES[spec["loss"]]
+    method = methods.get(spec["loss"])
     data = Path(spec["data_dir"])
-    paths = [str(data / "sft.parquet"), str(data / "cct.parquet")] if kind == "cct" else [str(data / f"{kind}.parquet")]
-    config = TrainConfig(method=method, lr=1e-5, max_steps=spec["steps"], batch_size=spec["batch_size"],
+    paths = [str(data / f"{e.name}.parquet") for e in examples_of(method.name)]
+    config = TrainConfig(method=method.name, params=method.defaults(), lr=1e-5,
+                         max_steps=spec["steps"], batch_size=spec["batch_size"],
                          micro_batch_size=spec["micro_batch_size"], precision=spec["precision"],
                          max_length=spec["max_length"], warmup_ratio=0.0,
                          gradient_checkpointing=spec["gradient_checkpointing"])
-    run = loop.setup_run(paths, spec["model"], spec["out_dir"], config)
+    # the models a method requires first (TIS-DPO's contrastive pair): the model itself here
+    models = {role: spec["model"] for role in method.requires(method.defaults())} if method.requires else {}
+    run = loop.setup_run(paths, spec["model"], spec["out_dir"], config, models)
     records, seconds = [], []
     for step in range(spec["steps"]):
         began = time.perf_counter()
@@ -303,7 +320,7 @@ def training_part(plan: Plan, model: str, scratch: Path, peak_flops: float | Non
     out: dict[str, Any] = {"model": model, "rows": rows, **{k: v for k, v in asdict(plan).items() if k in (
         "precision", "steps", "warmup_steps", "batch_size", "micro_batch_size", "gradient_checkpointing")},
         "losses": {}}
-    for loss in LOSSES:
+    for loss in losses():
         spec = {"loss": loss, "model": model, "data_dir": str(data), "out_dir": str(scratch / "train" / loss),
                 "device": plan.device, "peak_flops": peak_flops, **{k: v for k, v in asdict(plan).items() if k in (
                     "precision", "steps", "warmup_steps", "batch_size", "micro_batch_size", "max_length",

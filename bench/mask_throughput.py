@@ -4,7 +4,7 @@ Pairs: HumanEval canonical programs (prompt + canonical solution, from the human
 gz) with one operator swapped (`<` -> `<=`, `+` -> `-`, ...), cycling over tasks and occurrences.
 Measured side by side in one run, single thread, SmolLM2's tokenizer:
 
-    standalone  tokenise only (baseline) | fgit_masks hybrid | rejected_error_lines (target_dpo)
+    standalone  tokenise only (baseline) | fgit_masks hybrid | d_minus_mask (target_dpo)
     in context  build_mask_rows dpo (render + tokenise, no diff: baseline) | fgit hybrid | target_dpo
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/mask_throughput.py [--pairs 1000]
@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from faulttune.mask_table import build_mask_rows
-    from faulttune.masks import fgit_masks, rejected_error_lines
+    from faulttune.masks import d_minus_mask, fgit_masks
     from faulttune.models import load_tokenizer
 
     tok = load_tokenizer("smollm2-135m-instruct")
@@ -83,7 +83,7 @@ def main() -> None:
         "standalone fgit_masks hybrid": rate(
             n, lambda: [fgit_masks(p["correct"], p["incorrect"], tok) for p in pairs]),
         "standalone rejected_error_lines": rate(
-            n, lambda: [rejected_error_lines(p["correct"], p["incorrect"], tok) for p in pairs]),
+            n, lambda: [d_minus_mask(p["correct"], p["incorrect"], tok) for p in pairs]),
         "in context dpo (render+tokenise)": rate(n, lambda: build_mask_rows(pairs, tok, "dpo")),
         "in context fgit hybrid": rate(n, lambda: build_mask_rows(pairs, tok, "fgit")),
         "in context target_dpo": rate(n, lambda: build_mask_rows(pairs, tok, "target_dpo")),

@@ -2,15 +2,18 @@
 
     python bench/train_step.py [--models tiny-random smollm2-135m-instruct] [--steps 4]
 
+Configurations: every trained method of the registry at its defaults, each other value of its
+enum parameters that are not data keys (``fgit_fixed``), and DPO with a frozen reference model.
 Data: HumanEval tasks (prompt -> canonical solution) with one operator flipped as the rejected /
 incorrect code, turned into masks rows by `faulttune.mask_table.build_mask_rows` (the trainer's
-real input). Each configuration first runs alone in a fresh subprocess (so ru_maxrss is its own
+real input), one file per examples kind the configurations read. Each configuration first runs alone in a fresh subprocess (so ru_maxrss is its own
 peak): `--steps` timed optimiser steps after one warm-up step, median step time. Then each ratio
 comes from one subprocess that interleaves the steps of the two configurations (A B A B ...; vs
 TRL, one of our steps after each TRL step), so both see the same load on a shared machine.
 Ratios (goals from the "Training" issue):
   * masked vs unmasked at equal compute: target_dpo, focused_dpo vs dpo; fgit(fixed) vs sft (<= 1.05x)
-  * extra forward work, reported only: cct, fgit(dynamic) vs sft; rpo, target_rpo vs dpo
+  * extra forward work, reported only: every other configuration vs its method's registry
+    baseline (a reference method whose baseline is untrained: vs dpo)
   * our dpo (precomputed reference) vs TRL DPOTrainer on the same text (<= 0.8x TRL's)
 """
 
@@ -27,24 +30,43 @@ import tempfile
 import time
 from pathlib import Path
 
-OURS = {  # name -> (masks kind, TrainConfig overrides)
-    "sft": ("sft", {"method": "sft"}),
-    "fgit_fixed": ("fgit", {"method": "fgit", "params": {"weighting": "fixed"}}),
-    "fgit": ("fgit", {"method": "fgit"}),
-    "cct": ("cct", {"method": "cct"}),
-    "dpo": ("dpo", {"method": "dpo"}),
-    "rpo": ("dpo", {"method": "rpo"}),
-    "target_dpo": ("target_dpo", {"method": "target_dpo"}),
-    "target_rpo": ("target_dpo", {"method": "target_rpo"}),
-    "focused_dpo": ("focused_dpo", {"method": "focused_dpo"}),
-    "dpo_frozen_ref": ("dpo", {"method": "dpo", "precompute_ref": False}),
-}
+ANCHOR = "dpo"  # what a method whose registry baseline is untrained is timed against
+FROZEN_REF = "dpo_frozen_ref"
 TRL = ("trl_dpo", "trl_dpo_precomputed")
-RATIOS = [  # (name, against, goal or None)
-    ("target_dpo", "dpo", 1.05), ("focused_dpo", "dpo", 1.05), ("fgit_fixed", "sft", 1.05),
-    ("fgit", "sft", None), ("cct", "sft", None), ("rpo", "dpo", None), ("target_rpo", "dpo", None),
-    ("dpo_frozen_ref", "dpo", None), ("dpo", "trl_dpo", 0.8), ("dpo", "trl_dpo_precomputed", None),
-]
+GOALS = {("target_dpo", "dpo"): 1.05, ("focused_dpo", "dpo"): 1.05, ("fgit_fixed", "sft"): 1.05,
+         ("dpo", "trl_dpo"): 0.8}
+
+
+def configurations() -> dict[str, tuple[str, dict, dict]]:
+    """name -> (method, params, other TrainConfig keys), from the registry."""
+    from faulttune import methods
+
+    out = {}
+    for name in methods.trained_methods():
+        method = methods.get(name)
+        out[name] = (name, method.defaults(), {})
+        for p in method.params:
+            for value in p.schema.get("enum", ()) if not p.data else ():
+                if value != p.default:
+                    out[f"{name}_{value}"] = (name, {**method.defaults(), p.name: value}, {})
+    out[FROZEN_REF] = (ANCHOR, methods.get(ANCHOR).defaults(), {"precompute_ref": False})
+    return out
+
+
+def ratios(ours: dict[str, tuple[str, dict, dict]]) -> list[tuple[str, str, float | None]]:
+    """(name, against, goal or None): each configuration against its method's baseline."""
+    from faulttune import methods
+
+    out = []
+    for name, (method, _, extra) in ours.items():
+        baseline = methods.get(method).baseline
+        if extra or baseline not in ours:  # an untrained baseline: reference methods vs dpo
+            baseline = ANCHOR if methods.get(method).reference else None
+        if baseline not in (None, name):
+            out.append((name, baseline, GOALS.get((name, baseline))))
+    return out + [(ANCHOR, t, GOALS.get((ANCHOR, t))) for t in TRL]
+
+
 FLIPS = [(" + ", " - "), (" < ", " <= "), (" == ", " != "), (" > ", " >= "), (" - ", " + ")]
 
 
@@ -64,14 +86,27 @@ def humaneval_pairs(count: int) -> list[dict]:
     return pairs
 
 
+def examples_of(name: str) -> list:
+    from faulttune import methods
+
+    method, params, _ = configurations()[name]
+    return methods.get(method).examples_of(params)
+
+
 def write_data(model: str, folder: Path, count: int) -> None:
-    from faulttune.mask_table import build_mask_rows, write_masks
+    from faulttune.mask_table import build_examples, build_mask_rows, write_masks
     from faulttune.models import load_tokenizer
+    from faulttune.tracing.divergence import changed
 
     tokenizer, pairs = load_tokenizer(model), humaneval_pairs(count)
-    for kind in ("sft", "fgit", "cct", "dpo", "target_dpo", "focused_dpo"):
-        rows, _ = build_mask_rows(pairs, tokenizer, kind, max_length=2048)
-        write_masks(rows, folder / f"{kind}.parquet", model)
+    tasks = [{"task_id": p["task_id"], "instruction": p["instruction"], "solution": p["correct"]}
+             for p in pairs]
+    kinds = {e.name: e for name in configurations() for e in examples_of(name)}
+    for examples in kinds.values():  # traced kinds get the line diff's lines (no sandbox here)
+        traced = {p["id"]: changed(p["correct"], p["incorrect"]) for p in pairs}
+        rows, _ = build_examples(examples, tasks if examples.reads == "tasks" else pairs, tokenizer,
+                                 tasks=tasks, traced=traced, max_length=2048)
+        write_masks(rows, folder / f"{examples.name}.parquet", model, examples.name)
     rows, _ = build_mask_rows(pairs, tokenizer, "dpo", max_length=2048)
     text = [{"prompt": tokenizer.decode(r["chosen_ids"][:r["chosen_start"]]),
              "chosen": tokenizer.decode(r["chosen_ids"][r["chosen_start"]:]),
@@ -83,17 +118,26 @@ def write_data(model: str, folder: Path, count: int) -> None:
 # one configuration (runs in a subprocess)
 
 
-def time_ours(name: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> list[float]:
+def setup(name: str, model: str, folder: Path, out: str, steps: int, batch: int, micro: int):
+    """The run of one configuration (the models its method requires: ``model`` itself)."""
+    from faulttune import methods
     from faulttune.training import loop
     from faulttune.training.config import TrainConfig
 
-    kind, overrides = OURS[name]
-    paths = [str(folder / f"{kind}.parquet")]
-    if kind == "cct":
-        paths.insert(0, str(folder / "sft.parquet"))
-    config = TrainConfig(lr=1e-5, max_steps=steps + 1, batch_size=batch, micro_batch_size=micro,
-                         precision="fp32", max_length=2048, **overrides)
-    run = loop.setup_run(paths, model, str(folder / "out" / name), config)
+    method, params, extra = configurations()[name]
+    paths = [str(folder / f"{e.name}.parquet") for e in examples_of(name)]
+    config = TrainConfig(method=method, params=params, lr=1e-5, max_steps=steps + 1,
+                         batch_size=batch, micro_batch_size=micro, precision="fp32",
+                         max_length=2048, **extra)
+    requires = methods.get(method).requires
+    models = {role: model for role in requires(params)} if requires else {}
+    return loop.setup_run(paths, model, out, config, models)
+
+
+def time_ours(name: str, model: str, folder: Path, steps: int, batch: int, micro: int) -> list[float]:
+    from faulttune.training import loop
+
+    run = setup(name, model, folder, str(folder / "out" / name), steps, batch, micro)
     times = []
     for step in range(steps + 1):
         began = time.perf_counter()
@@ -140,19 +184,8 @@ def time_trl(name: str, model: str, folder: Path, steps: int, batch: int, micro:
 
 
 def ours_runs(names: list[str], model: str, folder: Path, steps: int, batch: int, micro: int) -> list:
-    from faulttune.training import loop
-    from faulttune.training.config import TrainConfig
-
-    runs = []
-    for name in names:
-        kind, overrides = OURS[name]
-        paths = [str(folder / f"{kind}.parquet")]
-        if kind == "cct":
-            paths.insert(0, str(folder / "sft.parquet"))
-        config = TrainConfig(lr=1e-5, max_steps=steps + 1, batch_size=batch, micro_batch_size=micro,
-                             precision="fp32", max_length=2048, **overrides)
-        runs.append(loop.setup_run(paths, model, str(folder / "out" / f"pair-{name}"), config))
-    return runs
+    return [setup(name, model, folder, str(folder / "out" / f"pair-{name}"), steps, batch, micro)
+            for name in names]
 
 
 def timed_step(run, step: int) -> float:
@@ -213,7 +246,7 @@ def run_model(model: str, steps: int, batch: int, micro: int, count: int, names:
             print(f"  {name:20s} {result['step_s']:8.3f} s/step   peak RSS {result['peak_rss_mb']:7.0f} MB",
                   flush=True)
     print(f"\n{model}: ratios of step times, interleaved side by side")
-    for name, against, goal in RATIOS:
+    for name, against, goal in ratios(configurations()):
         if name not in names or against not in names:
             continue
         result = _subprocess(["--pair", name, against, "--steps", str(steps), *common])
@@ -245,7 +278,7 @@ def main() -> None:
         print("RESULT " + json.dumps(pair(*args.pair, args.models[0], Path(args.folder), args.steps,
                                           args.batch, args.micro)))
         return
-    names = args.only or [*OURS, *TRL]
+    names = args.only or [*configurations(), *TRL]
     for model in args.models:
         run_model(model, args.steps, args.batch, args.micro, args.pairs, names, args.ratios_only)
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from faulttune import methods
+
 REPO = Path(__file__).resolve().parents[1]
-LOSSES = {"sft", "cct", "fgit", "dpo", "target_dpo", "rpo", "focused_dpo"}
+LOSSES = set(methods.trained_methods())
 # models.TINY_CONFIG with SmolLM2's 49,152-token vocabulary, worked by hand: tied embeddings
 # 49152*64; per layer q,o 64*64 each + k,v 64*32 each (2 kv heads x 16) + MLP 3*64*128 + 2 norms
 # of 64; 2 layers; final norm 64.

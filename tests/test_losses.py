@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from faulttune import methods
+from faulttune.batching import Row, Side, Unit, build_batch, windowed_logits
 from faulttune.losses import (
     CCTHead,
     cct_loss,
@@ -33,17 +34,8 @@ from faulttune.losses import (
     token_hinge_terms,
     token_logps,
 )
-from faulttune.training.config import TrainConfig
-from faulttune.training.data import Row, Side, Unit
-from faulttune.training.loop import PolicyModule
-from faulttune.training.objectives import (
-    build_batch,
-    is_preference,
-    objective,
-    pair_logps,
-    step_normalisers,
-    windowed_logits,
-)
+from faulttune.methods.registry import BUGFIX, EVERY_TASK, SOLUTION
+from faulttune.training.setup import PolicyModule
 
 IGN = -100
 
@@ -570,11 +562,13 @@ def test_focused_masks_and_loss_hand_value():
 
 
 # ---------------------------------------------------------------------------------------------
-# Invariance and properties through the trainer's own dispatch (training.objectives), float64
+# Invariance and properties through the trainer's own dispatch (the method's recipe), float64
 #
-# Each method's loss is computed exactly as the trainer does it: objectives.build_batch pads the
-# micro-batch, loop.PolicyModule runs the windowed LM head (and CCT's head), objectives.objective
-# dispatches to the method's loss with the step-level normalisers of objectives.step_normalisers.
+# Each method's loss is computed exactly as the trainer does it: batching.build_batch pads the
+# micro-batch as the method's recipe lays it out, setup.PolicyModule runs the windowed LM head (and
+# the method's head), the recipe's objective computes its loss with the step-level normalisers of
+# the recipe's normalisers. Every trained method of the registry is checked, and each other value
+# of its enum parameters that are not data keys.
 # The model is a hand-written float64 causal LM: a transformers Llama computes RMSNorm, RoPE and
 # its eager softmax in float32 whatever the weights' dtype, and float32 round-off in a summation
 # order that depends on the CPU and on the padded width broke a 1e-9 tolerance (issue #17). In
@@ -584,18 +578,24 @@ def test_focused_masks_and_loss_hand_value():
 
 VOCAB, HIDDEN, BATCH, MICRO, PAD, MAX_POSITIONS = 40, 16, 8, 2, 0, 32
 TOLERANCE = 1e-12
-LOSS_CONFIGS = {
-    "sft": {"method": "sft"},
-    "cct": {"method": "cct"},
-    "fgit": {"method": "fgit"},
-    "fgit_one_sided": {"method": "fgit", "params": {"weighting": "one_sided"}},
-    "fgit_fixed": {"method": "fgit", "params": {"weighting": "fixed"}},
-    "dpo": {"method": "dpo", "params": {"beta": 0.5}},
-    "rpo": {"method": "rpo", "params": {"beta": 0.5}},
-    "target_dpo": {"method": "target_dpo", "params": {"beta": 0.5}},
-    "target_rpo": {"method": "target_rpo", "params": {"beta": 0.5}},
-    "focused_dpo": {"method": "focused_dpo", "params": {"beta": 0.5}},
-}
+
+
+def loss_configs() -> dict[str, tuple[str, dict]]:
+    """name -> (method, params) for every trained method (beta 0.5 where a reference method has
+    one) and each other value of its non-data enum parameters."""
+    out = {}
+    for name in methods.trained_methods():
+        method = methods.get(name)
+        params = {**method.defaults(), **({"beta": 0.5} if method.reference and "beta" in method.defaults() else {})}
+        out[name] = (name, params)
+        for p in method.params:
+            for value in p.schema.get("enum", ()) if not p.data else ():
+                if value != p.default:
+                    out[f"{name}_{value}"] = (name, {**params, p.name: value})
+    return out
+
+
+LOSS_CONFIGS = loss_configs()
 
 
 class TinyDecoder(torch.nn.Module):
@@ -651,11 +651,13 @@ def side(ids: list[int], start: int, mask: list[int]) -> Side:
 
 
 def make_units(method: str, seed: int = 3) -> list[Unit]:
-    """8 units of `method`, one per task: chosen/rejected share a prompt and a prefix, then each
-    has its own middle, then a shared suffix. Unit 1 has an empty chosen middle; fgit: unit 2 an
-    all-zero H_i (pure deletion), unit 3 no segment, unit 6 a plain row (no y_i); cct: unit 5
-    holds two comparison pairs and two bug-fix samples."""
+    """8 units of `method`, one per task, built by the row specs of its examples: chosen/rejected
+    share a prompt and a prefix, then each has its own middle, then a shared suffix. Unit 1 has
+    an empty chosen middle; an every-task kind (FGit's): unit 2 an all-zero rejected segment (a
+    pure deletion), unit 3 no segment, unit 6 a plain row; a method whose unit is a task: unit 5
+    holds each pairs row twice."""
     gen = torch.Generator().manual_seed(seed)
+    entry = methods.get(method)
 
     def rint(lo: int, hi: int) -> int:
         return int(torch.randint(lo, hi, (1,), generator=gen))
@@ -673,29 +675,35 @@ def make_units(method: str, seed: int = 3) -> list[Unit]:
         shared, tail = tokens(prompt + prefix), tokens(suffix)
         c, r = shared + tokens(mid_c) + tail, shared + tokens(mid_r) + tail
         lo = prompt + prefix
-        comp_c, comp_r = span(len(c), prompt, len(c)), span(len(r), prompt, len(r))
-        c_mid, r_mid = span(len(c), lo, lo + mid_c), span(len(r), lo, lo + mid_r)
+        comp = {"chosen": span(len(c), prompt, len(c)), "rejected": span(len(r), prompt, len(r))}
+        mid = {"chosen": span(len(c), lo, lo + mid_c), "rejected": span(len(r), lo, lo + mid_r)}
+
+        def marks(kind: str, which: str, comp=comp, mid=mid) -> list[int]:
+            if kind in ("response", "first_diff"):
+                return comp[which]
+            return [2 * m for m in mid[which]] if kind == "hybrid" else mid[which]
 
         def row(kind, chosen, rejected=None, first_diff=None, task=f"t{b}"):
             return Row(kind, f"{kind}:{task}", task, "made", chosen, rejected, first_diff)
 
-        if method in ("sft", "cct"):
-            rows = [row("sft", side(c, prompt, comp_c))]
-            for _ in range(2 if (method == "cct" and b == 5) else int(method == "cct")):
-                seq = tokens(rint(4, 14))
-                rows += [row("cct", side(c, prompt, comp_c), side(r, prompt, comp_r), first_difference(c, r)),
-                         row("cct_seq", side(seq, 2, span(len(seq), 2, len(seq))))]
-        elif method == "fgit" and b == 6:
-            rows = [row("fgit", side(c, prompt, [0] * len(c)))]
-        elif method == "fgit":
-            h_c = [0] * len(c) if b == 3 else [2 * m for m in c_mid]
-            h_i = [0] * len(r) if b == 2 else [2 * m for m in r_mid]
-            rows = [row("fgit", side(c, prompt, h_c), side(r, prompt, h_i))]
-        else:
-            kind = methods.get(method).row_kinds[0]
-            chosen_mask = c_mid if kind == "focused_dpo" else comp_c
-            rejected_mask = {"dpo": comp_r}.get(kind, r_mid)
-            rows = [row(kind, side(c, prompt, chosen_mask), side(r, prompt, rejected_mask))]
+        rows = []
+        for examples in entry.examples_of(entry.defaults()):
+            repeats = 2 if (entry.units == "task" and b == 5 and examples.reads == "pairs") else 1
+            for _ in range(repeats):
+                for spec in examples.rows:
+                    if spec.build == SOLUTION:
+                        code = c if spec.side == "correct" else r
+                        rows.append(row(spec.kind, side(code, prompt, span(len(code), prompt, len(code)))))
+                    elif spec.build == BUGFIX:
+                        seq = tokens(rint(4, 14))
+                        rows.append(row(spec.kind, side(seq, 2, span(len(seq), 2, len(seq)))))
+                    elif examples.reads == EVERY_TASK and b == 6:
+                        rows.append(row(spec.kind, side(c, prompt, [0] * len(c))))
+                    else:
+                        h_c = [0] * len(c) if examples.reads == EVERY_TASK and b == 3 else marks(spec.chosen_mask, "chosen")
+                        h_i = [0] * len(r) if examples.reads == EVERY_TASK and b == 2 else marks(spec.rejected_mask, "rejected")
+                        first = first_difference(c, r) if methods.mask_kind(spec.chosen_mask).first_diff else None
+                        rows.append(row(spec.kind, side(c, prompt, h_c), side(r, prompt, h_i), first))
         units.append(Unit(f"t{b}", tuple(rows)))
     return units
 
@@ -706,20 +714,26 @@ def tiny():
     return TinyCausalLM(0), TinyCausalLM(1).eval(), CCTHead(HIDDEN).double()
 
 
-def dispatched_loss(tiny, units, unit_ids, config, norms) -> torch.Tensor:
+def recipe_of(name: str):
+    method, params = LOSS_CONFIGS[name]
+    return methods.get(method).recipe(params)
+
+
+def dispatched_loss(tiny, units, unit_ids, recipe, norms) -> torch.Tensor:
     """One micro-batch's loss as the trainer computes it (loop.micro_loss with a frozen reference)."""
     policy, reference, head = tiny
-    batch = build_batch([units[i] for i in unit_ids], unit_ids, config.method, config.weighting, PAD)
-    module = PolicyModule(policy, head if config.method == "cct" else None)
+    chunk = [units[i] for i in unit_ids]
+    batch = build_batch(chunk, unit_ids, recipe.layout(chunk), PAD)
+    module = PolicyModule(policy, head if recipe.method.head else None)
     logits, scores = module(batch.input_ids, batch.attention_mask, batch.window_start,
                             batch.labels.shape[1], batch.logit_rows)
     ref = None
-    if is_preference(config.method):
+    if recipe.reference:
         with torch.no_grad():
             ref_logits, _ = windowed_logits(reference, batch.input_ids, batch.attention_mask,
                                             batch.window_start, batch.labels.shape[1])
-        ref = pair_logps(ref_logits, batch, config.method, config.focus_weight)
-    return objective(logits, scores, batch, config, norms, ref)[0]
+        ref = recipe.pair_logps(ref_logits, batch)
+    return recipe.objective(logits, batch, norms, scores, ref)[0]
 
 
 def gradients(params) -> list[torch.Tensor]:
@@ -733,13 +747,13 @@ def zero_grads(tiny) -> None:
 
 @pytest.mark.parametrize("name", list(LOSS_CONFIGS))
 def test_one_batch_of_8_equals_4_micro_batches_of_2(tiny, name):
-    config = TrainConfig(**LOSS_CONFIGS[name])
-    units = make_units(config.method)
+    recipe = recipe_of(name)
+    units = make_units(recipe.name)
     params = list(tiny[0].parameters()) + list(tiny[2].parameters())
-    norms = step_normalisers(units, config.method)
+    norms = recipe.normalisers(units)
 
     zero_grads(tiny)
-    full = dispatched_loss(tiny, units, list(range(BATCH)), config, norms)
+    full = dispatched_loss(tiny, units, list(range(BATCH)), recipe, norms)
     full.backward()
     full_grads = gradients(params)
 
@@ -747,12 +761,12 @@ def test_one_batch_of_8_equals_4_micro_batches_of_2(tiny, name):
     summed, own_counts = 0.0, 0.0
     for start in range(0, BATCH, MICRO):
         ids = list(range(start, start + MICRO))
-        micro = dispatched_loss(tiny, units, ids, config, norms)
+        micro = dispatched_loss(tiny, units, ids, recipe, norms)
         micro.backward()  # the step-level normaliser makes a plain sum the right accumulation
         summed += micro.item()
         with torch.no_grad():  # the control: each micro-batch normalised by its own counts
-            own = step_normalisers([units[i] for i in ids], config.method)
-            own_counts += dispatched_loss(tiny, units, ids, config, own).item()
+            own = recipe.normalisers([units[i] for i in ids])
+            own_counts += dispatched_loss(tiny, units, ids, recipe, own).item()
     micro_grads = gradients(params)
 
     assert summed == pytest.approx(full.item(), rel=TOLERANCE)
@@ -767,15 +781,14 @@ def test_one_batch_of_8_equals_4_micro_batches_of_2(tiny, name):
 
 @pytest.mark.parametrize("name", list(LOSS_CONFIGS))
 def test_losses_are_finite_and_reach_every_trained_parameter(tiny, name):
-    config = TrainConfig(**LOSS_CONFIGS[name])
-    units = make_units(config.method)
+    recipe = recipe_of(name)
+    units = make_units(recipe.name)
     zero_grads(tiny)
-    loss = dispatched_loss(tiny, units, list(range(BATCH)), config,
-                           step_normalisers(units, config.method))
+    loss = dispatched_loss(tiny, units, list(range(BATCH)), recipe, recipe.normalisers(units))
     assert torch.isfinite(loss)
     loss.backward()
     for pname, param in tiny[0].named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), pname
         assert param.grad.abs().sum() > 0, pname
-    if name == "cct":
+    if recipe.method.head:
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tiny[2].parameters())

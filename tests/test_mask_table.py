@@ -8,19 +8,20 @@ import argparse
 import pyarrow as pa
 import pytest
 
+from faulttune import methods
 from faulttune.generate.prompts import BUGFIX_TEMPLATES
 from faulttune.io import DataError
 from faulttune.mask_table import (
-    KINDS,
     MASKS_SCHEMA,
-    build_fgit_rows,
     build_mask_rows,
     end_of_turn_id,
+    examples_kind,
     read_masks,
     template_index,
     write_masks,
 )
 from faulttune.mask_view import mask_html, show_mask_command
+from faulttune.methods.registry import EVERY_TASK
 
 MODEL = "smollm2-135m-instruct"
 PAIR = {
@@ -94,8 +95,24 @@ def llama3_style():
     return tok
 
 
+def build(records, tokenizer, kind, **kw):
+    """build_mask_rows with what the kind needs besides its records: the training table (one
+    task per pair) for an every-task kind, the traced lines (the line diff's) for a traced one."""
+    from faulttune.tracing.divergence import changed
+
+    examples = methods.examples(kind)
+    if examples.reads == EVERY_TASK:
+        kw.setdefault("tasks", [{"task_id": r["task_id"], "instruction": r["instruction"],
+                                 "solution": r.get("correct", r.get("chosen"))} for r in records])
+    if examples.traced:
+        kw.setdefault("traced", {r["id"]: changed(r.get("correct", r.get("chosen")),
+                                                  r.get("incorrect", r.get("rejected")))
+                                 for r in records})
+    return build_mask_rows(records, tokenizer, kind, **kw)
+
+
 def one_row(tokenizer, kind, pair=PAIR, **kw):
-    rows, rejected = build_mask_rows([pair], tokenizer, kind, **kw)
+    rows, rejected = build([pair], tokenizer, kind, **kw)
     assert rejected == []
     assert len(rows) == 1
     return rows[0]
@@ -116,21 +133,25 @@ def check_common(row):
 
 
 @pytest.mark.parametrize(
-    "kind, granularity, chosen_mask, rejected_mask",
+    "kind, chosen_mask, rejected_mask",
     [
-        ("sft", "hybrid", ALL, None),
-        ("dpo", "hybrid", ALL, ALL),
-        ("target_dpo", "hybrid", ALL, LINE2),
-        ("fgit", "hybrid", [0] * 11 + [1, 1, 2, 2, 1] + [0] * 3, [0] * 11 + [1, 1, 2, 1, 1] + [0] * 3),
-        ("fgit", "line", LINE2, LINE2),
-        ("fgit", "token", [0] * 13 + [1, 1] + [0] * 4, [0] * 13 + [1] + [0] * 5),
-        ("focused_dpo", "hybrid", [0] * 13 + [1] + [0] * 5, [0] * 13 + [1] + [0] * 5),
+        ("sft", ALL, None),
+        ("dpo", ALL, ALL),
+        ("target_dpo", ALL, LINE2),
+        ("fgit-hybrid", [0] * 11 + [1, 1, 2, 2, 1] + [0] * 3, [0] * 11 + [1, 1, 2, 1, 1] + [0] * 3),
+        ("fgit-line", LINE2, LINE2),
+        ("fgit-token", [0] * 13 + [1, 1] + [0] * 4, [0] * 13 + [1] + [0] * 5),
+        ("focused_dpo", [0] * 13 + [1] + [0] * 5, [0] * 13 + [1] + [0] * 5),
+        # the traced lines here are the line diff's (the changed line 2 on both twins)
+        ("fgit-trace", LINE2, LINE2),
+        ("target_dpo-trace", ALL, LINE2),
     ],
 )
-def test_masks_per_kind(smol, kind, granularity, chosen_mask, rejected_mask):
-    row = one_row(smol, kind, granularity=granularity)
+def test_masks_per_kind(smol, kind, chosen_mask, rejected_mask):
+    row = one_row(smol, kind)
     check_common(row)
-    assert (row["id"], row["task_id"], row["kind"]) == ("p0", "T/0", kind)
+    row_kind = methods.examples(kind).rows[0].kind
+    assert (row["id"], row["task_id"], row["kind"]) == ("p0", "T/0", row_kind)
     ids, mask = response(row, "chosen")
     assert smol.convert_ids_to_tokens(ids) == RESPONSE
     assert mask == chosen_mask
@@ -172,9 +193,9 @@ def test_fgit_rows_cover_every_task_of_the_training_table(smol):
         {**PAIR, "id": "p-empty", "task_id": "T/2", "instruction": "Echo.",
          "correct": tasks[2]["solution"], "incorrect": "\n", "similarity": 1.0},
     ]
-    rows, rejected = build_fgit_rows(tasks, pairs, smol)
+    rows, rejected = build_mask_rows(pairs, smol, "fgit-hybrid", tasks=tasks)
     assert [(r["task_id"], r["id"]) for r in rows] == [("T/0", "p0"), ("T/1", "T/1"), ("T/2", "T/2")]
-    assert rows[0] == one_row(smol, "fgit")                        # the pair's own fgit row
+    assert rows[0] == one_row(smol, "fgit-hybrid")                 # the pair's own fgit row
     for plain, task in zip(rows[1:], tasks[1:]):                   # no usable variant: plain SFT
         sft = one_row(smol, "sft", {**task, "id": task["task_id"]})
         assert plain["kind"] == "fgit" and plain["chosen_ids"] == sft["chosen_ids"]
@@ -183,7 +204,7 @@ def test_fgit_rows_cover_every_task_of_the_training_table(smol):
     assert [(r["id"], r["reason"]) for r in rejected] == [
         ("p-less", "another pair of the task is more similar"), ("p-empty", "empty code")]
     with pytest.raises(DataError, match="pairs row 0: field task_id 'T/9' is not a task"):
-        build_fgit_rows(tasks, [{**PAIR, "task_id": "T/9"}], smol)
+        build_mask_rows([{**PAIR, "task_id": "T/9"}], smol, "fgit-hybrid", tasks=tasks)
 
 
 def test_end_of_turn_comes_from_the_chat_template(smol, chatml_eos_s, llama3_style):
@@ -203,13 +224,14 @@ def test_responses_end_with_the_end_of_turn_token_when_eos_differs(request, name
     tok = request.getfixturevalue(name)
     for kind in ("sft", "dpo", "cct"):
         row = build_mask_rows([PAIR], tok, kind)[0][0]
+        row_kind = methods.examples(kind).row_kinds()[row["kind"]]
         for side in ("chosen", "rejected") if kind != "sft" else ("chosen",):
             ids, mask = response(row, side)
             tokens = tok.convert_ids_to_tokens(ids)
             end = tokens.index(turn_end) + 1
             assert mask == [1] * end + [0] * (len(ids) - end), (kind, side)  # trained through it
         # the trainer's response span (FGit's labels, Focused-DPO's suffix) is the same tokens
-        parsed = parse_row(row, "row", end_of_turn_id(tok), 4096)
+        parsed = parse_row(row, row_kind, "row", end_of_turn_id(tok), 4096)
         assert parsed.chosen.response().tolist() == [float(m) for m in row["chosen_mask"]]
 
 
@@ -220,8 +242,8 @@ def test_template_index_is_seeded_per_pair():
 
 
 def test_bos_tokenizer_rows_equal_smollm2_rows(smol, bos):
-    for kind in KINDS:
-        assert build_mask_rows([PAIR], bos, kind) == build_mask_rows([PAIR], smol, kind)
+    for kind in methods.EXAMPLES:
+        assert build([PAIR], bos, kind) == build([PAIR], smol, kind), kind
 
 
 def test_chosen_rejected_aliases_and_crlf(smol):
@@ -247,8 +269,8 @@ def test_rejections_carry_reasons(smol):
     ]
     assert rejected[0]["detail"] == "incorrect code is '\\n\\n'"
     # fgit keeps an identical pair: all-zero masks make it plain SFT (docs/methods.md §2.8)
-    rows, rejected = build_mask_rows(pairs[1:2], smol, "fgit")
-    assert rejected == [] and not any(rows[0]["chosen_mask"])
+    rows, rejected = build(pairs[1:2], smol, "fgit-hybrid")
+    assert rejected == [] and rows[0]["rejected_ids"] and not any(rows[0]["chosen_mask"])
 
 
 def test_too_long_is_rejected_not_truncated(smol):
@@ -265,16 +287,20 @@ def test_bad_input_names_row_and_field(smol):
     with pytest.raises(DataError, match="pairs.parquet row 1: missing 'instruction'"):
         build_mask_rows([PAIR, {"id": "x", "task_id": "t", "correct": "a", "incorrect": "b"}],
                         smol, "sft", source="pairs.parquet")
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="unknown examples kind 'cct_seq'; known: sft, cct"):
         build_mask_rows([PAIR], smol, "cct_seq")
+    with pytest.raises(ValueError, match="cover every task: pass the training table"):
+        build_mask_rows([PAIR], smol, "fgit-line")
+    with pytest.raises(DataError, match="traces.parquet: no trace of pair 'p0'"):
+        build_mask_rows([PAIR], smol, "target_dpo-trace", traced={}, traces_source="traces.parquet")
 
 
 def test_write_and_read_masks_with_model_metadata(smol, tmp_path):
-    rows = [row for kind in KINDS for row in build_mask_rows([PAIR], smol, kind)[0]]
+    rows = [row for kind in methods.EXAMPLES for row in build([PAIR], smol, kind)[0]]
     path = tmp_path / "masks" / "all_x.parquet"
-    write_masks(rows, path, MODEL)
+    write_masks(rows, path, MODEL, examples="fgit-trace")
     table, model = read_masks(path)
-    assert model == MODEL
+    assert model == MODEL and examples_kind(table) == "fgit-trace"
     assert table.schema.remove_metadata() == MASKS_SCHEMA
     assert table.schema.field("chosen_mask").type == pa.list_(pa.int8())
     assert table.to_pylist() == rows
@@ -284,7 +310,7 @@ def test_write_and_read_masks_with_model_metadata(smol, tmp_path):
 
 
 def test_mask_html_marks_tokens_by_value(smol):
-    html = mask_html(one_row(smol, "fgit"), smol)
+    html = mask_html(one_row(smol, "fgit-hybrid"), smol)
     assert '<span class="ft-m2"> &lt;</span>' in html
     assert '<span class="ft-m2"> &lt;=</span>' in html
     assert '<span class="ft-m1"> return</span>' in html
@@ -294,7 +320,7 @@ def test_mask_html_marks_tokens_by_value(smol):
 
 def test_show_mask_command(smol, tmp_path, capsys):
     path = tmp_path / "fgit_x.parquet"
-    write_masks([one_row(smol, "fgit")], path, MODEL)
+    write_masks([one_row(smol, "fgit-hybrid")], path, MODEL)
     assert show_mask_command(argparse.Namespace(masks=str(path), row=0)) == 0
     out = capsys.readouterr().out
     assert "kind=fgit" in out and "return a <= b" in out and "rejected: 5 masked" in out

@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 
 from faulttune.masks import (
     char_marks_to_token_marks,
+    d_minus_mask,
     edited_chars,
     fgit_masks,
     first_diff_token,
     line_marks_to_char_marks,
     middle_segments,
-    rejected_error_lines,
     split_lines,
 )
 
@@ -159,7 +159,7 @@ def test_operator_change_word(word):
         [1, 1, 1, 1, 2, 2, 1, 1, 1, 0, 0, 0, 0],
         [1, 1, 1, 1, 2, 1, 1, 1, 1, 0, 0, 0, 0],
     )
-    assert rejected_error_lines(c, i, word) == [1] * 9 + [0] * 4
+    assert d_minus_mask(c, i, word) == [1] * 9 + [0] * 4
 
 
 def test_inserted_line_word(word):
@@ -172,13 +172,13 @@ def test_inserted_line_word(word):
     )
     assert fgit_masks(c, i, word) == ([0, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0],
                                       [0] * 6 + [2] * 6 + [0] * 6)
-    assert rejected_error_lines(c, i, word) == [0] * 6 + [1] * 6 + [0] * 6
+    assert d_minus_mask(c, i, word) == [0] * 6 + [1] * 6 + [0] * 6
 
 
 def test_deleted_line_word(word):
     c, i = "x = 1\nz = 3\ny = 2\n", "x = 1\ny = 2\n"
     assert fgit_masks(c, i, word) == ([0] * 6 + [2] * 6 + [0] * 6, [0] * 12)
-    assert rejected_error_lines(c, i, word) == [0] * 12  # D- is empty: nothing only in rejected
+    assert d_minus_mask(c, i, word) == [0] * 12  # D- is empty: nothing only in rejected
 
 
 def test_change_inside_multi_token_identifier_word(word):
@@ -191,7 +191,7 @@ def test_change_inside_multi_token_identifier_word(word):
 def test_change_on_last_line_without_newline_word(word):
     c, i = "a = 1\nb = 2", "a = 1\nb = 3"
     assert fgit_masks(c, i, word) == ([0] * 6 + [1] * 4 + [2], [0] * 6 + [1] * 4 + [2])
-    assert rejected_error_lines(c, i, word) == [0] * 6 + [1] * 5
+    assert d_minus_mask(c, i, word) == [0] * 6 + [1] * 5
 
 
 def test_only_missing_final_newline_flags_the_last_line_word(word):
@@ -205,7 +205,7 @@ def test_identical_strings_word(word):
     n = len(pieces(word, code))
     for granularity in ("line", "token", "hybrid"):
         assert fgit_masks(code, code, word, granularity) == ([0] * n, [0] * n)
-    assert rejected_error_lines(code, code, word) == [0] * n
+    assert d_minus_mask(code, code, word) == [0] * n
     assert fgit_masks("", "", word) == ([], [])
 
 
@@ -235,7 +235,7 @@ def test_operator_change_smollm2(smol):
     assert tokens(smol, i) == ["if", "Ġa", "Ġ<=", "Ġb", ":", "ĊĠĠĠ", "Ġreturn", "Ġx", "Ċ"]
     # "Ġ<" holds "<", "Ġb" holds the space after it; "ĊĠĠĠ" starts on line 0
     assert fgit_masks(c, i, smol) == ([1, 1, 2, 2, 1, 1, 0, 0, 0], [1, 1, 2, 1, 1, 1, 0, 0, 0])
-    assert rejected_error_lines(c, i, smol) == [1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert d_minus_mask(c, i, smol) == [1, 1, 1, 1, 1, 1, 0, 0, 0]
 
 
 def test_inserted_and_deleted_line_smollm2(smol):
@@ -243,7 +243,7 @@ def test_inserted_and_deleted_line_smollm2(smol):
     assert tokens(smol, c) == ["x", "Ġ=", "Ġ", "1", "Ċ", "y", "Ġ=", "Ġ", "2", "Ċ"]
     assert fgit_masks(c, i, smol) == ([0, 0, 0, 0, 2, 2, 0, 0, 0, 0], [0] * 5 + [2] * 5 + [0] * 5)
     assert fgit_masks(i, c, smol) == ([0] * 5 + [2] * 5 + [0] * 5, [0] * 10)
-    assert rejected_error_lines(c, i, smol) == [0] * 5 + [1] * 5 + [0] * 5
+    assert d_minus_mask(c, i, smol) == [0] * 5 + [1] * 5 + [0] * 5
 
 
 def test_multi_token_identifier_smollm2(smol):
@@ -265,7 +265,7 @@ def test_last_line_and_crlf_smollm2(smol):
 def test_bos_tokenizer_gives_the_same_masks(smol, bos):
     c, i = "if a < b:\n    return x\n", "if a <= b:\n    return x\n"
     assert fgit_masks(c, i, bos) == fgit_masks(c, i, smol)
-    assert rejected_error_lines(c, i, bos) == rejected_error_lines(c, i, smol)
+    assert d_minus_mask(c, i, bos) == d_minus_mask(c, i, smol)
     # with the BOS in the encoding, its empty span takes no mark and the rest is not shifted
     enc = bos(c, return_offsets_mapping=True)
     line_chars = line_marks_to_char_marks(c, [1, 0])
@@ -292,7 +292,7 @@ def test_mask_lengths_equal_token_counts(smol, word, c, i):
         for granularity in ("line", "token", "hybrid"):
             h_c, h_i = fgit_masks(c, i, tok, granularity)
             assert (len(h_c), len(h_i)) == (_n_tokens(tok, c), _n_tokens(tok, i))
-        assert len(rejected_error_lines(c, i, tok)) == _n_tokens(tok, i)
+        assert len(d_minus_mask(c, i, tok)) == _n_tokens(tok, i)
 
 
 @PROPS
@@ -300,7 +300,7 @@ def test_mask_lengths_equal_token_counts(smol, word, c, i):
 def test_identical_inputs_give_zeros(smol, c):
     h_c, h_i = fgit_masks(c, c, smol)
     assert set(h_c) <= {0} and set(h_i) <= {0}
-    assert set(rejected_error_lines(c, c, smol)) <= {0}
+    assert set(d_minus_mask(c, c, smol)) <= {0}
 
 
 @PROPS
@@ -315,7 +315,7 @@ def test_hybrid_is_line_plus_token_with_tokens_on_edited_lines(smol, c, i):
             assert (h == 2) == (t == 1)         # a token mark always sits on an edited line
             assert h >= l_
             assert h == 0 or l_ == 1 or t == 1  # nothing is marked from nowhere
-    assert rejected_error_lines(c, i, smol) == line[1]
+    assert d_minus_mask(c, i, smol) == line[1]
 
 
 @PROPS

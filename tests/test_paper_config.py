@@ -14,7 +14,7 @@ from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
 from faulttune.data.bench_table import PROMPT_SET
-from faulttune.settings import Plan
+from faulttune.plan import Plan
 
 PAPER_CONFIGS = ("config/paper.yaml", "config/paper-cct.yaml")
 
@@ -72,15 +72,16 @@ def test_each_method_meets_its_baseline_at_the_same_data_and_budget(paper):
 def test_the_paper_settings_are_each_papers_own():
     fgit = Plan(load_config(REPO / "config/paper.yaml"), environ={})
     for name in ("sft", "fgit", "fgit-mut", "dpo-teacher"):  # FGit §2.4
-        train = fgit.train(name)
+        train = fgit.train(name).config
         assert (train.lr, train.epochs, train.max_length) == (5.0e-6, 1, 1024), name
     for name in ("dpo", "rpo", "iterpref", "iterpref-rpo", "focused-dpo"):  # IterPref §3.4
-        train = fgit.train(name)
-        assert (train.lr, train.epochs, train.max_length, train.global_batch) == (1e-5, 2, 2048, 128)
+        train = fgit.train(name).config
+        assert (train.lr, train.epochs, train.max_length, train.batch_size) == (1e-5, 2, 2048, 128)
     cct = Plan(load_config(REPO / "config/paper-cct.yaml"), environ={})
     for name in ("it", "cct"):  # CCT §1.4, from a base model
-        train = cct.train(name)
-        assert (train.lr, train.epochs, train.max_length, train.model) == (
+        settings = cct.train(name)
+        train = settings.config
+        assert (train.lr, train.epochs, train.max_length, settings.model) == (
             2e-5, 3, 2048, "Qwen/Qwen2.5-Coder-7B")
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 from pathlib import Path
 
 import pytest
 import torch
+from method_rows import EOS, defaults, required_models, rows_of, trained, write_examples
 from safetensors.torch import load_file
 
 from faulttune import methods
@@ -26,7 +26,7 @@ from faulttune.training import loop
 from faulttune.training.budget import run_budget
 from faulttune.training.config import TrainConfig, lr_at
 from faulttune.training.data import (
-    group_units,
+    LoadedRows,
     load_rows,
     process_micro_batches,
     response_end,
@@ -35,80 +35,37 @@ from faulttune.training.data import (
 )
 from faulttune.training.loop import train_experiment
 
-EOS, NEWLINE = 2, 198
-METHOD_KIND = {"sft": ["sft"], "cct": ["sft", "cct"], "fgit": ["fgit"], "dpo": ["dpo"],
-               "rpo": ["dpo"], "target_dpo": ["target_dpo"], "target_rpo": ["target_dpo"],
-               "focused_dpo": ["focused_dpo"]}
-
-
-# ---------------------------------------------------------------------------------------------
-# hand-built masks tables
-
-
-def _sequence(rng: random.Random, prompt: list[int], response: list[int]) -> tuple[list[int], int, int]:
-    ids = prompt + response + [EOS, NEWLINE]
-    return ids, len(prompt), len(prompt) + len(response) + 1  # ids, start, end (eos included)
-
-
-def _span(n: int, start: int, end: int, lo: int, hi: int, value: int = 1) -> list[int]:
-    return [value if start + lo <= i < start + hi else 0 for i in range(n)]
-
-
-def make_rows(kind: str, count: int, seed: int = 0) -> list[dict]:
-    """`count` rows of `kind` (cct also yields its cct_seq rows); responses differ in 3 tokens.
-    Every third fgit row is a plain row (no rejected side, all-zero H_c)."""
-    rng = random.Random(seed)
-    rows = []
-    for k in range(count):
-        prompt = [1] + [rng.randrange(3, 2000) for _ in range(rng.randrange(8, 14))]
-        good = [rng.randrange(3, 2000) for _ in range(rng.randrange(10, 18))]
-        cut = rng.randrange(2, len(good) - 4)
-        bad = good[:cut] + [rng.randrange(3, 2000) for _ in range(3)] + good[cut + 3:]
-        c_ids, c_start, c_end = _sequence(rng, prompt, good)
-        r_ids, r_start, r_end = _sequence(rng, prompt, bad)
-        full_c, full_r = _span(len(c_ids), 0, 0, c_start, c_end), _span(len(r_ids), 0, 0, r_start, r_end)
-        mid_c, mid_r = _span(len(c_ids), c_start, 0, cut, cut + 3), _span(len(r_ids), r_start, 0, cut, cut + 3)
-        row = {"id": f"p{k}", "task_id": f"t{k}", "kind": kind, "chosen_ids": c_ids,
-               "chosen_start": c_start, "chosen_mask": full_c, "rejected_ids": r_ids,
-               "rejected_start": r_start, "rejected_mask": full_r, "first_diff": None}
-        if kind == "sft":
-            row.update(rejected_ids=None, rejected_start=None, rejected_mask=None)
-        elif kind == "cct":
-            row["first_diff"] = c_start + cut
-            seq_prompt = prompt + bad[:5]
-            s_ids, s_start, s_end = _sequence(rng, seq_prompt, good)
-            rows.append({**row, "kind": "cct_seq", "chosen_ids": s_ids, "chosen_start": s_start,
-                         "chosen_mask": _span(len(s_ids), 0, 0, s_start, s_end), "rejected_ids": None,
-                         "rejected_start": None, "rejected_mask": None, "first_diff": None})
-        elif kind == "fgit" and k % 3 == 2:  # a task without a usable variant: plain SFT
-            row.update(id=f"t{k}", chosen_mask=[0] * len(c_ids), rejected_ids=None,
-                       rejected_start=None, rejected_mask=None)
-        elif kind == "fgit":  # line (1) around an edited token (2)
-            h = [0] * cut + [1, 2, 1]
-            row["chosen_mask"] = [0] * c_start + h + [0] * (len(c_ids) - c_start - len(h))
-            row["rejected_mask"] = [0] * r_start + h + [0] * (len(r_ids) - r_start - len(h))
-        elif kind == "target_dpo":
-            row["rejected_mask"] = mid_r
-        elif kind == "focused_dpo":
-            row["chosen_mask"], row["rejected_mask"] = mid_c, mid_r
-        rows.append(row)
-    return rows
-
-
-def write_examples(folder: Path, method: str, count: int = 8) -> list[str]:
-    paths = []
-    for kind in METHOD_KIND[method]:
-        rows = make_rows(kind, count, seed=len(paths))
-        path = folder / f"{kind}.parquet"
-        write_masks(rows, path, TINY_RANDOM)
-        paths.append(str(path))
-    return paths
+NEWLINE = 198
 
 
 def tiny_config(method: str, **overrides) -> TrainConfig:
-    values = {"method": method, "lr": 1e-2, "max_steps": 2, "batch_size": 4, "micro_batch_size": 2,
-                  "warmup_ratio": 0.0, "precision": "fp32", "max_grad_norm": None, "seed": 0}
+    params = defaults(method, **overrides.pop("params", {}))
+    values = {"method": method, "params": params, "lr": 1e-2, "max_steps": 2, "batch_size": 4,
+              "micro_batch_size": 2, "warmup_ratio": 0.0, "precision": "fp32",
+              "max_grad_norm": None, "seed": 0}
     return TrainConfig(**{**values, **overrides})
+
+
+def recipe(method: str, **params):
+    return methods.get(method).recipe(defaults(method, **params))
+
+
+def load(paths: list[str], method: str, max_length: int = 1024) -> LoadedRows:
+    return load_rows(paths, recipe(method).row_kinds, EOS, max_length, method)
+
+
+def units_of(paths: list[str], method: str, max_length: int = 1024) -> list:
+    return recipe(method).group_units(load(paths, method, max_length).rows)
+
+
+def make_rows(examples: str, count: int, seed: int = 0) -> list[dict]:
+    return rows_of(methods.examples(examples), count, seed)
+
+
+def train(paths: list[str], out: Path, config: TrainConfig, **kwargs) -> None:
+    """train_experiment with the models the method requires (tiny-random stands in for each)."""
+    train_experiment(paths, TINY_RANDOM, str(out), config,
+                     models=required_models(config.method, **config.params), **kwargs)
 
 
 def saved_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -134,7 +91,8 @@ def test_lr_at_warmup_then_cosine():
     ({"batch_size": 8, "micro_batch_size": 3}, "not a multiple of micro_batch_size 3"),
     ({"method": "ppo"}, "method 'ppo'"),
     ({"precision": "int8"}, "precision 'int8'"),
-    ({"method": "fgit", "params": {"lambda": 0.5}}, "fgit parameter lambda: 0.5 is less than the minimum of 1"),
+    ({"method": "fgit", "params": defaults("fgit", **{"lambda": 0.5})},
+     "fgit parameter lambda: 0.5 is less than the minimum of 1"),
     ({"method": "cct", "params": {"lambda": 2.0}}, "method 'cct' has no parameter 'lambda'"),
     ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
 ])
@@ -147,18 +105,20 @@ def test_config_accepts_every_fgit_weighting_of_the_loss():
     from faulttune.losses import WEIGHTINGS
 
     assert tuple(methods.get("fgit").param("weighting").schema["enum"]) == WEIGHTINGS
-    assert TrainConfig(method="fgit", params={"weighting": "one_sided"}).weighting == "one_sided"
+    config = TrainConfig(method="fgit", params=defaults("fgit", weighting="one_sided"))
+    assert config.params["weighting"] == "one_sided"
     with pytest.raises(ValueError, match="weighting: 'symmetric' is not one of"):
-        TrainConfig(method="fgit", params={"weighting": "symmetric"})
+        TrainConfig(method="fgit", params=defaults("fgit", weighting="symmetric"))
 
 
-def test_config_keeps_the_user_names_and_fills_the_registry_defaults(tmp_path):
-    config = TrainConfig(method="fgit", params={"lambda": 3.0})
-    assert config.params == {**methods.get("fgit").defaults(), "lambda": 3.0}
+def test_config_keeps_the_user_names_and_never_fills_a_default(tmp_path):
+    config = TrainConfig(method="fgit", params=defaults("fgit", **{"lambda": 3.0}))
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert config.to_dict()["params"]["lambda"] == 3.0  # what trainer_state.json stores
-    for name in methods.TRAINED_METHODS:
-        assert TrainConfig(method=name).params == methods.get(name).defaults()
+    for name in trained():
+        assert TrainConfig(method=name, params=defaults(name)).params == methods.get(name).defaults()
+    with pytest.raises(ValueError, match=r"method 'fgit' is missing parameter\(s\) \['granularity'"):
+        TrainConfig(method="fgit", params={"lambda": 3.0})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['grad_accum'\]"):
         TrainConfig.from_dict({"grad_accum": 2})
 
@@ -227,8 +187,8 @@ def pipeline_masks(folder: Path, tasks: list[dict], **cct_options) -> dict[str, 
 def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
     tasks = train_table(6)
     paths = pipeline_masks(tmp_path, tasks, **cct_options)
-    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024).rows, "sft")
-    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024).rows, "cct")
+    sft_units = units_of([paths["sft"]], "sft")
+    units = units_of([paths["sft"], paths["cct"]], "cct")
     assert len(units) == len(sft_units) == len(tasks)  # one unit per task, as for SFT
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     pairs_per_task = 3 if cct_options else 1  # per_family=1: one twin of each family
@@ -243,24 +203,24 @@ def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
 
 
 def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
-    from faulttune.mask_table import build_fgit_rows
+    from faulttune.mask_table import build_mask_rows
     from faulttune.models import load_tokenizer
 
     tasks = train_table(4)
     pairs = [{"id": f"teacher:{t['task_id']}", "task_id": t["task_id"], "instruction": t["instruction"],
               "correct": t["solution"], "incorrect": t["solution"].replace("+ y", "- y")}
              for t in tasks[:2]]  # the teacher found a variant for two tasks of four
-    rows, rejected = build_fgit_rows(tasks, pairs, load_tokenizer(TINY_RANDOM))
+    rows, rejected = build_mask_rows(pairs, load_tokenizer(TINY_RANDOM), "fgit-hybrid", tasks=tasks)
     assert rejected == []
     write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
-    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024).rows, "fgit")
+    units = units_of([str(tmp_path / "fgit.parquet")], "fgit")
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     assert [u.rows[0].rejected is not None for u in units] == [True, True, False, False]
     # one micro-batch per unit: some micro-batches hold plain rows only (no y_i forward pass)
     for weighting in ("dynamic", "one_sided", "fixed"):
         out = tmp_path / weighting
         config = tiny_config("fgit", batch_size=4, micro_batch_size=1, params={"weighting": weighting})
-        train_experiment([str(tmp_path / "fgit.parquet")], TINY_RANDOM, str(out), config)
+        train([str(tmp_path / "fgit.parquet")], out, config)
         assert all(math.isfinite(json.loads(l)["loss"]) for l in (out / "train_log.jsonl").read_text().splitlines())
 
 
@@ -274,10 +234,10 @@ def longest(rows: list[dict], side: str) -> int:
 
 def run_budget_of(paths: list[str], method: str, max_length: int) -> tuple[dict, list[str], list[str]]:
     """The budget an epoch at batch 2 gives the rows of ``paths`` that fit ``max_length``."""
-    loaded = load_rows(paths, method, EOS, max_length)
-    units = group_units(loaded.rows, method)
-    config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=1.0)
-    budget = run_budget(units, config, total_steps(len(units), 2, 1.0, None),
+    loaded = load(paths, method, max_length)
+    units = recipe(method).group_units(loaded.rows)
+    config = tiny_config(method, batch_size=2, micro_batch_size=2, epochs=1.0, max_steps=None)
+    budget = run_budget(units, recipe(method), config, total_steps(len(units), 2, 1.0, None),
                         len(loaded.too_long), len(loaded.plain))
     return budget, [u.task_id for u in units], [r.id for r in loaded.rows]
 
@@ -288,12 +248,12 @@ def test_fgit_keeps_every_sft_task_at_its_own_max_length(tmp_path):
     while y_c fits trains as a plain row, exactly as in a masks file built at that max_length;
     FGit's budget keeps every task SFT's keeps."""
     from faulttune.config import load_config
-    from faulttune.mask_table import build_fgit_rows, build_mask_rows
+    from faulttune.mask_table import build_mask_rows
     from faulttune.models import load_tokenizer
-    from faulttune.settings import Plan
+    from faulttune.plan import Plan
 
     paper = Plan(load_config(Path(__file__).parents[1] / "config/paper.yaml"), environ={})
-    assert paper.masks("fgit-hybrid").max_length == 2048 > paper.train("fgit").max_length == 1024
+    assert paper.masks("fgit-hybrid").max_length == 2048 > paper.train("fgit").config.max_length == 1024
 
     tokenizer = load_tokenizer(TINY_RANDOM)
     tasks = train_table(4)
@@ -303,14 +263,14 @@ def test_fgit_keeps_every_sft_task_at_its_own_max_length(tmp_path):
               "incorrect": t["solution"].replace("+ y", "- y") + twins[k]}
              for k, t in enumerate(tasks[:3])]
     sft, _ = build_mask_rows(tasks, tokenizer, "sft", max_length=2048)
-    fgit, rejected = build_fgit_rows(tasks, pairs, tokenizer, max_length=2048)
+    fgit, rejected = build_mask_rows(pairs, tokenizer, "fgit-hybrid", tasks=tasks, max_length=2048)
     assert rejected == [] and all(row["rejected_ids"] for row in fgit[:3])
     max_length = max(longest(sft, "chosen"), len(fgit[1]["rejected_ids"]))
     assert len(fgit[0]["rejected_ids"]) > max_length and len(fgit[2]["rejected_ids"]) > max_length
     paths = {}
     for name, rows in (("sft", sft), ("fgit", fgit),
-                       ("fgit_at_max_length", build_fgit_rows(tasks, pairs, tokenizer,
-                                                              max_length=max_length)[0])):
+                       ("fgit_at_max_length", build_mask_rows(pairs, tokenizer, "fgit-hybrid",
+                                                              tasks=tasks, max_length=max_length)[0])):
         paths[name] = str(tmp_path / f"{name}.parquet")
         write_masks(rows, paths[name], TINY_RANDOM)
 
@@ -321,8 +281,8 @@ def test_fgit_keeps_every_sft_task_at_its_own_max_length(tmp_path):
     assert fgit_budget["train_steps"] == sft_budget["train_steps"]
     assert (fgit_budget["left_out_too_long"], fgit_budget["plain_twin_too_long"]) == (0, 2)
     # the same rows as a masks file built at the run's own max_length
-    shared = load_rows([paths["fgit"]], "fgit", EOS, max_length).rows
-    own = load_rows([paths["fgit_at_max_length"]], "fgit", EOS, max_length).rows
+    shared = load([paths["fgit"]], "fgit", max_length).rows
+    own = load([paths["fgit_at_max_length"]], "fgit", max_length).rows
     assert fgit_ids == [r.id for r in own] == ["T/0", "teacher:T/1", "T/2", "T/3"]
     for a, b in zip(shared, own):
         assert (a.rejected is None) == (b.rejected is None)
@@ -338,7 +298,7 @@ def test_cct_keeps_the_tasks_l_lm_row_when_its_comparison_rows_are_too_long(tmp_
     """CCT at a max_length its bug-fix samples (prompt = the buggy code) exceed: the cct_seq rows
     are left out and counted, every task keeps its L_lm row, so CCT's units are SFT's."""
     paths = pipeline_masks(tmp_path, train_table(4))
-    sft_rows = load_rows([paths["sft"]], "sft", EOS, 1024).rows
+    sft_rows = load([paths["sft"]], "sft").rows
     max_length = max(len(r.chosen.ids) for r in sft_rows)
     sft_budget, sft_tasks, _ = run_budget_of([paths["sft"]], "sft", max_length)
     cct_budget, cct_tasks, cct_ids = run_budget_of([paths["sft"], paths["cct"]], "cct", max_length)
@@ -370,7 +330,8 @@ def test_dpo_and_its_comparisons_leave_out_the_same_pairs(tmp_path):
         lengths[kind] = [len(r["rejected_ids"]) for r in rows]
     assert lengths["dpo"] == lengths["target_dpo"] == lengths["focused_dpo"]
     max_length = max(n for n, pair in zip(lengths["dpo"], pairs) if not pair["rejected"].endswith(LONG_TAIL))
-    budgets = {kind: run_budget_of([paths[kind]], kind, max_length) for kind in paths}
+    method_of = {"dpo": "dpo", "target_dpo": "target_dpo", "focused_dpo": "focused_dpo"}
+    budgets = {kind: run_budget_of([paths[kind]], method_of[kind], max_length) for kind in paths}
     for budget, tasks, ids in budgets.values():
         assert ids == [p["id"] for p in pairs[0::2]] and tasks == [p["task_id"] for p in pairs[0::2]]
         assert (budget["units"], budget["left_out_too_long"], budget["plain_twin_too_long"]) == (3, 3, 0)
@@ -379,12 +340,12 @@ def test_dpo_and_its_comparisons_leave_out_the_same_pairs(tmp_path):
 
 
 def test_fgit_plain_row_with_a_segment_is_an_error(tmp_path):
-    rows = make_rows("fgit", 3)
+    rows = make_rows("fgit-hybrid", 3)
     rows[2]["chosen_mask"] = rows[0]["chosen_mask"][: len(rows[2]["chosen_ids"])]
     rows[2]["chosen_mask"] += [0] * (len(rows[2]["chosen_ids"]) - len(rows[2]["chosen_mask"]))
     write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
-    with pytest.raises(DataError, match="row 2: field chosen_mask is nonzero for an fgit row without"):
-        load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024)
+    with pytest.raises(DataError, match="row 2: field chosen_mask is nonzero for a fgit row without"):
+        load([str(tmp_path / "fgit.parquet")], "fgit")
 
 
 def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
@@ -393,7 +354,7 @@ def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
     tokens, <|im_end|> included and nothing after it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from faulttune.mask_table import build_fgit_rows, build_mask_rows
+    from faulttune.mask_table import build_mask_rows
 
     folder = tmp_path / "model"
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(TINY_RANDOM))
@@ -403,7 +364,8 @@ def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     tasks = train_table(3)
-    files = {"sft": build_mask_rows(tasks, tokenizer, "sft")[0], "fgit": build_fgit_rows(tasks, [], tokenizer)[0]}
+    files = {"sft": build_mask_rows(tasks, tokenizer, "sft")[0],
+             "fgit": build_mask_rows([], tokenizer, "fgit-hybrid", tasks=tasks)[0]}
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     for row in files["sft"]:
         last = max(i for i, m in enumerate(row["chosen_mask"]) if m)
@@ -421,16 +383,16 @@ def test_the_trainer_ends_responses_at_the_templates_end_of_turn(tmp_path):
 def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):
     paths = write_examples(tmp_path, "dpo", count=2)
     with pytest.raises(DataError, match=r"dpo.parquet row 0: field kind 'dpo' is not used by method 'sft'"):
-        load_rows(paths, "sft", EOS, 1024)
+        load(paths, "sft")
     with pytest.raises(DataError, match="no training examples of at most 8 tokens"):
-        load_rows(paths, "dpo", EOS, 8)
+        load(paths, "dpo", 8)
 
 
 def test_rows_longer_than_the_runs_max_length_are_left_out_and_counted(tmp_path):
     paths = write_examples(tmp_path, "sft", count=4)
-    rows = load_rows(paths, "sft", EOS, 1024).rows
+    rows = load(paths, "sft").rows
     lengths = sorted(len(r.chosen.ids) for r in rows)
-    loaded = load_rows(paths, "sft", EOS, lengths[1])
+    loaded = load(paths, "sft", lengths[1])
     kept, too_long = loaded.rows, loaded.too_long
     assert loaded.plain == []
     assert len(kept) == sum(n <= lengths[1] for n in lengths) and len(too_long) == 4 - len(kept)
@@ -442,10 +404,10 @@ def test_rows_longer_than_the_runs_max_length_are_left_out_and_counted(tmp_path)
 # every method trains
 
 
-@pytest.mark.parametrize("method", list(METHOD_KIND))
+@pytest.mark.parametrize("method", trained())
 def test_every_method_changes_every_parameter(tmp_path, method):
     out = tmp_path / "out"
-    train_experiment(write_examples(tmp_path, method), TINY_RANDOM, str(out), tiny_config(method))
+    train(write_examples(tmp_path, method), out, tiny_config(method))
     before = load_file(str(Path(resolve_model(TINY_RANDOM)) / "model.safetensors"))
     after = saved_weights(out)
     assert set(after) == set(before)                       # the CCT head is not saved
@@ -453,7 +415,8 @@ def test_every_method_changes_every_parameter(tmp_path, method):
     assert unchanged == []
     lines = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
     assert [l["step"] for l in lines] == [1, 2]
-    expected = {"sft": "L_lm", "cct": "L_token", "fgit": "fgit_weight"}.get(method, "rewards/accuracies")
+    expected = ("rewards/accuracies" if methods.get(method).reference else "L_token"
+                if methods.get(method).head else "fgit_weight" if method == "fgit" else "L_lm")
     assert all(math.isfinite(l["loss"]) and expected in l and l["tokens_per_s"] > 0 for l in lines)
     assert not (out / "checkpoints").exists()
     from transformers import AutoModelForCausalLM
@@ -467,7 +430,7 @@ def test_every_method_changes_every_parameter(tmp_path, method):
 
 
 def first_step_gradients(paths: list[str], out: Path, config: TrainConfig) -> dict[str, torch.Tensor]:
-    run = loop.setup_run(paths, TINY_RANDOM, str(out), config)
+    run = loop.setup_run(paths, TINY_RANDOM, str(out), config, required_models(config.method))
     loop.accumulate_gradients(run, 0)
     return {n: p.grad.detach().clone() for n, p in run.module.named_parameters() if p.grad is not None}
 
@@ -486,10 +449,22 @@ def assert_same_gradients(got: dict[str, torch.Tensor], expected: dict[str, torc
         torch.testing.assert_close(got[name], value, rtol=0, atol=GRADIENT_ATOL * scale, msg=name)
 
 
-@pytest.mark.parametrize("method", list(METHOD_KIND) + ["fgit-fixed", "fgit-one_sided"])
+def variants() -> list[str]:
+    """Every trained method, and each other value of an enum parameter that is not a data key
+    (``method-param=value``)."""
+    out = trained()
+    for name in trained():
+        for p in methods.get(name).params:
+            out += [f"{name}-{p.name}={v}" for v in p.schema.get("enum", ())
+                    if not p.data and v != p.default]
+    return out
+
+
+@pytest.mark.parametrize("method", variants())
 def test_accumulation_does_not_change_the_gradient(tmp_path, method):
-    method, _, weighting = method.partition("-")
-    extra = {"params": {"weighting": weighting}} if weighting else {}
+    method, _, variant = method.partition("-")
+    key, _, value = variant.partition("=")
+    extra = {"params": {key: value}} if variant else {}
     paths = write_examples(tmp_path, method, count=8)
     whole = first_step_gradients(paths, tmp_path / "a", tiny_config(method, batch_size=8, micro_batch_size=8, **extra))
     split = first_step_gradients(paths, tmp_path / "b", tiny_config(method, batch_size=8, micro_batch_size=2, **extra))
@@ -505,7 +480,8 @@ def test_a_short_last_step_gives_the_gradient_of_its_units(tmp_path, method):
     grads, losses = [], []
     for micro in (4, 1):
         config = tiny_config(method, batch_size=4, micro_batch_size=micro)
-        run = loop.setup_run(paths, TINY_RANDOM, str(tmp_path / f"m{micro}"), config)
+        run = loop.setup_run(paths, TINY_RANDOM, str(tmp_path / f"m{micro}"), config,
+                             required_models(method))
         assert len(step_units(1, len(run.units), 4, config.seed)) == 2
         metrics, _ = loop.accumulate_gradients(run, 1)
         losses.append(sum(metrics["loss"]))
@@ -518,7 +494,7 @@ def test_a_short_last_step_gives_the_gradient_of_its_units(tmp_path, method):
 def test_the_trainer_writes_the_budget_and_warns_about_few_steps(tmp_path, caplog):
     paths = write_examples(tmp_path, "sft", count=8)
     config = tiny_config("sft", max_steps=None, epochs=1.0)
-    with caplog.at_level(logging.WARNING, logger="faulttune.training.loop"):
+    with caplog.at_level(logging.WARNING, logger="faulttune.training.setup"):
         train_experiment(paths, TINY_RANDOM, str(tmp_path / "out"), config)
     budget = json.loads((tmp_path / "out" / "budget.json").read_text())
     tokens = sum(sum(row["chosen_mask"]) for row in make_rows("sft", 8))  # every response token
@@ -533,9 +509,9 @@ def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
     paths = pipeline_masks(tmp_path, train_table(6))
 
     def budget(method: str, files: list[str], epochs: float) -> dict:
-        units = group_units(load_rows(files, method, EOS, 1024).rows, method)
-        config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=epochs)
-        return run_budget(units, config, total_steps(len(units), 2, epochs, None))
+        units = units_of(files, method)
+        config = tiny_config(method, batch_size=2, micro_batch_size=2, epochs=epochs, max_steps=None)
+        return run_budget(units, recipe(method), config, total_steps(len(units), 2, epochs, None))
 
     for epochs in (1.0, 2.5):
         sft = budget("sft", [paths["sft"]], epochs)

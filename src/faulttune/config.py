@@ -11,7 +11,10 @@ and the baselines. Every error names the key path and the bad value, e.g.
 Experiments: the declared ones, the sweeps (one parameter at a time: ``sweeps: {fgit: {lambda:
 [1.5, 3.0]}}`` adds ``fgit~lambda=1.5`` and ``fgit~lambda=3.0``) and the seed replicas (``seeds:
 [0, 1, 2]`` trains every experiment once per seed: ``fgit`` with seed 0, ``fgit@seed=1``,
-``fgit@seed=2``). Names are stable, so adding a value adds exactly its experiments.
+``fgit@seed=2``). Names are stable, so adding a value adds exactly its experiments. A method
+that requires other models first (its registry entry's ``requires``) adds one experiment per role,
+named ``<experiment>.<role>`` (trained before it with its train overrides and seed, never
+evaluated).
 """
 
 from __future__ import annotations
@@ -151,9 +154,11 @@ def _fill_defaults(values: dict[str, Any], schema: Mapping[str, Any]) -> None:
 
 
 def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
-    """Every check; returns a copy with the defaults filled in."""
+    """Every check; returns a copy with the defaults filled in. The plugins load first: they
+    add methods to the schema."""
     config = copy.deepcopy(dict(config))
     check_finite(config, source)
+    _load_plugins(config, source)
     schema = load_schema()
     check_schema(config, source, schema)
     _check_names(config, source)
@@ -167,6 +172,17 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[s
     _check_bugs(config, source)
     expand_experiments(config, source)  # collisions and baselines
     return config
+
+
+def _load_plugins(config: Mapping[str, Any], source: str) -> None:
+    plugins = config.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"{source}: config key plugins: {plugins!r} is not a list of paths or "
+                          "module names")
+    try:
+        methods.load_plugins(plugins)
+    except (ImportError, ValueError) as e:
+        raise ConfigError(f"{source}: config key plugins: {e}") from None
 
 
 def _check_names(config: Mapping[str, Any], source: str) -> None:
@@ -243,10 +259,16 @@ class Experiment:
     sweep_of: str | None = None
     swept: tuple[str, Any] | None = None
     replica_of: str | None = None
+    requires: dict[str, str] = field(default_factory=dict)  # role -> experiment
+    required_by: str | None = None  # set on the experiments a method requires (never evaluated)
 
     @property
     def trained(self) -> bool:
         return methods.get(self.method).trained
+
+    @property
+    def evaluated(self) -> bool:
+        return self.required_by is None
 
     @property
     def family(self) -> str:
@@ -310,7 +332,27 @@ def expand_experiments(config: Mapping[str, Any], source: str = "config") -> dic
         for seed in seeds[1:] if exp.trained else []:
             replica = _replica(exp, seed, out)
             _add(out, replica, source, "seeds")
+    for exp in list(out.values()):
+        out[exp.name] = _with_requirements(exp, out, source)
     return out
+
+
+def _with_requirements(exp: Experiment, out: dict[str, Experiment], source: str) -> Experiment:
+    """``exp`` with the experiments its method requires added to ``out`` (same seed and train
+    overrides, so they train on the budget ``exp`` trains on)."""
+    from dataclasses import replace
+
+    method = methods.get(exp.method)
+    if method.requires is None:
+        return exp
+    names = {}
+    for role, values in sorted(method.requires(exp.params).items()):
+        params = {k: v for k, v in methods.with_defaults(values).items() if k != "method"}
+        aux = Experiment(f"{exp.name}.{role}", values["method"], params, dict(exp.overrides),
+                         exp.seed, required_by=exp.name)
+        _add(out, aux, source, f"experiments.{exp.family}")
+        names[role] = aux.name
+    return replace(exp, requires=names)
 
 
 def _replica(exp: Experiment, seed: int, experiments: Mapping[str, Experiment]) -> Experiment:

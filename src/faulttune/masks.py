@@ -1,5 +1,5 @@
-"""Error-sensitive token masks for CCT, FGit, IterPref/Target-DPO and Focused-DPO (docs/methods.md §1.2,
-§2.2, §3.2, §4).
+"""Error-sensitive token masks: first difference, middles, line / token / hybrid diffs, D- and the
+execution-trace lines (docs/methods.md §1.2, §2.2, §3.2, §4, §6).
 
 Everything here is pure. The work happens on CHARACTERS first and is mapped to tokens last, so the
 same character-level core serves two callers:
@@ -266,8 +266,113 @@ def fgit_masks(
     )
 
 
-def rejected_error_lines(chosen: str, rejected: str, tokenizer: Any) -> list[int]:
+def d_minus_mask(chosen: str, rejected: str, tokenizer: Any) -> list[int]:
     """IterPref's D- mask: 1 on every token of a line that ndiff(chosen, rejected) tags ``+``
     (only in rejected); one value per token of ``tokenizer(rejected, add_special_tokens=False)``."""
     char_marks = rejected_line_char_marks(chosen, rejected)
     return char_marks_to_token_marks(token_offsets(tokenizer, rejected), char_marks, first_char=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# marks of a pair inside its training sequences (the registry's mask kinds)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One training sequence: ids, offsets, the response token span and the code's char start."""
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    start: int        # first response token
+    end: int          # one past the last response token (end-of-turn token included)
+    code_char: int    # character where the code starts in the full text
+
+    def response_mask(self) -> list[int]:
+        return [1 if self.start <= i < self.end else 0 for i in range(len(self.ids))]
+
+    def place(self, response_values: Sequence[int]) -> list[int]:
+        """Values for ids[start:] placed into a full-length mask (0 on the prompt)."""
+        return [0] * self.start + list(response_values)
+
+
+@dataclass(frozen=True)
+class Twins:
+    """A (correct, incorrect) pair as a mask kind sees it: both codes as the training sequences
+    hold them and their encodings; ``traced``: the 1-based lines of each twin that the execution
+    trace marks (``faulttune.tracing``; trace masks only)."""
+
+    correct: str
+    incorrect: str
+    chosen: Encoded
+    rejected: Encoded
+    traced: tuple[Sequence[int], Sequence[int]] | None = None
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Token marks of both sides of a pair (aligned to their ids) and, for the first-difference
+    kind, the first position where the two id sequences differ."""
+
+    chosen: list[int]
+    rejected: list[int]
+    first_diff: int | None = None
+
+
+def response_marks(twins: Twins) -> Marks:
+    """Every response token of both sides (DPO)."""
+    return Marks(twins.chosen.response_mask(), twins.rejected.response_mask())
+
+
+def first_diff_marks(twins: Twins) -> Marks:
+    """Every response token, and the first differing token position (CCT's comparison)."""
+    first = first_diff_token(twins.chosen.ids, twins.rejected.ids)
+    return Marks(twins.chosen.response_mask(), twins.rejected.response_mask(), first)
+
+
+def middle_marks(twins: Twins) -> Marks:
+    """The tokens between the common prefix and the common suffix of the responses (Focused-DPO)."""
+    chosen, rejected = twins.chosen, twins.rejected
+    mid_c, mid_r = middle_segments(chosen.ids[chosen.start:], rejected.ids[rejected.start:])
+    return Marks(chosen.place(mid_c), rejected.place(mid_r))
+
+
+def segment_marks(granularity: str) -> Any:
+    """The marks of a diff granularity (:data:`GRANULARITIES`) on both twins (FGit's H_c, H_i)."""
+    def marks(twins: Twins) -> Marks:
+        h_c, h_i = fgit_token_masks(
+            pair_char_marks(twins.correct, twins.incorrect), twins.chosen.offsets,
+            twins.rejected.offsets, granularity, offset_correct=twins.chosen.code_char,
+            offset_incorrect=twins.rejected.code_char)
+        return Marks(h_c, h_i)
+
+    marks.__name__ = f"{granularity}_marks"
+    return marks
+
+
+def _line_flag_marks(text: str, flags: Sequence[int], encoded: Encoded) -> list[int]:
+    chars = line_marks_to_char_marks(text, flags)
+    return char_marks_to_token_marks(encoded.offsets, chars, char_offset=encoded.code_char,
+                                     first_char=True)
+
+
+def d_minus_marks(twins: Twins) -> Marks:
+    """IterPref's D-: the wrong twin's lines that ndiff tags ``+`` (the correct twin's ``-``)."""
+    flags_c, flags_i = changed_lines(twins.correct, twins.incorrect)
+    return Marks(_line_flag_marks(twins.correct, flags_c, twins.chosen),
+                 _line_flag_marks(twins.incorrect, flags_i, twins.rejected))
+
+
+def _line_set_marks(text: str, lines: Sequence[int], encoded: Encoded) -> list[int]:
+    wanted = set(lines)
+    flags = [1 if n in wanted else 0 for n in range(1, len(split_lines(text)) + 1)]
+    return _line_flag_marks(text, flags, encoded)
+
+
+def trace_marks(twins: Twins) -> Marks:
+    """The lines the execution trace marks (``faulttune.tracing``: changed lines run from the
+    first divergence on, or the line diff where the traces cannot tell), on both twins."""
+    if twins.traced is None:
+        raise ValueError("trace marks need the traced lines of the pair")
+    lines_c, lines_i = twins.traced
+    return Marks(_line_set_marks(twins.correct, lines_c, twins.chosen),
+                 _line_set_marks(twins.incorrect, lines_i, twins.rejected))

@@ -7,7 +7,7 @@ import re
 from faulttune import methods
 from faulttune.config import read_yaml, validate_config
 from faulttune.data.bench_table import PROMPT_SET
-from faulttune.settings import Plan
+from faulttune.plan import Plan
 
 for _path in workflow.configfiles:
     read_yaml(_path)  # a key written twice is an error (Snakemake's loader keeps the last)
@@ -20,15 +20,13 @@ for _mismatch in PLAN.budget_mismatches():
     logger.warning(f"faulttune: not an equal-budget comparison: {_mismatch}")
 R = f"results/{config['run']}"
 EXPERIMENTS = PLAN.experiments
+EVALUATED = PLAN.evaluated  # every experiment but those only another one's method requires
 BENCHMARKS = PLAN.benchmarks
 TRAINED = PLAN.trained
 CODEFLOW_MUTANTS = f"{R}/bugs/pairs_mutation.parquet"
 CODEFLOW_TASKS = (
     f"{R}/data/codeflow_train.parquet" if config["data"]["codeflow_train"] else f"{R}/data/train.parquet"
 )
-PAIR_SOURCES = ["train", "mutation", "cct", "teacher", "codeflow"] + [
-    f"codeflow-{r}" for r in ("random", "first", "last")
-]
 
 
 def one_of(names):
@@ -40,10 +38,10 @@ wildcard_constraints:
     experiment=one_of(EXPERIMENTS),
     benchmark=one_of(PROMPT_SET),
     prompt_set=one_of(set(PROMPT_SET.values())),
-    kind=one_of(methods.MASK_KINDS),
-    source=one_of(PAIR_SOURCES),
-    mut_source="mutation|cct",
-    rejected_rule="random|first|last",
+    kind=one_of(methods.EXAMPLES),
+    source=one_of(methods.pairs_sources()),
+    mut_source=one_of(methods.sources_made_by("mutate")),
+    rejected_rule=one_of(methods.REJECTED_RULES),
 
 
 def pairs_file(source):
@@ -57,6 +55,11 @@ def pairs_file(source):
     return f"{R}/bugs/pairs_{source}.parquet"
 
 
+def tasks_file(source):
+    """The table holding the tasks (tests, entry points) of a pairs source."""
+    return CODEFLOW_TASKS if source.startswith("codeflow") else f"{R}/data/train.parquet"
+
+
 def masks_files(experiment):
     """The training-example files of an experiment (the registry says which)."""
     return [f"{R}/masks/{kind}_{source}.parquet" for kind, source in PLAN.mask_inputs(experiment)]
@@ -65,6 +68,11 @@ def masks_files(experiment):
 def model_for(experiment):
     """The student for an untrained experiment, the trained folder for every other one."""
     return PLAN.model_of(experiment) or f"{R}/models/{experiment}"
+
+
+def required_models(wildcards):
+    """The models an experiment's method needs before it trains (the registry's requires)."""
+    return [f"{R}/models/{name}" for name in PLAN.required_models(wildcards.experiment)]
 
 
 def trained_model_input(wildcards):
@@ -83,7 +91,7 @@ def score_env(wildcards):
 
 
 def score_files():
-    return [f"{R}/eval/{e}/{b}.json" for e in EXPERIMENTS for b in BENCHMARKS]
+    return [f"{R}/eval/{e}/{b}.json" for e in EVALUATED for b in BENCHMARKS]
 
 
 def training_masks():
@@ -109,8 +117,8 @@ def report_inputs():
         "pairs": training_pairs(),
         "trajectories": [f"{R}/codeflow/trajectories.parquet"] if codeflow_runs() else [],
         "masks": training_masks(),
-        "models": [f"{R}/models/{e}" for e in TRAINED],
-        "sensitivity": [f"{R}/eval/{e}/bug_sensitivity.json" for e in EXPERIMENTS]
+        "models": [f"{R}/models/{e}" for e in TRAINED if e in EVALUATED],
+        "sensitivity": [f"{R}/eval/{e}/bug_sensitivity.json" for e in EVALUATED]
         if config["sensitivity"]["enabled"]
         else [],
     }

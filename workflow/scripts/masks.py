@@ -5,4 +5,5 @@ from faulttune.stages.masks import masks
 
 with log_to(snakemake.log[0]):
     masks(MaskSettings.from_params(snakemake.params.settings), snakemake.input.pairs,
-          snakemake.output.masks, tasks=snakemake.input.tasks[0] if snakemake.input.tasks else None)
+          snakemake.output.masks, tasks=snakemake.input.tasks[0] if snakemake.input.tasks else None,
+          traces=snakemake.input.traces[0] if snakemake.input.traces else None)

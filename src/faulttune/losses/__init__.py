@@ -30,6 +30,7 @@ from faulttune.losses.fgit import (
     segment_mean_prob,
 )
 from faulttune.losses.sft import sft_loss
+from faulttune.losses.tis_dpo import tis_dpo_loss, tis_token_weights, weighted_log_ratio
 
 __all__ = [
     "IGNORE_INDEX",
@@ -51,6 +52,9 @@ __all__ = [
     "sft_loss",
     "target_dpo_loss",
     "target_rpo_loss",
+    "tis_dpo_loss",
+    "tis_token_weights",
     "token_hinge_terms",
     "token_logps",
+    "weighted_log_ratio",
 ]

@@ -10,27 +10,27 @@ from faulttune.settings import MaskSettings
 log = logging.getLogger("faulttune")
 
 
-def masks(settings: MaskSettings, pairs: str, out: str, tasks: str | None = None) -> None:
-    """Training examples of one kind (sft, cct, dpo, target_dpo, focused_dpo, fgit-line,
-    fgit-token, fgit-hybrid), tokenised with the student's tokenizer; ``pairs`` is the training
-    table itself for ``sft``. FGit kinds need ``tasks`` (the training table): every task is a
-    row, plain SFT where it has no usable pair, so FGit trains on the tasks SFT trains on."""
-    from faulttune.mask_table import build_fgit_rows, build_mask_rows, write_masks
+def masks(settings: MaskSettings, records: str, out: str, tasks: str | None = None,
+          traces: str | None = None) -> None:
+    """Training examples of one examples kind of the registry (``settings.kind``), tokenised with
+    the student's tokenizer. ``records``: the training table or a pairs table, as the kind reads;
+    ``tasks``: the training table, for a kind that covers every task (a task without a usable pair
+    is a plain row, so such a method trains on the tasks SFT trains on); ``traces``: the pairs'
+    execution traces (:mod:`faulttune.tracing`), for a kind marked by traced lines."""
+    from faulttune import methods
+    from faulttune.mask_table import build_examples, write_masks
     from faulttune.models import load_tokenizer
+    from faulttune.tracing import read_traced_lines
 
-    base_kind, _, granularity = settings.kind.partition("-")
-    tokenizer = load_tokenizer(settings.tokenizer)
-    if base_kind == "fgit":
-        if tasks is None:
-            raise ValueError(f"{out}: FGit masks need the training table (tasks)")
-        examples, rejected = build_fgit_rows(
-            io.read_parquet(tasks), io.read_parquet(pairs), tokenizer, granularity=granularity,
-            max_length=settings.max_length, tasks_source=tasks, pairs_source=pairs)
-    else:
-        examples, rejected = build_mask_rows(
-            io.read_parquet(pairs), tokenizer, base_kind, granularity="hybrid", seed=settings.seed,
-            max_length=settings.max_length, source=pairs)
-    write_masks(examples, out, settings.tokenizer)
+    methods.load_plugins(settings.plugins)
+    examples = methods.examples(settings.kind)
+    examples_rows, rejected = build_examples(
+        examples, io.read_parquet(records), load_tokenizer(settings.tokenizer),
+        tasks=io.read_parquet(tasks) if tasks else None,
+        traced=read_traced_lines(traces) if traces else None, seed=settings.seed,
+        max_length=settings.max_length, source=records, tasks_source=tasks or "",
+        traces_source=traces or "")
+    write_masks(examples_rows, out, settings.tokenizer, examples=examples.name)
     io.write_rejected(rejected, out, f"masks:{settings.kind}")
-    log.info("masks %s from %s: %d examples, %d rejected", settings.kind, pairs, len(examples),
-             len(rejected))
+    log.info("masks %s from %s: %d examples, %d rejected", settings.kind, records,
+             len(examples_rows), len(rejected))

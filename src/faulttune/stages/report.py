@@ -29,6 +29,9 @@ def report(settings: ReportSettings, out_dir: str, **inputs: Sequence[str]) -> N
     """Tables, plots and the manifest; ``inputs``: scores, sensitivity, pairs, trajectories,
     masks (lists of files, any may be empty) and ``models`` (trained model folders, whose
     ``train_log.jsonl`` and ``budget.json`` are read)."""
+    from faulttune import methods
+
+    methods.load_plugins(settings.config.get("plugins"))  # before the report reads the registry
     from faulttune.report import write_report
     from faulttune.training import BUDGET_FILE
 

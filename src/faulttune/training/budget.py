@@ -6,14 +6,16 @@
     train_tasks            distinct source tasks whose rows the run draws
     train_examples         masks rows drawn over the run (a row drawn in two epochs counts twice)
     train_steps            optimiser steps
-    train_tokens           tokens that carry a loss term over the run (objectives.loss_tokens)
-    train_tokens_by_kind   the same per row kind (CCT: sft = L_lm, cct_seq = L_seq, cct = L_token)
+    train_tokens           tokens that carry a loss term over the run (the recipe's loss_tokens)
+    train_tokens_by_kind   the same per row kind (e.g. one per loss term of a method whose unit
+                           holds several kinds of rows)
     units                  units per epoch (what the batch size counts)
     steps_per_epoch, batch_size
     few_steps              train_steps < MIN_STEPS: the run hardly trains (the trainer warns)
     left_out_too_long      masks rows longer than the run's max_length, not trained on
-    plain_twin_too_long    FGit: pair rows whose y_i is longer than the run's max_length (y_c
-                           fits), trained as their task's plain row (training.data.load_rows)
+    plain_twin_too_long    pair rows of an optional-pair kind whose rejected side is longer than
+                           the run's max_length (the chosen side fits), trained as their task's
+                           plain row (training.data.load_rows)
 """
 
 from __future__ import annotations
@@ -22,16 +24,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from faulttune.batching import Unit
 from faulttune.training import MIN_STEPS
 from faulttune.training.config import TrainConfig
-from faulttune.training.data import Unit, step_units, steps_per_epoch
-from faulttune.training.objectives import loss_tokens
+from faulttune.training.data import step_units, steps_per_epoch
 
 
-def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int,
+def run_budget(units: Sequence[Unit], recipe: Any, config: TrainConfig, total_steps: int,
                left_out_too_long: int = 0, plain_twin_too_long: int = 0) -> dict[str, Any]:
-    """The budget of a run of `total_steps` steps over `units` (see the module docstring)."""
-    per_unit = [loss_tokens(unit, config.method, config.weighting) for unit in units]
+    """The budget of a run of `total_steps` steps over `units` (see the module docstring);
+    ``recipe``: the method's (``unit_loss_tokens``)."""
+    per_unit = [recipe.unit_loss_tokens(unit) for unit in units]
     tasks: set[str] = set()
     examples = 0
     tokens: Counter[str] = Counter()

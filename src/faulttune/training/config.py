@@ -1,8 +1,9 @@
 """The training configuration (one dataclass) and the LR schedule.
 
 The method and its parameters come from the registry (:mod:`faulttune.methods`): ``params`` holds
-them by their user names (``lambda``, ``alpha``, ...), with the registry's defaults filled in, so
-the saved ``trainer_state.json`` shows the names the config uses.
+ALL of them by their user names (``lambda``, ``alpha``, ...), so the saved ``trainer_state.json``
+shows the names the config uses. The defaults are filled once, where an experiment is expanded
+(:func:`faulttune.methods.with_defaults`); a config that lacks one is an error, never filled here.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class TrainConfig:
     lr: float = _help("peak learning rate of AdamW", 5e-6)
     epochs: float = _help("passes over the examples (fractional allowed); ignored if max_steps is set", 1.0)
     max_steps: int | None = _help("optimiser steps in total; overrides epochs", None)
-    batch_size: int = _help("examples (CCT: example groups, see training.data) per optimiser step, all processes together", 8)
+    batch_size: int = _help("units (a row, or every row of a task: the method's registry entry) per optimiser step, all processes together", 8)
     micro_batch_size: int = _help("examples per forward pass and process; accumulation = batch_size / micro_batch_size / world_size", 8)
     max_length: int = _help("longest allowed sequence in tokens; a longer row is an error (rows are never truncated)", 1024)
     warmup_ratio: float = _help("fraction of the steps with a linear warm-up", 0.03)
@@ -49,35 +50,22 @@ class TrainConfig:
     save_every: int | None = _help("checkpoint every this many steps (None: no checkpoints)", None)
     keep_last_checkpoint: bool = _help("keep the last checkpoint after the final save", False)
     # --- method -----------------------------------------------------------------------------
-    method: str = _help(f"one of {', '.join(methods.TRAINED_METHODS)}", "sft")
-    params: dict[str, Any] = _help("the method's parameters by their user names (faulttune.methods); missing ones get the registry's default", None)  # noqa: RUF009
-    precompute_ref: bool = _help("preference methods: reference log-probs computed once before training (else a frozen copy runs every step)", True)
+    method: str = _help("a trained method of the registry (`faulttune methods` lists them)", "sft")
+    params: dict[str, Any] = _help("every parameter of the method by its user name (faulttune.methods.with_defaults fills them from the registry)", None)  # noqa: RUF009
+    precompute_ref: bool = _help("methods with a reference model: its log-probs computed once before training (else a frozen copy runs every step)", True)
 
     def __post_init__(self) -> None:
-        self._resolve_method_defaults()
+        self.params = dict(self.params or {})
+        self.adam_betas = tuple(self.adam_betas)  # YAML gives a list
         for problem in self.problems():
             raise ValueError(f"TrainConfig: {problem}")
-
-    @property
-    def focus_weight(self) -> float:
-        """Focused-DPO's weight of the chosen middle (the masks of the other methods ignore it)."""
-        return float(self.params.get("focus_weight", 1.0))
-
-    @property
-    def weighting(self) -> str:
-        """FGit's weighting (the batch layout of the other methods ignores it)."""
-        return str(self.params.get("weighting", ""))
-
-    def _resolve_method_defaults(self) -> None:
-        if self.method in methods.TRAINED_METHODS:
-            self.params = {**methods.get(self.method).defaults(), **(self.params or {})}
-        self.adam_betas = tuple(self.adam_betas)  # YAML gives a list
 
     def problems(self) -> list[str]:
         """Every bad value or combination, as messages that name the fields."""
         out = []
-        if self.method not in methods.TRAINED_METHODS:
-            out.append(f"method {self.method!r} is not one of {methods.TRAINED_METHODS}")
+        trained = methods.trained_methods()
+        if self.method not in trained:
+            out.append(f"method {self.method!r} is not one of {trained}")
         else:
             out += methods.param_problems(self.method, self.params)
         if self.precision not in PRECISIONS:

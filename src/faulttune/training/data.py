@@ -1,12 +1,9 @@
-"""Training examples from masks parquet files, their grouping into units and the data order.
+"""Training examples from masks parquet files and the data order.
 
 A *row* is one line of a masks file (docs/CONTRACTS.md "Training examples"); it carries its
-source task (the ``task_id`` column, written by every stage from the training table on). A *unit*
-is what the batch size counts: one row, except for CCT, where every row of one source task (its
-``sft`` sample, its ``cct`` comparison pairs and their ``cct_seq`` bug-fix samples) forms one
-unit, so that "each original sample that yields a comparison pair contributes all three terms in
-the same step" (docs/methods.md §1.3, INTERPRETATION) and an epoch of CCT has as many units, and takes as
-many L_lm updates, as an epoch of SFT on the same tasks.
+source task (the ``task_id`` column, written by every stage from the training table on). How rows
+group into *units* (what the batch size counts: one row, or every row of one source task) is the
+method's (``Recipe.group_units``, from its registry entry).
 
 Data order: a pure function of (seed, step), so a resumed run needs nothing but the step number.
 Epoch e is a seeded permutation of the units; step s reads positions [p*B, (p+1)*B) of it
@@ -19,57 +16,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from faulttune import methods
+from faulttune.batching import Row, Side
 from faulttune.io import DataError
+from faulttune.methods import RowKind
 
 log = logging.getLogger(__name__)
-
-PAIR_KINDS = ("cct", "fgit", "dpo", "target_dpo", "focused_dpo")
-
-
-@dataclass(frozen=True)
-class Side:
-    """One token sequence of a row: ids, its mask (aligned to ids) and its response span."""
-
-    ids: Tensor           # [T] int64
-    mask: Tensor          # [T] float32, the masks file's chosen_mask / rejected_mask
-    start: int            # first response token
-    end: int              # one past the response's end-of-turn token
-
-    def response(self) -> Tensor:
-        """[T] float32, 1 on the response tokens [start, end)."""
-        out = torch.zeros(len(self.ids))
-        out[self.start:self.end] = 1.0
-        return out
-
-
-@dataclass(frozen=True)
-class Row:
-    kind: str
-    id: str
-    task_id: str          # the source task (the masks file's task_id column)
-    where: str            # "<file> row <i>", for error messages
-    chosen: Side
-    rejected: Side | None
-    first_diff: int | None
-
-
-@dataclass(frozen=True)
-class Unit:
-    """What the batch size counts: every row of one source task (CCT) or one row."""
-
-    task_id: str
-    rows: tuple[Row, ...]
-
-    def of(self, kind: str) -> list[Row]:
-        return [row for row in self.rows if row.kind == kind]
 
 
 def response_end(ids: Sequence[int], start: int, end_of_turn: int | None) -> int:
@@ -97,48 +53,49 @@ def _side(record: dict, prefix: str, where: str, end_of_turn: int | None, max_le
     return Side(torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.float32), start, end)
 
 
-def _has_rejected_side(record: dict, where: str) -> bool:
-    """Pair kinds have a rejected side; an fgit row may lack one (a task without a usable
-    variant, trained as plain SFT inside the FGit run): then its H_c must be all zero."""
-    kind = record["kind"]
-    if kind == "fgit" and record["rejected_ids"] is None:
+def _has_rejected_side(record: dict, kind: RowKind, where: str) -> bool:
+    """A paired kind has a rejected side; an optional one may lack it (a plain row: a task
+    without a usable pair, trained as plain SFT), and then its chosen mask must be all zero."""
+    if kind.paired is None and record["rejected_ids"] is None:
         if any(record["chosen_mask"] or ()):
-            raise DataError(f"{where}: field chosen_mask is nonzero for an fgit row without a "
-                            f"rejected side (a plain row trains every token at weight 1)")
+            raise DataError(f"{where}: field chosen_mask is nonzero for a {kind.name} row without "
+                            f"a rejected side (a plain row trains every token at weight 1)")
         return False
-    return kind in PAIR_KINDS
+    return kind.paired is not False
 
 
-def parse_row(record: dict, where: str, end_of_turn: int | None, max_length: int) -> Row:
-    """One masks-file record as tensors; a malformed field raises naming the file, row and field.
-    ``end_of_turn`` is the end-of-turn token that closes a response."""
-    kind, task_id = record["kind"], record.get("task_id")
+def parse_row(record: dict, kind: RowKind, where: str, end_of_turn: int | None,
+              max_length: int) -> Row:
+    """One masks-file record of row kind ``kind`` as tensors; a malformed field raises naming the
+    file, row and field. ``end_of_turn`` is the end-of-turn token that closes a response."""
+    task_id = record.get("task_id")
     if not isinstance(task_id, str) or not task_id:
         raise DataError(f"{where}: field task_id is {task_id!r}, expected the source task's id")
     chosen = _side(record, "chosen", where, end_of_turn, max_length)
-    paired = _has_rejected_side(record, where)
+    paired = _has_rejected_side(record, kind, where)
     rejected = _side(record, "rejected", where, end_of_turn, max_length) if paired else None
     first_diff = record.get("first_diff")
-    if kind == "cct" and first_diff is None:
-        raise DataError(f"{where}: field first_diff is null for a cct row")
-    return Row(kind, str(record["id"]), task_id, where, chosen, rejected, first_diff)
+    if kind.first_diff and first_diff is None:
+        raise DataError(f"{where}: field first_diff is null for a {kind.name} row")
+    return Row(kind.name, str(record["id"]), task_id, where, chosen, rejected, first_diff)
 
 
 def _longest_side(record: dict) -> int:
     return max(len(record.get(f"{side}_ids") or ()) for side in ("chosen", "rejected"))
 
 
-def _fits_as_plain(record: dict, max_length: int) -> bool:
-    """An fgit pair row whose y_i is longer than ``max_length`` while y_c fits: the task
-    trains as a plain row, as it would in a masks file built at that max_length."""
-    return (record["kind"] == "fgit" and record["rejected_ids"] is not None
+def _fits_as_plain(record: dict, kind: RowKind, max_length: int) -> bool:
+    """A row of an optional-pair kind whose rejected side is longer than ``max_length``
+    while the chosen side fits: the task trains as a plain row, as it would in a masks file built
+    at that max_length."""
+    return (kind.paired is None and record["rejected_ids"] is not None
             and len(record["chosen_ids"] or ()) <= max_length)
 
 
 @dataclass(frozen=True)
 class LoadedRows:
     """The rows a run trains on and where the others are: ``too_long``, rows left out because a
-    side is longer than the run's max_length; ``plain``, fgit pair rows whose y_i is longer,
+    side is longer than the run's max_length; ``plain``, pair rows whose rejected side is longer,
     trained as their task's plain row (each a ``"<file> row <i> (<n> tokens)"``)."""
 
     rows: list[Row]
@@ -146,64 +103,47 @@ class LoadedRows:
     plain: list[str]
 
 
-def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int
-              ) -> LoadedRows:
+def load_rows(paths: Sequence[str], kinds: Mapping[str, RowKind], end_of_turn: int | None,
+              max_length: int, method: str = "the method") -> LoadedRows:
     """Every row of the masks files that fits the run's ``max_length``, in file order.
 
     Masks files are shared by experiments and keep what the longest ``max_length`` of the run
     admits; rows are never truncated. A row with a side longer than ``max_length`` is left out
-    and counted, except an fgit pair row whose correct code fits: FGit trains every task that
-    the SFT baseline trains at the same max_length, so that task trains as a plain row (its
-    chosen side is the task's solution in the same prompt, exactly the plain row
-    ``mask_table.build_fgit_rows`` writes at that max_length). A kind the method does not use is
-    an error."""
-    from faulttune.mask_table import plain_fgit_row, read_masks
+    and counted, except a pair row of an optional-pair kind whose correct code fits: such a method
+    trains every task of the training table at the run's max_length, so that task trains as a
+    plain row (its chosen side is the task's solution in the same prompt, exactly the
+    plain row the masks stage writes at that max_length). A kind the method (``kinds``: its row
+    kinds) does not use is an error."""
+    from faulttune.mask_table import plain_row, read_masks
 
-    allowed = methods.get(method).row_kinds
     rows, too_long, plain = [], [], []
     for path in paths:
         table, _ = read_masks(path)
         for index, record in enumerate(table.to_pylist()):
             where = f"{path} row {index}"
-            if record["kind"] not in allowed:
+            kind = kinds.get(record["kind"])
+            if kind is None:
                 raise DataError(
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
-                    f"(expected one of {allowed})"
+                    f"(expected one of {tuple(kinds)})"
                 )
             longest = _longest_side(record)
-            if longest > max_length and _fits_as_plain(record, max_length):
+            if longest > max_length and _fits_as_plain(record, kind, max_length):
                 plain.append(f"{where} ({longest} tokens)")
-                record = plain_fgit_row(record)
+                record = plain_row(record)
             elif longest > max_length:
                 too_long.append(f"{where} ({longest} tokens)")
                 continue
-            rows.append(parse_row(record, where, end_of_turn, max_length))
+            rows.append(parse_row(record, kind, where, end_of_turn, max_length))
     if too_long:
         log.warning("left out %d rows longer than max_length %d, e.g. %s", len(too_long),
                     max_length, too_long[0])
     if plain:
-        log.warning("%d fgit rows have a y_i longer than max_length %d: their tasks train as "
-                    "plain rows, e.g. %s", len(plain), max_length, plain[0])
+        log.warning("%d pair rows have a rejected side longer than max_length %d: their tasks "
+                    "train as plain rows, e.g. %s", len(plain), max_length, plain[0])
     if not rows:
         raise DataError(f"no training examples of at most {max_length} tokens in {list(paths)}")
     return LoadedRows(rows, too_long, plain)
-
-
-def group_units(rows: Sequence[Row], method: str) -> list[Unit]:
-    """Units in order of first appearance. CCT: all rows of one source task; every other
-    method: one row per unit."""
-    if method != "cct":
-        return [Unit(row.task_id, (row,)) for row in rows]
-    by_task: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        by_task[row.task_id].append(row)
-    units = [Unit(task_id, tuple(group)) for task_id, group in by_task.items()]
-    orphans = [u.task_id for u in units if not u.of("sft")]
-    if orphans:
-        log.warning("cct: %d of %d tasks have comparison rows but no sft row (e.g. %r): they add "
-                    "units that the SFT baseline does not train on", len(orphans), len(units),
-                    orphans[0])
-    return units
 
 
 def steps_per_epoch(n_units: int, batch_size: int) -> int:

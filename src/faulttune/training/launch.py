@@ -1,6 +1,7 @@
 """Starting a training run: in this process, or several processes through ``accelerate launch``.
 
-:func:`launch` writes SPEC.json (examples, model, out_dir, the TrainConfig as a dict) beside the
+:func:`launch` writes SPEC.json (examples, model, out_dir, the TrainConfig as a dict, the models
+the method requires) beside the
 output folder and runs ``accelerate launch --config_file config/accelerate/<ddp|fsdp|zero3>.yaml
 --num_processes N --main_process_port P -m faulttune.training.launch SPEC.json``; every process runs
 :func:`main`. The ``train`` rule does this inside one (SLURM) job when ``train.num_processes > 1``.
@@ -16,7 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from faulttune.training.config import TrainConfig
@@ -34,16 +35,20 @@ def free_port() -> int:
 
 
 def launch(examples: Sequence[str], model: str, out_dir: str, config: TrainConfig,
-           num_processes: int, accelerate_config: str = "ddp") -> None:
+           num_processes: int, accelerate_config: str = "ddp",
+           models: Mapping[str, str] | None = None, plugins: Sequence[str] = ()) -> None:
     """Train with ``num_processes`` processes (one per GPU); ``accelerate_config``: ddp, fsdp,
-    zero3 (a file of config/accelerate/) or the path of an accelerate config file."""
+    zero3 (a file of config/accelerate/) or the path of an accelerate config file; ``models``:
+    the models the method requires, by role; ``plugins``: where methods outside the package are
+    defined (:func:`faulttune.methods.load_plugins`)."""
     config_file = Path(accelerate_config)
     if not config_file.is_file():
         config_file = ACCELERATE_CONFIGS / f"{accelerate_config}.yaml"
     spec = Path(out_dir).with_name(Path(out_dir).name + ".launch.json")
     spec.parent.mkdir(parents=True, exist_ok=True)
     spec.write_text(json.dumps({"examples": list(examples), "model": model, "out_dir": out_dir,
-                                "config": config.to_dict()}))
+                                "config": config.to_dict(), "models": dict(models or {}),
+                                "plugins": list(plugins)}))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(config_file), "--num_processes", str(num_processes),
                "--main_process_port", str(free_port()), "-m", "faulttune.training.launch", str(spec)]
@@ -58,12 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     with open(args[0], encoding="utf-8") as f:
         spec = json.load(f)
+    from faulttune.methods import load_plugins
+
+    load_plugins(spec.get("plugins"))
     config = TrainConfig.from_dict(spec["config"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stop = {"requested": False}  # SLURM signals every process of the job at its time limit
     signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
     train_experiment(spec["examples"], spec["model"], spec["out_dir"], config,
-                     should_stop=lambda: stop["requested"])
+                     models=spec.get("models"), should_stop=lambda: stop["requested"])
     from accelerate import PartialState
 
     PartialState().destroy_process_group()  # a clean exit for every process

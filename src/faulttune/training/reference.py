@@ -1,7 +1,7 @@
 """The reference model of the preference methods: log-probs precomputed once, or a frozen copy.
 
-Both go through `objectives.pair_logps` with the same masks as the policy (Target-DPO: the
-reference rejected log-prob sums over the same D- mask), in eval mode, without gradient.
+Both go through the recipe's `pair_logps` with the same masks as the policy (a masked method's
+reference sums over the same masks), in eval mode, without gradient.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from faulttune.training.data import Unit
-from faulttune.training.objectives import build_batch, pair_logps
+from faulttune.batching import Unit, build_batch
 
 log = logging.getLogger(__name__)
-ForwardFn = Callable[[Any], Tensor]  # objectives.Batch -> window logits
+ForwardFn = Callable[[Any], Tensor]  # batching.Batch -> window logits
 
 
-def fingerprint(units: Sequence[Unit], method: str, focus_weight: float, model: str, precision: str) -> str:
-    """Hash of everything the reference log-probs depend on (model, masks, ids, method)."""
-    digest = hashlib.sha256(f"{model}|{method}|{focus_weight}|{precision}".encode())
+def fingerprint(units: Sequence[Unit], method: str, model: str, precision: str) -> str:
+    """Hash of everything the reference log-probs depend on (model, masks, ids, ``method``: the
+    recipe's fingerprint, its name and parameters)."""
+    digest = hashlib.sha256(f"{model}|{method}|{precision}".encode())
     for unit in units:
         for row in unit.rows:
             for side in (s for s in (row.chosen, row.rejected) if s is not None):
@@ -36,19 +36,20 @@ def fingerprint(units: Sequence[Unit], method: str, focus_weight: float, model: 
 
 @torch.no_grad()
 def reference_logps_of(
-    forward: ForwardFn, units: Sequence[Unit], unit_ids: Sequence[int], method: str,
-    focus_weight: float, pad_id: int, device: torch.device,
+    forward: ForwardFn, units: Sequence[Unit], unit_ids: Sequence[int], recipe: Any, pad_id: int,
+    device: torch.device,
 ) -> Tensor:
     """`[len(unit_ids), 2]` (chosen, rejected) summed masked log-probs under `forward`."""
-    batch = build_batch([units[i] for i in unit_ids], unit_ids, method, "dynamic", pad_id).to(device)
+    chunk = [units[i] for i in unit_ids]
+    batch = build_batch(chunk, unit_ids, recipe.layout(chunk), pad_id).to(device)
     logits = forward(batch)
-    chosen, rejected = pair_logps(logits, batch, method, focus_weight)
+    chosen, rejected = recipe.pair_logps(logits, batch)
     return torch.stack([chosen, rejected], dim=1).float()
 
 
 def precompute_reference(
-    forward: ForwardFn, units: Sequence[Unit], method: str, focus_weight: float, pad_id: int,
-    micro_batch_size: int, accelerator,
+    forward: ForwardFn, units: Sequence[Unit], recipe: Any, pad_id: int, micro_batch_size: int,
+    accelerator,
 ) -> Tensor:
     """`[N, 2]` reference log-probs of every unit, computed once. Each process computes a
     contiguous shard (the last padded by wrapping around, so all run the same number of forward
@@ -57,8 +58,8 @@ def precompute_reference(
     per = math.ceil(n / world)
     mine = [(rank * per + k) % n for k in range(per)]
     pieces = [
-        reference_logps_of(forward, units, mine[i:i + micro_batch_size], method, focus_weight,
-                           pad_id, accelerator.device)
+        reference_logps_of(forward, units, mine[i:i + micro_batch_size], recipe, pad_id,
+                           accelerator.device)
         for i in range(0, per, micro_batch_size)
     ]
     gathered = accelerator.gather(torch.cat(pieces))  # [world * per, 2]; row j is unit j (j < n)
