@@ -31,8 +31,11 @@ from faulttune.losses import (
     sft_loss,
     target_dpo_loss,
     target_rpo_loss,
+    tis_dpo_loss,
+    tis_token_weights,
     token_hinge_terms,
     token_logps,
+    weighted_log_ratio,
 )
 from faulttune.methods.registry import BUGFIX, EVERY_TASK, SOLUTION
 from faulttune.training.setup import PolicyModule
@@ -559,6 +562,73 @@ def test_focused_masks_and_loss_hand_value():
     # rejected middle: ln .3 - ln .5 = ln 0.6 -> L = ln(1 + 0.6 / 3.072) = ln 1.1953125 = 0.178408
     assert loss.item() == pytest.approx(math.log1p(0.6 / 3.072), abs=1e-9)
     assert loss.item() == pytest.approx(0.178408, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# TIS-DPO: token weights from two contrastive models, clipped; DPO on the weighted log-ratios
+
+TIS = {"mu": 1.0, "lower": -0.5, "upper": 1.5, "scale": 1.0}
+
+
+def test_tis_weights_and_loss_hand_value_on_4_tokens():
+    # chosen: log p+ - log p- per token = [2.0, 0.5, -1.0, 0.0] -> clipped to [-0.5, 1.5]:
+    # [1.5, 0.5, -0.5, 0.0] -> w = exp(+gap) = [e^1.5, e^0.5, e^-0.5, 1]
+    lp_pos_c, lp_neg_c = torch.tensor([-0.5, -1.0, -2.0, -0.7]), torch.tensor([-2.5, -1.5, -1.0, -0.7])
+    w_c = tis_token_weights(lp_pos_c, lp_neg_c, torch.ones(4), chosen=True, **TIS)
+    assert w_c.tolist() == pytest.approx([math.exp(1.5), math.exp(0.5), math.exp(-0.5), 1.0])
+    # rejected: gaps [-2.0, 0.3, 1.0, 0.0], the 4th token outside the mask -> clipped
+    # [-0.5, 0.3, 1.0] -> w = exp(-gap) = [e^0.5, e^-0.3, e^-1.0, 0]
+    lp_pos_r, lp_neg_r = torch.tensor([-3.0, -1.0, -0.5, -0.2]), torch.tensor([-1.0, -1.3, -1.5, -0.2])
+    w_r = tis_token_weights(lp_pos_r, lp_neg_r, torch.tensor([1, 1, 1, 0]), chosen=False, **TIS)
+    assert w_r.tolist() == pytest.approx([math.exp(0.5), math.exp(-0.3), math.exp(-1.0), 0.0])
+    # policy - reference log-prob per token, weighted and summed:
+    # chosen  e^1.5*0.1 + e^0.5*0.2 - e^-0.5*0.1 + 1*0.3   = 1.0172600
+    # rejected e^0.5*0.2 - e^-0.3*0.1 + e^-1.0*0.4 + 0*5.0 = 0.4028142
+    ref = torch.full((4,), -1.0)
+    ratio_c = weighted_log_ratio(ref + torch.tensor([0.1, 0.2, -0.1, 0.3]), ref, w_c)
+    ratio_r = weighted_log_ratio(ref + torch.tensor([0.2, -0.1, 0.4, 5.0]), ref, w_r)
+    assert ratio_c.item() == pytest.approx(1.0172600, abs=1e-6)
+    assert ratio_r.item() == pytest.approx(0.4028142, abs=1e-6)
+    # the loss on the weighted sums: -log sigmoid(beta (1.0172600 - 0.4028142)) at beta 1
+    # = ln(1 + e^-0.6144459) = 0.4323930
+    policy_c, policy_r = (w_c * (ref + torch.tensor([0.1, 0.2, -0.1, 0.3]))).sum(), (
+        w_r * (ref + torch.tensor([0.2, -0.1, 0.4, 5.0]))).sum()
+    loss, metrics = tis_dpo_loss(policy_c[None], policy_r[None], (w_c * ref).sum()[None],
+                                 (w_r * ref).sum()[None], beta=1.0)
+    assert loss.item() == pytest.approx(0.4323930, abs=1e-6)
+    assert metrics["rewards/margins"].item() == pytest.approx(0.6144459, abs=1e-6)
+
+
+def test_tis_weighted_sums_are_preference_logps_with_the_weights_as_masks():
+    """The trainer's path: the weights replace a row's mask, `preference_logps` sums w * log p."""
+    logits = prob_logits([[[0.2, 0.3, 0.5], [0.6, 0.2, 0.2], [0.5, 0.5, 0.0]],
+                          [[0.1, 0.8, 0.1], [0.3, 0.3, 0.4], [0.5, 0.5, 0.0]]])
+    labels = torch.tensor([[0, 2, 0], [0, 1, 2]])
+    weights_c, weights_r = torch.tensor([[0.0, 2.0, 0.5]]), torch.tensor([[0.0, 0.25, 3.0]])
+    chosen, rejected = preference_logps(logits, labels, weights_c, weights_r)
+    # 2 ln .5 + .5 ln .6 and .25 ln .8 + 3 ln .4
+    assert chosen.item() == pytest.approx(2 * math.log(0.5) + 0.5 * math.log(0.6))
+    assert rejected.item() == pytest.approx(0.25 * math.log(0.8) + 3 * math.log(0.4))
+
+
+def test_tis_weights_are_clipped_and_the_loss_limits():
+    gaps = torch.tensor([-9.0, -0.5, 0.0, 1.5, 9.0])
+    zeros, mask = torch.zeros(5), torch.ones(5)
+    w_c = tis_token_weights(gaps, zeros, mask, chosen=True, **{**TIS, "scale": 2.0})
+    w_r = tis_token_weights(gaps, zeros, mask, chosen=False, **{**TIS, "scale": 2.0})
+    # any gap beyond [L, U] weighs what the bound does; k scales every weight
+    assert w_c.tolist() == pytest.approx([2 * math.exp(-0.5)] * 2 + [2.0] + [2 * math.exp(1.5)] * 2)
+    assert w_r.tolist() == pytest.approx([2 * math.exp(0.5)] * 2 + [2.0] + [2 * math.exp(-1.5)] * 2)
+    assert float(w_c.min()) >= 2 * math.exp(-0.5) and float(w_c.max()) <= 2 * math.exp(1.5)
+    # mu = 0 (or identical contrastive models) makes every masked weight k: TIS-DPO is DPO
+    flat = tis_token_weights(gaps, zeros, torch.tensor([1, 1, 0, 1, 1]), chosen=True,
+                             **{**TIS, "mu": 0.0})
+    assert flat.tolist() == [1.0, 1.0, 0.0, 1.0, 1.0]
+    args = [torch.tensor([-3.0, -4.0]), torch.tensor([-5.0, -3.5]), torch.tensor([-3.5, -4.0]),
+            torch.tensor([-4.5, -4.0])]
+    assert tis_dpo_loss(*args, beta=0.1)[0].item() == dpo_loss(*args, beta=0.1)[0].item()
+    with pytest.raises(ValueError, match=r"clips the gap to \[lower, upper\]: 2.0 > 1.0"):
+        tis_token_weights(gaps, zeros, mask, chosen=True, mu=1.0, lower=2.0, upper=1.0, scale=1.0)
 
 
 # ---------------------------------------------------------------------------------------------

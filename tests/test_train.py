@@ -603,3 +603,67 @@ def test_two_processes_train_like_one(tmp_path, method):
     a, b = saved_weights(tmp_path / "one"), saved_weights(tmp_path / "two")
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# TIS-DPO: token weights from the contrastive models its registry entry requires
+
+
+def perturbed_model(folder: Path) -> str:
+    """tiny-random with seeded noise on every weight: a second contrastive model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(TINY_RANDOM))
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_model(TINY_RANDOM)).save_pretrained(folder)
+    return str(folder)
+
+
+def test_tis_dpo_with_one_model_as_both_contrasts_trains_as_dpo(tmp_path):
+    """Identical contrastive models give every token the weight k * exp(0) = 1: DPO exactly."""
+    paths = write_examples(tmp_path, "tis_dpo", count=6)
+    for method in ("dpo", "tis_dpo"):
+        train(paths, tmp_path / method, tiny_config(method))
+    logs = {m: [json.loads(line)["loss"] for line in (tmp_path / m / "train_log.jsonl").read_text().splitlines()]
+            for m in ("dpo", "tis_dpo")}
+    assert logs["tis_dpo"] == pytest.approx(logs["dpo"], rel=1e-6)
+    a, b = saved_weights(tmp_path / "dpo"), saved_weights(tmp_path / "tis_dpo")
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_tis_dpo_weights_come_from_the_two_models_and_are_clipped(tmp_path):
+    from faulttune.models import load_model
+
+    paths = write_examples(tmp_path, "tis_dpo", count=4)
+    negative = perturbed_model(tmp_path / "negative")
+    config = tiny_config("tis_dpo")
+    run = loop.setup_run(paths, TINY_RANDOM, str(tmp_path / "run"), config,
+                         {"positive": TINY_RANDOM, "negative": negative})
+    plain = load(paths, "tis_dpo").rows
+
+    def token_logps(model_path: str, ids: torch.Tensor) -> torch.Tensor:
+        """log p(ids[t] | ids[<t]) by a plain forward pass over the whole sequence."""
+        with torch.no_grad():
+            logits = load_model(model_path, precision="fp32", device="cpu")(ids[None]).logits[0]
+        picked = logits[:-1].log_softmax(-1).gather(1, ids[1:, None])[:, 0]
+        return torch.cat([torch.zeros(1), picked])
+
+    p = config.params
+    for weighted, row in zip((u.rows[0] for u in run.units), plain):
+        for side, sign in (("chosen", 1.0), ("rejected", -1.0)):
+            ids, mask = getattr(row, side).ids, getattr(row, side).mask
+            gap = (token_logps(TINY_RANDOM, ids) - token_logps(negative, ids)).clamp(p["lower"], p["upper"])
+            expected = torch.where(mask != 0, p["scale"] * torch.exp(sign * p["mu"] * gap), 0.0)
+            got = getattr(weighted, side).mask
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-4, msg=side)
+            kept = got[mask != 0]
+            assert kept.min() >= math.exp(-0.5 if sign > 0 else -1.5) - 1e-6
+            assert kept.max() <= math.exp(1.5 if sign > 0 else 0.5) + 1e-6
+    assert len({round(float(w), 4) for u in run.units for w in u.rows[0].chosen.mask}) > 3
+    with pytest.raises(ValueError, match="tis_dpo needs the positive/negative model"):
+        loop.setup_run(paths, TINY_RANDOM, str(tmp_path / "none"), config)
