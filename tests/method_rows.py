@@ -15,7 +15,8 @@ from typing import Any
 
 from faulttune import methods
 from faulttune.mask_table import write_masks
-from faulttune.methods.registry import BUGFIX, EVERY_TASK, SOLUTION, Examples
+from faulttune.methods.kinds import BUGFIX, EVERY_TASK, SOLUTION
+from faulttune.methods.registry import Examples
 from faulttune.models import TINY_RANDOM
 
 EOS, NEWLINE = 2, 198

@@ -37,7 +37,7 @@ from faulttune.losses import (
     token_logps,
     weighted_log_ratio,
 )
-from faulttune.methods.registry import BUGFIX, EVERY_TASK, SOLUTION
+from faulttune.methods.kinds import BUGFIX, EVERY_TASK, SOLUTION
 from faulttune.training.setup import PolicyModule
 
 IGN = -100

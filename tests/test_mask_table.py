@@ -21,7 +21,7 @@ from faulttune.mask_table import (
     write_masks,
 )
 from faulttune.mask_view import mask_html, show_mask_command
-from faulttune.methods.registry import EVERY_TASK
+from faulttune.methods.kinds import EVERY_TASK
 
 MODEL = "smollm2-135m-instruct"
 PAIR = {

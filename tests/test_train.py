@@ -77,7 +77,7 @@ def saved_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_lr_at_warmup_then_cosine():
-    config = TrainConfig(lr=1.0, warmup_ratio=0.25, min_lr_ratio=0.1)
+    config = TrainConfig(method="sft", lr=1.0, warmup_ratio=0.25, min_lr_ratio=0.1)
     # total 8 -> W = 2 warm-up steps: 1/3, 2/3; then cosine over 6 steps from 1.0 down to 0.1.
     assert lr_at(0, config, 8) == pytest.approx(1 / 3)
     assert lr_at(1, config, 8) == pytest.approx(2 / 3)
@@ -98,7 +98,7 @@ def test_lr_at_warmup_then_cosine():
 ])
 def test_config_rejects_bad_values(bad, message):
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**bad)
+        TrainConfig(**{"method": "sft", **bad})
 
 
 def test_config_accepts_every_fgit_weighting_of_the_loss():

@@ -74,7 +74,7 @@ def target_count(side: Side, use_response: bool) -> int:
 @dataclass
 class Layout:
     """The sequences of each group of a micro-batch, in order; ``extras``: per-batch tensors a
-    loss reads besides the sequences (CCT's ``first_diff``, FGit's ``paired``);
+    loss reads besides the sequences (e.g. the first differing positions of comparison pairs);
     ``logit_groups``: the groups whose logits a loss reads (None: all), laid out first."""
 
     groups: dict[str, list[Side]]

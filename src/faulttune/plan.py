@@ -13,6 +13,7 @@ from typing import Any
 
 from faulttune import methods
 from faulttune.config import ConfigError, Experiment, expand_experiments
+from faulttune.methods.kinds import EVERY_TASK
 from faulttune.settings import (
     BackendSettings,
     BenchmarkSource,
@@ -169,7 +170,7 @@ class Plan:
         """Whether the masks file of an examples kind reads the training table besides its
         pairs (a kind that covers every task), and the pairs' traces (a traced mask kind)."""
         examples = methods.examples(kind)
-        return examples.reads == methods.registry.EVERY_TASK, examples.traced
+        return examples.reads == EVERY_TASK, examples.traced
 
     def traces(self) -> TraceSettings:
         return TraceSettings(TRACE_INPUTS, TRACE_TIMEOUT_S)

@@ -100,7 +100,7 @@ def training_masks():
 
 
 def training_pairs():
-    """Every pairs file behind some trained experiment (sft trains on the table itself)."""
+    """Every pairs file behind some trained experiment (not the training table itself)."""
     sources = {s for name in TRAINED for _, s in PLAN.mask_inputs(name)}
     return sorted(pairs_file(s) for s in sources if s != "train")
 

@@ -6,7 +6,7 @@ rule masks:
     input:
         pairs=lambda w: pairs_file(w.source),
         # an examples kind that covers every task reads the training table too (a task without a
-        # pair is a plain SFT row); a traced mask kind reads the pairs' traces
+        # pair is a plain row); a traced mask kind reads the pairs' traces
         tasks=lambda w: [f"{R}/data/train.parquet"] if PLAN.masks_reads(w.kind)[0] else [],
         traces=lambda w: [f"{R}/traces/{w.source}.parquet"] if PLAN.masks_reads(w.kind)[1] else [],
     output:

@@ -4,7 +4,7 @@
 rule train:
     input:
         examples=lambda w: masks_files(w.experiment),
-        # the models its method needs first (TIS-DPO's contrastive pair), trained by this rule too
+        # the models its method needs first (its registry entry's requires), trained by this rule too
         models=required_models,
     output:
         model=directory(f"{R}/models/{{experiment}}"),

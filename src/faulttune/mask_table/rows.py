@@ -31,7 +31,7 @@ from faulttune.mask_table.encoding import (
 )
 from faulttune.masks import Encoded, Twins
 from faulttune.methods import Examples, RowSpec, mask_kind
-from faulttune.methods.registry import BUGFIX, EVERY_TASK, PAIR, SOLUTION, TASKS
+from faulttune.methods.kinds import BUGFIX, EVERY_TASK, PAIR, SOLUTION, TASKS
 
 Traced = Mapping[str, tuple[Sequence[int], Sequence[int]]]  # pair id -> (correct, incorrect) lines
 
@@ -185,15 +185,15 @@ def _every_task_rows(
     build: _Build, spec: RowSpec, tasks: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]],
     tasks_source: str, pairs_source: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One row per task of the training table, in its order (FGit §2.1, §2.6: "same data, same
-    settings" as the SFT baseline). A task with a pair becomes a pair row of ``spec``; when the
+    """One row per task of the training table, in its order (docs/methods.md §2.1, §2.6: "same
+    data, same settings" as a baseline on the table). A task with a pair becomes a pair row of ``spec``; when the
     pairs hold several for a task, the most similar one (highest ``similarity``, then file order).
     A task without a pair, or whose pair cannot be built, becomes a plain row (:func:`plain_row`).
     A pair of an unknown task is an error.
 
     Rejected rows (``id, task_id, kind, reason, detail``): pairs that could not be built (their
     task trains as a plain row), less similar pairs of a task, and tasks whose plain row cannot
-    be built (those are missing from the SFT examples too)."""
+    be built (those are missing from the table's solution rows too)."""
     tasks_read = [read_pair(raw, i, tasks_source, table=True) for i, raw in enumerate(tasks)]
     best, rejected = _most_similar_pairs(pairs, {t.task_id for t in tasks_read}, pairs_source,
                                          spec.kind)
@@ -219,8 +219,8 @@ def _every_task_rows(
 def plain_row(row: dict[str, Any]) -> dict[str, Any]:
     """The plain row of a task from a row holding its correct code on the chosen side (a
     solution row, or a pair row of an every-task kind, whose chosen side is the task's solution
-    in the same prompt): id = the task id, no rejected side, all-zero chosen mask (ordinary SFT
-    at weight 1 inside such a method's run)."""
+    in the same prompt): id = the task id, no rejected side, all-zero chosen mask (trained at
+    weight 1 inside such a method's run)."""
     return {**row, "id": row["task_id"], "chosen_mask": [0] * len(row["chosen_ids"]),
             "rejected_ids": None, "rejected_start": None, "rejected_mask": None, "first_diff": None}
 

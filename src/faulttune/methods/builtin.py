@@ -9,16 +9,11 @@ plus its pure function in :mod:`faulttune.masks`.
 from __future__ import annotations
 
 from faulttune import masks as M
+from faulttune.methods.kinds import BUGFIX, EVERY_TASK, PAIR, PAIRS, SOLUTION, TASKS
 from faulttune.methods.registry import (
-    BUGFIX,
     CODEFLOW,
-    EVERY_TASK,
-    PAIR,
-    PAIRS,
     PAIRS_SOURCES,
     REJECTED_RULES,
-    SOLUTION,
-    TASKS,
     Examples,
     MaskKind,
     Method,

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from faulttune.batching import Batch, Layout, Row, Unit, masked_labels, rows_of, target_count
 from faulttune.losses import IGNORE_INDEX, CCTHead, cct_loss
+from faulttune.methods.kinds import BUGFIX, PAIR, SOLUTION
 from faulttune.methods.recipe import LossOut, Recipe, Reference, Scores, sides
-from faulttune.methods.registry import BUGFIX, PAIR, SOLUTION
 
 
 def _valid_pair(row: Row) -> bool:

@@ -22,12 +22,15 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
 from faulttune.batching import Batch, Layout, Row, Unit, rows_of
-from faulttune.methods.registry import TASKS, Method
+from faulttune.methods.kinds import TASKS
+
+if TYPE_CHECKING:  # the registry imports the recipes (by name), never the other way round
+    from faulttune.methods.registry import Method
 
 log = logging.getLogger(__name__)
 LossOut = tuple[Tensor, dict[str, Tensor]]

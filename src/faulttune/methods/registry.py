@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from faulttune.methods.kinds import EVERY_TASK, PAIR, PAIRS, TASKS
+
 JsonSchema = Mapping[str, Any]
 Params = Mapping[str, Any]
 
@@ -49,14 +51,6 @@ class MaskKind:
     marks: Callable[[Any], Any]
     traced: bool = False
     first_diff: bool = False
-
-
-# How a RowSpec builds its row from one input record.
-SOLUTION, PAIR, BUGFIX = "solution", "pair", "bugfix"
-# What an Examples entry reads: the training table, a pairs table, or every task of the training
-# table with its most similar pair (a task without one becomes a plain row: no rejected side,
-# all-zero chosen mask).
-TASKS, PAIRS, EVERY_TASK = "tasks", "pairs", "every_task"
 
 
 @dataclass(frozen=True)

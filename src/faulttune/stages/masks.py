@@ -15,7 +15,7 @@ def masks(settings: MaskSettings, records: str, out: str, tasks: str | None = No
     """Training examples of one examples kind of the registry (``settings.kind``), tokenised with
     the student's tokenizer. ``records``: the training table or a pairs table, as the kind reads;
     ``tasks``: the training table, for a kind that covers every task (a task without a usable pair
-    is a plain row, so such a method trains on the tasks SFT trains on); ``traces``: the pairs'
+    is a plain row, so such a method trains on every task of the table); ``traces``: the pairs'
     execution traces (:mod:`faulttune.tracing`), for a kind marked by traced lines."""
     from faulttune import methods
     from faulttune.mask_table import build_examples, write_masks

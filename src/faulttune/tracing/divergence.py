@@ -8,7 +8,7 @@ never agrees, so running one is a divergence, and so is a branch the other twin 
 one trace ending before the other.
 
 When the traces cannot tell, the mask falls back to the text diff (every changed line, the line
-granularity; on the wrong twin IterPref's D-), and the status says why:
+granularity; on the wrong twin the D- lines), and the status says why:
 
     diverged            the traced lines (the mask proper)
     no divergence       the two traces agree event by event (the difference lies where no line

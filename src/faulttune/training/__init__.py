@@ -1,4 +1,4 @@
-"""Training: one loop for SFT, CCT, FGit and the DPO family (see loop.py); public entry point
+"""Training: one loop for every method of the registry (see loop.py); public entry point
 `faulttune.training.loop.train_experiment` (several processes: `faulttune.training.launch`).
 
 The two names the report needs without importing torch live here."""

@@ -1,6 +1,6 @@
 """Checkpoints (out_dir/checkpoints/step-N/), resume, the final model folder and trainer_state.json.
 
-A checkpoint is `accelerator.save_state` (model incl. the CCT head, optimizer, RNG states of every
+A checkpoint is `accelerator.save_state` (model incl. the method's head, optimizer, RNG states of every
 process; sharded under FSDP / ZeRO-3) plus `trainer_state.json` (step, resolved config), written
 last, so a folder without it is incomplete and ignored. The LR schedule and the data order are
 pure functions of the step, so the step number restores them.
@@ -73,7 +73,7 @@ def truncate_log(path: Path, steps_done: int) -> None:
 
 
 def save_final_model(accelerator: Any, module: Any, tokenizer: Any, out_dir: Path, lora: bool) -> None:
-    """The LM alone (CCT head dropped, LoRA merged) as safetensors + the tokenizer: a folder that
+    """The LM alone (the method's head dropped, LoRA merged) as safetensors + the tokenizer: a folder that
     `AutoModelForCausalLM.from_pretrained(out_dir)` loads."""
     accelerator.wait_for_everyone()
     state = accelerator.get_state_dict(module)  # gathers FSDP / ZeRO-3 shards

@@ -28,6 +28,9 @@ def _help(text: str, default: Any = None, **kwargs: Any) -> Any:
 class TrainConfig:
     """Everything one training run needs besides the data and the model name."""
 
+    # --- method -----------------------------------------------------------------------------
+    method: str = field(metadata={"help": "a trained method of the registry (`faulttune methods` lists them)"})
+    params: dict[str, Any] = _help("every parameter of the method by its user name (faulttune.methods.with_defaults fills them from the registry)", None)  # noqa: RUF009
     # --- optimisation -----------------------------------------------------------------------
     lr: float = _help("peak learning rate of AdamW", 5e-6)
     epochs: float = _help("passes over the examples (fractional allowed); ignored if max_steps is set", 1.0)
@@ -40,7 +43,7 @@ class TrainConfig:
     weight_decay: float = _help("AdamW weight decay on matrices (biases and norms get none)", 0.0)
     adam_betas: tuple[float, float] = _help("AdamW betas", (0.9, 0.999))
     max_grad_norm: float | None = _help("clip the global gradient norm to this (None: no clipping)", 1.0)
-    seed: int = _help("seed of the initial RNG state, the CCT head and the data order", 0)
+    seed: int = _help("seed of the initial RNG state, the method's head and the data order", 0)
     # --- model ------------------------------------------------------------------------------
     lora: dict[str, Any] | None = _help("peft LoraConfig keyword arguments (r, lora_alpha, lora_dropout, target_modules) or None for full fine-tuning", None)  # noqa: RUF009
     precision: str = _help("auto | fp32 | bf16 | fp16; bf16/fp16 = autocast with fp32 master weights", "auto")
@@ -49,9 +52,6 @@ class TrainConfig:
     log_every: int = _help("write a train_log.jsonl line every this many steps", 1)
     save_every: int | None = _help("checkpoint every this many steps (None: no checkpoints)", None)
     keep_last_checkpoint: bool = _help("keep the last checkpoint after the final save", False)
-    # --- method -----------------------------------------------------------------------------
-    method: str = _help("a trained method of the registry (`faulttune methods` lists them)", "sft")
-    params: dict[str, Any] = _help("every parameter of the method by its user name (faulttune.methods.with_defaults fills them from the registry)", None)  # noqa: RUF009
     precompute_ref: bool = _help("methods with a reference model: its log-probs computed once before training (else a frozen copy runs every step)", True)
 
     def __post_init__(self) -> None:

@@ -55,7 +55,7 @@ def _side(record: dict, prefix: str, where: str, end_of_turn: int | None, max_le
 
 def _has_rejected_side(record: dict, kind: RowKind, where: str) -> bool:
     """A paired kind has a rejected side; an optional one may lack it (a plain row: a task
-    without a usable pair, trained as plain SFT), and then its chosen mask must be all zero."""
+    without a usable pair, trained at weight 1), and then its chosen mask must be all zero."""
     if kind.paired is None and record["rejected_ids"] is None:
         if any(record["chosen_mask"] or ()):
             raise DataError(f"{where}: field chosen_mask is nonzero for a {kind.name} row without "

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class PolicyModule(nn.Module):
-    """The language model plus the method's head (CCT's preference head r(h)) when it has one."""
+    """The language model plus the method's head (a score per token) when it has one."""
 
     def __init__(self, lm: nn.Module, head: nn.Module | None) -> None:
         super().__init__()
