@@ -10,7 +10,7 @@ from faulttune import contamination
 from faulttune.contamination import (
     CheckParams,
     build_index,
-    code_tokens,
+    comparable_tokens,
     contamination_report,
     decontaminate,
     find_matches,
@@ -47,13 +47,13 @@ def humaneval(data_dir):
     return load_benchmarks(["humaneval"], data_dir)["humaneval"]
 
 
-def test_code_tokens_ignore_layout_and_comments_and_split_strings():
-    a = code_tokens("def f(x):\n    # add one\n    return x+1  # inline\n")
-    b = code_tokens("def f( x ) :\n  return x + 1\n")
+def test_comparable_tokens_ignore_layout_and_comments_and_split_strings():
+    a = comparable_tokens("def f(x):\n    # add one\n    return x+1  # inline\n")
+    b = comparable_tokens("def f( x ) :\n  return x + 1\n")
     assert a == b == ["def", "f", "(", "x", ")", ":", "return", "x", "+", "1"]
-    assert code_tokens('"""Return the sum."""\n') == ["Return", "the", "sum", "."]
+    assert comparable_tokens('"""Return the sum."""\n') == ["Return", "the", "sum", "."]
     # natural language that tokenize rejects (an unterminated quote) falls back to words
-    assert code_tokens("it's (easy") == ["it", "'", "s", "(", "easy"]
+    assert comparable_tokens("it's (easy") == ["it", "'", "s", "(", "easy"]
 
 
 def test_ngrams_by_hand():
