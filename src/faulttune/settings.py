@@ -192,6 +192,14 @@ class TrainSettings(Settings):
     requires: dict[str, str] = field(default_factory=dict)
     plugins: tuple[str, ...] = ()
 
+    @classmethod
+    def from_params(cls, values: Mapping[str, Any]) -> Self:
+        """Rebuild after loading the plugins: the config's method may be one of theirs."""
+        from faulttune.methods import load_plugins
+
+        load_plugins(values.get("plugins"))
+        return super().from_params(values)
+
     @property
     def method(self) -> str:
         return self.config.method
