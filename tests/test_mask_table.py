@@ -326,3 +326,20 @@ def test_show_mask_command(smol, tmp_path, capsys):
     assert "kind=fgit" in out and "return a <= b" in out and "rejected: 5 masked" in out
     assert show_mask_command(argparse.Namespace(masks=str(path), row=1)) == 2
     assert "row 1 out of range (the file has 1 rows)" in capsys.readouterr().err
+
+
+def test_the_viewer_says_which_mask_kinds_marked_a_file(smol, tmp_path, capsys):
+    from faulttune.report.masks import masks_section
+
+    path = tmp_path / "target_dpo-trace_x.parquet"
+    write_masks([one_row(smol, "target_dpo-trace")], path, MODEL, examples="target_dpo-trace")
+    assert show_mask_command(argparse.Namespace(masks=str(path), row=0)) == 0
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "examples target_dpo-trace: target_dpo: chosen response" in out
+    assert "rejected trace (fault localisation by execution trace" in out
+    html = masks_section(str(path), lambda _: smol)
+    assert "rejected trace (fault localisation by execution trace" in html
+    assert 'class="ft-m1"' in html  # the traced line's tokens are shaded
+    old = tmp_path / "old.parquet"
+    write_masks([one_row(smol, "dpo")], old, MODEL)
+    assert "examples kind not recorded" in masks_section(str(old), lambda _: smol)

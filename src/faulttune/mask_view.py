@@ -3,8 +3,9 @@
 
 Both decode the ids token by token with the tokenizer named in the parquet's schema metadata
 (written by :func:`faulttune.mask_table.write_masks`), so every highlighted span is exactly one
-token. Mask value 1 and value 2 (FGit's edited tokens) get different styles; the prompt is left out
-of the HTML and shown dimmed in the terminal.
+token, and say which mask kinds of the registry marked each side (:func:`examples_note`, from the
+examples kind the file records). Mask value 1 and value 2 (the hybrid diff's edited tokens) get
+different styles; the prompt is left out of the HTML and shown dimmed in the terminal.
 """
 
 from __future__ import annotations
@@ -67,13 +68,29 @@ def _rich_side(tokenizer: Any, ids: list[int], start: int, mask: list[int]) -> A
     return text
 
 
-def _read_row(path: str, index: int) -> tuple[dict[str, Any], str | None]:
-    from faulttune.mask_table import read_masks
+def examples_note(examples: str | None) -> str:
+    """What marked the rows of a masks file built as ``examples`` (the registry's examples kind):
+    for each row kind, the mask kind of each side and what it marks."""
+    from faulttune import methods
+
+    if examples is None or examples not in methods.EXAMPLES:
+        return "examples kind not recorded"
+    parts = []
+    for spec in methods.examples(examples).rows:
+        sides = [f"{side} {name} ({methods.mask_kind(name).help})"
+                 for side, name in (("chosen", spec.chosen_mask), ("rejected", spec.rejected_mask))
+                 if name]
+        parts.append(f"{spec.kind}: " + ("; ".join(sides) or f"{spec.build} row, every response token"))
+    return f"examples {examples}: " + " | ".join(parts)
+
+
+def _read_row(path: str, index: int) -> tuple[dict[str, Any], str | None, str | None]:
+    from faulttune.mask_table import examples_kind, read_masks
 
     table, model_name = read_masks(path)
     if not 0 <= index < table.num_rows:
         raise DataError(f"{path}: row {index} out of range (the file has {table.num_rows} rows)")
-    return table.slice(index, 1).to_pylist()[0], model_name
+    return table.slice(index, 1).to_pylist()[0], model_name, examples_kind(table)
 
 
 def show_mask_command(args: Any) -> int:
@@ -84,7 +101,7 @@ def show_mask_command(args: Any) -> int:
     from faulttune.models import load_tokenizer
 
     try:
-        row, model_name = _read_row(args.masks, args.row)
+        row, model_name, examples = _read_row(args.masks, args.row)
     except (DataError, OSError) as e:
         print(f"faulttune show-mask: {e}", file=sys.stderr)
         return 2
@@ -95,6 +112,7 @@ def show_mask_command(args: Any) -> int:
     tokenizer = load_tokenizer(model_name)
     console = Console()
     console.print(_summary(row), style="bold")
+    console.print(examples_note(examples))
     console.print("legend: ", "mask 1", style=RICH_STYLES[1], end=" ")
     console.print("mask 2", style=RICH_STYLES[2])
     for name, ids, start, mask in _sides(row):

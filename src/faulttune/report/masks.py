@@ -22,8 +22,8 @@ def masks_section(
     path: str, tokenizer_for: Callable[[str], Any], limit: int = MASK_EXAMPLES_PER_FILE
 ) -> str:
     """HTML for the first ``limit`` rows of one masks file, or a note saying why it is not shown."""
-    from faulttune.mask_table import read_masks
-    from faulttune.mask_view import mask_html
+    from faulttune.mask_table import examples_kind, read_masks
+    from faulttune.mask_view import examples_note, mask_html
 
     title = f"<h2>{html.escape(str(path))}</h2>"
     try:
@@ -37,6 +37,7 @@ def masks_section(
     rows = table.slice(0, limit).to_pylist()
     head = (
         f"<p>{table.num_rows} examples, kind {', '.join(kinds) or '-'}; the first {len(rows)}:</p>"
+        f"<p><i>{html.escape(examples_note(examples_kind(table)))}</i></p>"
     )
     return title + head + "".join(mask_html(row, tokenizer) for row in rows)
 
