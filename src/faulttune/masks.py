@@ -1,5 +1,5 @@
 """Error-sensitive token masks: first difference, middles, line / token / hybrid diffs, D- and the
-execution-trace lines (docs/methods.md §1.2, §2.2, §3.2, §4, §6).
+execution-trace lines (docs/methods.md §1.2, §2.2, §3.2, §4, §7).
 
 Everything here is pure. The work happens on CHARACTERS first and is mapped to tokens last, so the
 same character-level core serves two callers:

@@ -1,5 +1,5 @@
 """TIS-DPO (Liu et al., ICLR 2025, arXiv 2410.04350): DPO with token-level importance weights
-estimated from a contrastive pair of models, docs/methods.md §5.
+estimated from a contrastive pair of models, docs/methods.md §6.
 
 Each response token gets a weight from the log-probability gap of a positive model pi+ (trained
 towards the chosen responses) and a negative model pi- (towards the rejected ones):

@@ -43,7 +43,7 @@ register(
              M.middle_marks),
     MaskKind(TRACE, "fault localisation by execution trace: the changed lines each twin runs from "
              "the first divergence of their line traces on an input where their outputs differ "
-             "(the line diff where the traces cannot tell; docs/methods.md §6)", M.trace_marks,
+             "(the line diff where the traces cannot tell; docs/methods.md §7)", M.trace_marks,
              traced=True),
 )
 
@@ -81,7 +81,7 @@ _REJECTED = Param("rejected", REJECTED_RULES[0],
                   "IterPref: which earlier failing version of a CodeFlow trajectory is rejected",
                   {"enum": list(REJECTED_RULES)}, data=True)
 _REJECTED_MASK = Param("rejected_mask", "d_minus", "which lines of the rejected side count: "
-                       "d_minus (the line diff) or trace (docs/methods.md §6)",
+                       "d_minus (the line diff) or trace (docs/methods.md §7)",
                        {"enum": ["d_minus", TRACE]}, data=True)
 _RECIPES = "faulttune.methods"
 

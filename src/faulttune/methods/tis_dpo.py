@@ -1,4 +1,4 @@
-"""TIS-DPO's training behaviour (docs/methods.md §5): before training, the two contrastive models
+"""TIS-DPO's training behaviour (docs/methods.md §6): before training, the two contrastive models
 its registry entry requires (SFT on the correct and on the incorrect code of its pairs, trained by
 the DAG first) score every response token; the token weights (``losses.tis_token_weights``)
 replace the masks of the rows, and DPO runs on the weighted log-probs (policy and reference)."""

@@ -1,5 +1,5 @@
 """Rule ``traces`` of ``masks.smk``: where each pair's twins first diverge when run (the trace
-mask kind's input, docs/methods.md §6)."""
+mask kind's input, docs/methods.md §7)."""
 
 from __future__ import annotations
 

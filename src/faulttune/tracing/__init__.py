@@ -1,5 +1,5 @@
 """Fault localisation by execution trace: which lines of a (correct, wrong) pair to mark, from
-their line traces on an input where their outputs differ (docs/methods.md §6). The idea of
+their line traces on an input where their outputs differ (docs/methods.md §7). The idea of
 grounding credit at the first execution divergence comes from online RL work; here it marks
 offline training examples (the registry's ``trace`` mask kind).
 

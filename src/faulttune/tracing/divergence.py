@@ -1,4 +1,4 @@
-"""Fault localisation by execution trace, the pure part (docs/methods.md §6).
+"""Fault localisation by execution trace, the pure part (docs/methods.md §7).
 
 Given the line traces of the correct and the wrong twin on one input where their outputs differ,
 the marked lines are, on each twin, the lines the text diff changes that the twin runs from the
