@@ -1,4 +1,4 @@
-"""Fault localisation by execution trace (faulttune.tracing, docs/methods.md §6): which lines of a
+"""Fault localisation by execution trace (faulttune.tracing, docs/methods.md §7): which lines of a
 (correct, wrong) pair the trace mask marks, on hand-written twins.
 
 The twins here are the tests' own code, so :func:`local_trace` runs the sandbox's tracer program
