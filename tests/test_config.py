@@ -36,7 +36,8 @@ def rejected(config, source="config.yaml") -> str:
     return str(err.value)
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", ".test/config.yaml"])
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml", "config/newer.yaml",
+                                  ".test/config.yaml"])
 def test_shipped_configs_are_valid(path):
     config = load_config(REPO / path)
     assert config["train"]["warmup_ratio"] == 0.03  # default filled in from the schema
@@ -170,3 +171,60 @@ def test_every_method_key_has_one_default_and_a_help_in_the_registry():
     fgit = methods.get("fgit").defaults()
     assert fgit == {"lambda": 2.0, "granularity": "hybrid", "weighting": "dynamic",
                     "fixed_weight": 2.0, "bugs": "teacher"}
+
+
+def test_a_method_that_requires_models_adds_their_experiments():
+    config = validate_config(config_with(
+        seeds=[0, 1], sweeps={},
+        experiments={"dpo": {"method": "dpo", "bugs": "mutation"},
+                     "tis": {"method": "tis_dpo", "bugs": "mutation", "max_steps": 5}}))
+    experiments = expand_experiments(config)
+    aux = {n: e for n, e in experiments.items() if not e.evaluated}
+    assert sorted(aux) == ["tis.negative", "tis.positive", "tis@seed=1.negative", "tis@seed=1.positive"]
+    assert experiments["tis"].requires == {"negative": "tis.negative", "positive": "tis.positive"}
+    assert experiments["tis@seed=1"].requires["positive"] == "tis@seed=1.positive"
+    positive = experiments["tis@seed=1.positive"]
+    assert (positive.method, positive.params, positive.seed) == (
+        "pair_sft", {"side": "correct", "bugs": "mutation"}, 1)
+    assert positive.overrides == {"max_steps": 5} and positive.required_by == "tis@seed=1"
+    assert experiments["tis.negative"].params["side"] == "incorrect"
+
+
+PLUGIN = '''
+from faulttune.methods import Method, Param
+
+def register_entries(register):
+    register(Method("plugged", "a method from a plugin", params=(Param("w", 1.0, "a weight",
+                    {"type": "number"}),), examples=lambda p: ("sft",), baseline="sft",
+                    training="faulttune.methods.sft:SFT"))
+'''
+
+
+@pytest.fixture
+def registry_snapshot():
+    """Put the registry back as it was (a plugin registers into the process's tables)."""
+    from faulttune.methods import plugins
+
+    tables = (methods.METHODS, methods.EXAMPLES, methods.MASK_KINDS, plugins._LOADED)
+    saved = [dict(t) for t in tables]
+    yield
+    for table, before in zip(tables, saved):
+        table.clear()
+        table.update(before)
+
+
+def test_plugins_add_methods_to_the_schema_once(tmp_path, registry_snapshot):
+    plugin = tmp_path / "my_method.py"
+    plugin.write_text(PLUGIN)
+    experiments = {"sft": {"method": "sft"}, "mine": {"method": "plugged", "w": 2.0}}
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['w'\] under experiments.mine"):
+        validate_config(config_with(experiments=experiments, sweeps={}))
+    config = validate_config(config_with(experiments=experiments, sweeps={}, plugins=[str(plugin)]))
+    validate_config(config)  # loading the plugin again registers nothing twice
+    mine = expand_experiments(config)["mine"]
+    assert (mine.params, mine.baseline) == ({"w": 2.0}, "sft")
+    bad = tmp_path / "no_hook.py"
+    bad.write_text("X = 1\n")
+    assert "defines no function register_entries(register)" in rejected(
+        config_with(plugins=[str(bad)]))
+    assert "plugin 'missing.py': no such file" in rejected(config_with(plugins=["missing.py"]))
