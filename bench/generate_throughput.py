@@ -106,8 +106,8 @@ class Run:
 def demo_workload(config_path: str) -> Workload:
     """The tasks and settings of one ``generate`` job of the configured run."""
     from faulttune.config import validate_config
+    from faulttune.dag import Plan
     from faulttune.data.bench_table import benchmark_rows
-    from faulttune.plan import Plan
 
     config = validate_config(yaml.safe_load(Path(config_path).read_text()), config_path)
     plan = Plan(config)
@@ -251,9 +251,9 @@ def _collect(manager: Any, request_ids: list[str], new_ids: list[list[int]], tok
 def stage(model_name: str, tokenizer: Any, job: Workload, threads: int) -> Run:
     """``faulttune.stages.generate`` as the Snakemake job runs it, model loading included."""
     from faulttune import io
+    from faulttune.dag import Plan
     from faulttune.data.bench_table import BENCH_SCHEMA
     from faulttune.generate.run import raw_path
-    from faulttune.plan import Plan
     from faulttune.stages.eval import generate
 
     settings = Plan(job.config).generate(model_name)

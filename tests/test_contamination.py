@@ -220,8 +220,8 @@ def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatc
 
     from faulttune.bigcodebench import HUB_DATASETS, HUB_VERSION, write_tasks_jsonl
     from faulttune.config import validate_config
+    from faulttune.dag import Plan
     from faulttune.io import read_parquet, rejected_path
-    from faulttune.plan import Plan
     from faulttune.stages.data import prepare_train
 
     bcb_file = write_tasks_jsonl([BCB_AREA], tmp_path / "bcb.jsonl")

@@ -84,10 +84,10 @@ def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_pa
     import yaml
 
     from faulttune.config import validate_config
+    from faulttune.dag import Plan
     from faulttune.data.benchmarks import load_benchmark
     from faulttune.data.sources import humaneval_split
     from faulttune.io import read_parquet, rejected_path
-    from faulttune.plan import Plan
     from faulttune.stages.data import prepare_train
 
     heldout = humaneval_split(0, 32)[1][0]

@@ -30,7 +30,7 @@ FLOORS = [
     ("faulttune.mask_table", "faulttune.tracing", "faulttune.training", "faulttune.config",
      "faulttune.codeflow", "faulttune.sensitivity", "faulttune.mask_view", "faulttune.manifest"),
     # every stage's settings, the plan, the report
-    ("faulttune.settings", "faulttune.plan", "faulttune.report"),
+    ("faulttune.settings", "faulttune.dag", "faulttune.report"),
     # entry points: the rules' stages and the command line
     ("faulttune.stages", "faulttune.cli"),
 ]

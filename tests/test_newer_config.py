@@ -25,7 +25,7 @@ TINY = {"student": {"model": "tiny-random", "precision": "fp32"},
 
 def test_the_plan_trains_the_contrastive_models_first_and_evaluates_the_rest():
     from faulttune.config import load_config
-    from faulttune.plan import Plan
+    from faulttune.dag import Plan
 
     plan = Plan(load_config(REPO / "config" / "newer.yaml"), environ={})
     assert plan.budget_mismatches() == []

@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
+from faulttune.dag import Plan
 from faulttune.data.bench_table import PROMPT_SET
-from faulttune.plan import Plan
 
 PAPER_CONFIGS = ("config/paper.yaml", "config/paper-cct.yaml")
 

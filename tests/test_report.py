@@ -32,10 +32,10 @@ import pytest
 
 from faulttune import report, sensitivity, stats
 from faulttune.config import config_digest, validate_config
+from faulttune.dag import Plan
 from faulttune.generate.prompts import template_hash
 from faulttune.io import DataError, write_jsonl, write_parquet, write_rejected
 from faulttune.manifest import build_manifest
-from faulttune.plan import Plan
 from faulttune.report import comparisons, plots, readers, summary
 from faulttune.settings import ReportSettings
 

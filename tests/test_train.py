@@ -248,9 +248,9 @@ def test_fgit_keeps_every_sft_task_at_its_own_max_length(tmp_path):
     while y_c fits trains as a plain row, exactly as in a masks file built at that max_length;
     FGit's budget keeps every task SFT's keeps."""
     from faulttune.config import load_config
+    from faulttune.dag import Plan
     from faulttune.mask_table import build_mask_rows
     from faulttune.models import load_tokenizer
-    from faulttune.plan import Plan
 
     paper = Plan(load_config(Path(__file__).parents[1] / "config/paper.yaml"), environ={})
     assert paper.masks("fgit-hybrid").max_length == 2048 > paper.train("fgit").config.max_length == 1024

@@ -7,7 +7,7 @@ import re
 from faulttune import methods
 from faulttune.config import read_yaml, validate_config
 from faulttune.data.bench_table import PROMPT_SET
-from faulttune.plan import Plan
+from faulttune.dag import Plan
 
 for _path in workflow.configfiles:
     read_yaml(_path)  # a key written twice is an error (Snakemake's loader keeps the last)

@@ -1,4 +1,4 @@
-"""The plan: every stage's settings from one validated config (:mod:`faulttune.settings`).
+"""The DAG's plan: every stage's settings from one validated config (:mod:`faulttune.settings`).
 
 The DAG (``workflow/rules/common.smk``) builds one :class:`Plan` and asks it for each job's
 settings, the experiments, the benchmarks and the inputs each experiment needs (the masks files and
