@@ -50,8 +50,9 @@ def recipe(method: str, **params):
     return methods.get(method).recipe(defaults(method, **params))
 
 
-def load(paths: list[str], method: str, max_length: int = 1024) -> LoadedRows:
-    return load_rows(paths, recipe(method).row_kinds, EOS, max_length, method)
+def load(paths: list[str], method: str, max_length: int = 1024, **params) -> LoadedRows:
+    bound = recipe(method, **params)
+    return load_rows(paths, bound.row_kinds, EOS, max_length, method, bound.skipped_kinds)
 
 
 def units_of(paths: list[str], method: str, max_length: int = 1024) -> list:
@@ -522,6 +523,30 @@ def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
     assert (sft["train_tasks"], sft["train_steps"], sft["train_examples"]) == (6, 8, 16)
 
 
+def test_a_loss_term_weighted_zero_trains_no_rows(tmp_path):
+    """CCT at beta 0 (cct~beta=0.0) does not train its bug-fix samples: they would add nothing
+    to the loss, only compute and 'loss tokens' to its budget; alpha 0 likewise its pairs."""
+    from collections import Counter
+
+    paths = pipeline_masks(tmp_path, train_table(6))
+    files = [paths["sft"], paths["cct"]]
+
+    def kinds(**params) -> dict[str, int]:
+        return dict(Counter(row.kind for row in load(files, "cct", **params).rows))
+
+    full = kinds()
+    assert set(full) == {"sft", "cct", "cct_seq"}
+    assert kinds(beta=0.0) == {k: n for k, n in full.items() if k != "cct_seq"}
+    assert kinds(alpha=0, beta=0.5) == {k: n for k, n in full.items() if k != "cct"}
+    assert kinds(alpha=0.0, beta=0.0) == {"sft": full["sft"]}
+    bound = recipe("cct", beta=0.0)
+    units = bound.group_units(load(files, "cct", beta=0.0).rows)
+    config = tiny_config("cct", params={"beta": 0.0}, batch_size=2, micro_batch_size=2,
+                         max_steps=None, epochs=1.0)
+    budget = run_budget(units, bound, config, total_steps(len(units), 2, 1.0, None))
+    assert set(budget["train_tokens_by_kind"]) == {"sft", "cct"}
+
+
 # ---------------------------------------------------------------------------------------------
 # resume and reference
 
@@ -569,6 +594,22 @@ def test_precomputed_reference_equals_a_frozen_reference_model(tmp_path, method)
     a, b = saved_weights(tmp_path / "True"), saved_weights(tmp_path / "False")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_the_reference_is_precomputed_only_for_the_units_the_run_draws(tmp_path):
+    """8 pairs, 2 steps of 2: the run draws 4 units; the reference of the other 4 is never
+    needed (a study's DPO draws 128 of ~470 pairs), and training is unchanged."""
+    paths = write_examples(tmp_path, "dpo", count=8)
+    for precompute in (True, False):
+        config = tiny_config("dpo", batch_size=2, micro_batch_size=1, precompute_ref=precompute)
+        train_experiment(paths, TINY_RANDOM, str(tmp_path / str(precompute)), config)
+    stored = torch.load(tmp_path / "True" / "ref_logps.pt")["logps"]
+    drawn = {i for step in range(2) for i in step_units(step, 8, 2, 0)}
+    assert stored.shape == (8, 2) and len(drawn) == 4
+    assert sorted(torch.isfinite(stored[:, 0]).nonzero().flatten().tolist()) == sorted(drawn)
+    logs = [[json.loads(line)["loss"] for line in (tmp_path / p / "train_log.jsonl").read_text().splitlines()]
+            for p in ("True", "False")]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

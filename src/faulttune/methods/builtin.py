@@ -113,7 +113,7 @@ register(
                    Param("margin", 1.0, "hinge margin of L_token", _NONNEG),
                    _bugs("cct")),
            examples=lambda p: ("sft", "cct"), units="task", head=True, baseline="sft",
-           training=f"{_RECIPES}.cct:CCT"),
+           training=f"{_RECIPES}.cct:CCT", row_weights=(("cct", "alpha"), ("cct_seq", "beta"))),
     Method("fgit", "Fault-Guided fine-tuning: SFT whose error-sensitive tokens get a dynamic "
            "weight in (1, lambda]",
            params=(Param("lambda", 2.0, "upper end of the dynamic weight range (1, lambda]",

@@ -44,6 +44,8 @@ class Recipe:
     def __init__(self, method: Method, params: Mapping[str, Any]) -> None:
         self.method, self.params = method, dict(params)
         self.row_kinds = method.row_kinds(self.params)
+        # kinds its examples hold that this run does not train (a loss term weighed 0)
+        self.skipped_kinds = method.untrained_row_kinds(self.params)
         examples = method.examples_of(self.params)
         self.specs = [spec for e in examples for spec in e.rows]
         # row kinds read from the training table: a task's anchor when units are tasks

@@ -121,7 +121,9 @@ class Method:
     the model; ``requires(params)``: the experiments whose models it needs first, by role (each a
     config experiment mapping; the DAG trains them); ``baseline``: the method it is compared
     against at equal data and budget; ``training``: its :class:`~faulttune.methods.recipe.Recipe`
-    (``"module:Class"`` or the class)."""
+    (``"module:Class"`` or the class); ``row_weights``: row kind -> the parameter that weighs its
+    loss term (a run whose weight is 0 does not train those rows: they would add nothing to the
+    loss, only compute and budget)."""
 
     name: str
     help: str
@@ -133,6 +135,7 @@ class Method:
     requires: Requires | None = None
     baseline: str | None = None
     training: str | type | None = None
+    row_weights: tuple[tuple[str, str], ...] = ()
 
     @property
     def trained(self) -> bool:
@@ -171,6 +174,12 @@ class Method:
         for e in self.examples_of(params):
             out.update(e.row_kinds())
         return out
+
+    def untrained_row_kinds(self, params: Params) -> tuple[str, ...]:
+        """The row kinds its examples hold that a run with ``params`` does not train: those whose
+        weight (``row_weights``) is 0, e.g. CCT's bug-fix samples at ``beta: 0``."""
+        return tuple(kind for kind, param in self.row_weights
+                     if params.get(param, self.param(param).default) == 0)
 
     def unit_source(self, params: Params) -> str | None:
         """What one unit of its batch is drawn from: ``train`` (a task of the training table)

@@ -104,7 +104,7 @@ class LoadedRows:
 
 
 def load_rows(paths: Sequence[str], kinds: Mapping[str, RowKind], end_of_turn: int | None,
-              max_length: int, method: str = "the method") -> LoadedRows:
+              max_length: int, method: str = "the method", skip: Sequence[str] = ()) -> LoadedRows:
     """Every row of the masks files that fits the run's ``max_length``, in file order.
 
     Masks files are shared by experiments and keep what the longest ``max_length`` of the run
@@ -113,7 +113,8 @@ def load_rows(paths: Sequence[str], kinds: Mapping[str, RowKind], end_of_turn: i
     trains every task of the training table at the run's max_length, so that task trains as a
     plain row (its chosen side is the task's solution in the same prompt, exactly the
     plain row the masks stage writes at that max_length). A kind the method (``kinds``: its row
-    kinds) does not use is an error."""
+    kinds) does not use is an error; a kind of ``skip`` (its loss term weighed 0 in this run:
+    ``Method.untrained_row_kinds``) is not read."""
     from faulttune.mask_table import plain_row, read_masks
 
     rows, too_long, plain = [], [], []
@@ -127,6 +128,8 @@ def load_rows(paths: Sequence[str], kinds: Mapping[str, RowKind], end_of_turn: i
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
                     f"(expected one of {tuple(kinds)})"
                 )
+            if kind.name in skip:
+                continue
             longest = _longest_side(record)
             if longest > max_length and _fits_as_plain(record, kind, max_length):
                 plain.append(f"{where} ({longest} tokens)")

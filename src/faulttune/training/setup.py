@@ -18,7 +18,7 @@ from faulttune.batching import Batch, Unit, windowed_logits
 from faulttune.training import MIN_STEPS
 from faulttune.training.budget import run_budget
 from faulttune.training.config import TrainConfig
-from faulttune.training.data import load_rows, total_steps
+from faulttune.training.data import load_rows, step_units, total_steps
 from faulttune.training.reference import cached_reference, fingerprint, precompute_reference
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
     set_seed(config.seed)
     tokenizer = load_tokenizer(model)
     loaded = load_rows(example_paths, recipe.row_kinds, end_of_turn_id(tokenizer),
-                       config.max_length, config.method)
+                       config.max_length, config.method, recipe.skipped_kinds)
     units = recipe.prepare(recipe.group_units(loaded.rows), PrepareContext(
         models or {}, accelerator, tokenizer.pad_token_id, config.micro_batch_size))
     steps = total_steps(len(units), config.batch_size, config.epochs, config.max_steps)
@@ -192,8 +192,16 @@ def _frozen_reference(policy: PolicyModule, config: TrainConfig, recipe: Any) ->
     return ref.requires_grad_(False)
 
 
+def drawn_units(run: Run) -> list[int]:
+    """Every unit some optimiser step of the run draws (all of them once it runs an epoch)."""
+    cfg = run.config
+    return sorted({i for step in range(run.total)
+                   for i in step_units(step, len(run.units), cfg.batch_size, cfg.seed)})
+
+
 def _precomputed_reference(run: Run) -> Tensor:
     cfg, acc = run.config, run.accelerator
+    drawn = drawn_units(run)
 
     def forward(batch: Batch) -> Tensor:
         return run.module(batch.input_ids, batch.attention_mask, batch.window_start,
@@ -203,9 +211,9 @@ def _precomputed_reference(run: Run) -> Tensor:
         run.module.eval()
         try:
             return precompute_reference(forward, run.units, run.recipe, run.tokenizer.pad_token_id,
-                                        cfg.micro_batch_size, acc)
+                                        cfg.micro_batch_size, acc, drawn)
         finally:
             run.module.train()
 
-    key = fingerprint(run.units, run.recipe.fingerprint(), run.model_name, cfg.precision)
+    key = fingerprint(run.units, run.recipe.fingerprint(), run.model_name, cfg.precision, drawn)
     return cached_reference(run.out_dir / "ref_logps.pt", key, compute, acc)
