@@ -257,3 +257,22 @@ def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatc
     assert len(reasons) == 2
     assert all(r.startswith("contamination: bigcodebench-full BigCodeBench/7 ") for r in reasons)
     assert "instruct_prompt in field 'instruction'" in reasons[1]
+
+
+@pytest.mark.parametrize(("source", "probe", "checked"), [
+    ("mbpp", True, ["humaneval"]),  # the probe's HumanEval twins are evaluated data
+    ("mbpp", False, []),
+    ("humaneval-split", True, ["humaneval-split-heldout"]),  # held out by the split itself
+])
+def test_training_is_decontaminated_against_the_probe_s_tasks(source, probe, checked):
+    from faulttune.config import validate_config
+    from faulttune.settings import Plan
+
+    benchmarks = ["humaneval-split-heldout"] if source == "humaneval-split" else []
+    config = validate_config({
+        "run": "t", "student": {"model": "tiny-random"},
+        "data": {"train": {"source": source}, "benchmarks": benchmarks},
+        "sensitivity": {"enabled": probe}, "experiments": {"sft": {"method": "sft"}}})
+    plan = Plan(config, environ={})
+    assert [b.name for b in plan.contamination_sources()] == checked
+    assert [b.name for b in plan.train_table().decontaminate] == checked

@@ -314,8 +314,13 @@ class Plan:
         """The evaluated benchmarks training must not overlap, each set of tasks once: a plus
         variant shares its base set's tasks; BigCodeBench's complete and instruct splits share
         their subset's (``bigcodebench-{subset}``: both prompts are checked), and the hard
-        subset's tasks are tasks of the full set."""
+        subset's tasks are tasks of the full set. The probe's HumanEval twins are evaluated data
+        too: ``humaneval`` is checked whenever the probe runs (the demo split's held-out half
+        is disjoint from its training half by construction)."""
         names = {_CONTAMINATION_BASE.get(b, b) for b in self.benchmarks}
+        probe = self.config["sensitivity"]["enabled"]
+        if probe and self.config["data"]["train"]["source"] != DEMO_SPLIT:
+            names.add("humaneval")
         names = {"bigcodebench-" + b.split("-")[1] if b.startswith("bigcodebench-") else b
                  for b in names}
         if "bigcodebench-full" in names:
