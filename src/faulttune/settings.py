@@ -235,14 +235,12 @@ class ProbePairsSettings(Settings):
 @dataclass(frozen=True)
 class SensitivitySettings(Settings):
     """sensitivity: the fault-sensitivity probe of one model on the probe pairs, plus HumanEvalFix's
-    pairs when a benchmark folder is set and ``sensitivity.humanevalfix`` is on (``data_dir``;
-    the demo split's held-out tasks only: ``split``)."""
+    pairs of the same tasks when a benchmark folder is set and ``sensitivity.humanevalfix`` is on
+    (``data_dir``)."""
 
     model: str
-    limit: int | None
     batch_size: int
     data_dir: str | None
-    split: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -457,10 +455,8 @@ class Plan:
 
     def sensitivity(self, model: str) -> SensitivitySettings:
         s = self.config["sensitivity"]
-        split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
-        data_dir = self.data_dir if s["humanevalfix"] else None
-        return SensitivitySettings(model, s["limit"], s["batch_size"], data_dir,
-                                   split if data_dir else None)
+        return SensitivitySettings(model, s["batch_size"],
+                                   self.data_dir if s["humanevalfix"] else None)
 
     def report(self) -> ReportSettings:
         experiments = {n: {**e.values(), "seed": e.seed, "baseline": e.baseline,
