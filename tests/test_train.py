@@ -595,6 +595,22 @@ def test_precomputed_reference_equals_a_frozen_reference_model(tmp_path, method)
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
 
 
+def test_the_reference_is_precomputed_only_for_the_units_the_run_draws(tmp_path):
+    """8 pairs, 2 steps of 2: the run draws 4 units; the reference of the other 4 is never
+    needed (a study's DPO draws 128 of ~470 pairs), and training is unchanged."""
+    paths = write_examples(tmp_path, "dpo", count=8)
+    for precompute in (True, False):
+        config = tiny_config("dpo", batch_size=2, micro_batch_size=1, precompute_ref=precompute)
+        train_experiment(paths, TINY_RANDOM, str(tmp_path / str(precompute)), config)
+    stored = torch.load(tmp_path / "True" / "ref_logps.pt")["logps"]
+    drawn = {i for step in range(2) for i in step_units(step, 8, 2, 0)}
+    assert stored.shape == (8, 2) and len(drawn) == 4
+    assert sorted(torch.isfinite(stored[:, 0]).nonzero().flatten().tolist()) == sorted(drawn)
+    logs = [[json.loads(l)["loss"] for l in (tmp_path / p / "train_log.jsonl").read_text().splitlines()]
+            for p in ("True", "False")]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # several processes (accelerate launch, gloo on the CPU)
 

@@ -198,6 +198,13 @@ def _frozen_reference(policy: PolicyModule, config: TrainConfig) -> nn.Module | 
     return ref.requires_grad_(False)
 
 
+def drawn_units(run: Run) -> list[int]:
+    """Every unit some optimiser step of the run draws (all of them once it runs an epoch)."""
+    cfg = run.config
+    return sorted({i for step in range(run.total)
+                   for i in step_units(step, len(run.units), cfg.batch_size, cfg.seed)})
+
+
 def _precomputed_reference(run: Run) -> Tensor:
     cfg, acc = run.config, run.accelerator
 
@@ -205,15 +212,19 @@ def _precomputed_reference(run: Run) -> Tensor:
         return run.module(batch.input_ids, batch.attention_mask, batch.window_start,
                           batch.labels.shape[1])[0]
 
+    drawn = drawn_units(run)
+
     def compute() -> Tensor:
         run.module.eval()
         try:
             return precompute_reference(forward, run.units, cfg.method, cfg.focus_weight,
-                                        run.tokenizer.pad_token_id, cfg.micro_batch_size, acc)
+                                        run.tokenizer.pad_token_id, cfg.micro_batch_size, acc,
+                                        drawn)
         finally:
             run.module.train()
 
-    key = fingerprint(run.units, cfg.method, cfg.focus_weight, run.model_name, cfg.precision)
+    key = fingerprint(run.units, cfg.method, cfg.focus_weight, run.model_name, cfg.precision,
+                      drawn)
     return cached_reference(run.out_dir / "ref_logps.pt", key, compute, acc)
 
 
