@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -544,6 +545,27 @@ def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
         assert cct["train_tokens_by_kind"]["sft"] == sft["train_tokens"]  # the same L_lm budget
         assert cct["train_examples"] == 3 * sft["train_examples"]         # + a pair and a bug fix
     assert (sft["train_tasks"], sft["train_steps"], sft["train_examples"]) == (6, 8, 16)
+
+
+def test_a_loss_term_weighted_zero_trains_no_rows(tmp_path):
+    """CCT at beta 0 (cct~beta=0.0) does not train its bug-fix samples: they would add nothing
+    to the loss, only compute and 'loss tokens' to its budget; alpha 0 likewise its pairs."""
+    paths = pipeline_masks(tmp_path, train_table(6))
+    files = [paths["sft"], paths["cct"]]
+
+    def kinds(params: dict) -> dict[str, int]:
+        rows = load_rows(files, "cct", EOS, 1024, params).rows
+        return dict(Counter(row.kind for row in rows))
+
+    full = kinds({})
+    assert set(full) == {"sft", "cct", "cct_seq"}
+    assert kinds({"beta": 0.0}) == {k: n for k, n in full.items() if k != "cct_seq"}
+    assert kinds({"alpha": 0, "beta": 0.5}) == {k: n for k, n in full.items() if k != "cct"}
+    assert kinds({"alpha": 0.0, "beta": 0.0}) == {"sft": full["sft"]}
+    units = group_units(load_rows(files, "cct", EOS, 1024, {"beta": 0.0}).rows, "cct")
+    config = TrainConfig(method="cct", params={"beta": 0.0}, batch_size=2, micro_batch_size=2)
+    budget = run_budget(units, config, total_steps(len(units), 2, 1.0, None))
+    assert set(budget["train_tokens_by_kind"]) == {"sft", "cct"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -146,8 +147,8 @@ class LoadedRows:
     plain: list[str]
 
 
-def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int
-              ) -> LoadedRows:
+def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int,
+              params: Mapping[str, Any] | None = None) -> LoadedRows:
     """Every row of the masks files that fits the run's ``max_length``, in file order.
 
     Masks files are shared by experiments and keep what the longest ``max_length`` of the run
@@ -156,10 +157,12 @@ def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_le
     the SFT baseline trains at the same max_length, so that task trains as a plain row (its
     chosen side is the task's solution in the same prompt, exactly the plain row
     ``mask_table.build_fgit_rows`` writes at that max_length). A kind the method does not use is
-    an error."""
+    an error; a kind whose loss term the run's ``params`` weigh 0 is skipped
+    (:meth:`faulttune.methods.Method.trained_row_kinds`)."""
     from faulttune.mask_table import plain_fgit_row, read_masks
 
     allowed = methods.get(method).row_kinds
+    trained = methods.get(method).trained_row_kinds(params or {})
     rows, too_long, plain = [], [], []
     for path in paths:
         table, _ = read_masks(path)
@@ -170,6 +173,8 @@ def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_le
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
                     f"(expected one of {allowed})"
                 )
+            if record["kind"] not in trained:
+                continue
             longest = _longest_side(record)
             if longest > max_length and _fits_as_plain(record, max_length):
                 plain.append(f"{where} ({longest} tokens)")

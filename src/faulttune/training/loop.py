@@ -157,7 +157,8 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
                          f"{accelerator.gradient_accumulation_steps}; remove it (need {accum})")
     set_seed(config.seed)
     tokenizer = load_tokenizer(model)
-    loaded = load_rows(example_paths, config.method, end_of_turn_id(tokenizer), config.max_length)
+    loaded = load_rows(example_paths, config.method, end_of_turn_id(tokenizer), config.max_length,
+                       config.params)
     units = group_units(loaded.rows, config.method)
     steps = total_steps(len(units), config.batch_size, config.epochs, config.max_steps)
     policy = build_policy(model, config, str(accelerator.device))
