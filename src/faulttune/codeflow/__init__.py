@@ -91,6 +91,7 @@ from faulttune.codeflow.filters import (
     same_ast,
     same_ast_after_renaming,
 )
+from faulttune.codeflow.judge import judge_pairs, parse_verdict
 from faulttune.codeflow.loop import CHUNK, conversation_for, format_feedback, run_codeflow
 from faulttune.codeflow.pairs import build_pairs, pass_rate_by_iteration, pick_rejected
 
@@ -98,6 +99,6 @@ __all__ = [
     "CHUNK", "FEEDBACK_CHARS", "MAX_CHANGED_LINES", "PAIR_COLUMNS", "REJECTED_COLUMNS", "STARTS",
     "TRAJECTORY_COLUMNS", "RejectedRule", "Row", "Start", "build_pairs", "code_tokens",
     "conversation_for", "count_rejected_diff_lines", "filter_reason", "format_feedback",
-    "only_comments_or_whitespace_differ", "pass_rate_by_iteration",
+    "judge_pairs", "only_comments_or_whitespace_differ", "parse_verdict", "pass_rate_by_iteration",
     "pick_rejected", "rejected_error_lines", "run_codeflow", "same_ast", "same_ast_after_renaming",
 ]
