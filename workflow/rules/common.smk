@@ -23,9 +23,50 @@ EXPERIMENTS = PLAN.experiments
 BENCHMARKS = PLAN.benchmarks
 TRAINED = PLAN.trained
 CODEFLOW_MUTANTS = f"{R}/bugs/pairs_mutation.parquet"
-CODEFLOW_TASKS = (
+# The tasks CodeFlow debugs: a task table with its tests, or the tasks the teacher synthesizes from
+# that table's instructions (codeflow.tasks: synthesize).
+CODEFLOW_SOURCE = (
     f"{R}/data/codeflow_train.parquet" if config["data"]["codeflow_train"] else f"{R}/data/train.parquet"
 )
+SYNTHESIZE = config["codeflow"]["tasks"] == "synthesize"
+CODEFLOW_TASKS = f"{R}/codeflow/tasks.parquet" if SYNTHESIZE else CODEFLOW_SOURCE
+# Scatter and gather (faulttune.shards): with shards > 1, each heavy rule runs once per shard
+# "<k>-of-<n>" (Snakemake's scatter item names) and a local gather rule writes the file one job
+# would have written; with 1, the rule writes that file itself.
+SHARDED = PLAN.shards > 1
+SHARD_ITEMS = [f"{k}-of-{PLAN.shards}" for k in range(1, PLAN.shards + 1)]
+
+
+def shard_file(final):
+    """What one shard job writes for ``final`` (``final`` itself when unsharded):
+    <folder>/.shards/<stem>/<shard>.<suffix>."""
+    if not SHARDED:
+        return final
+    folder, name = final.rsplit("/", 1)
+    stem, _, suffix = name.partition(".")
+    return f"{folder}/.shards/{stem}/{{shard}}.{suffix}"
+
+
+def shard_files(final):
+    """The gather rule's input: every shard's file for ``final`` (its other wildcards kept)."""
+    pattern = shard_file(final)
+    return lambda w: [pattern.format(shard=item, **w) for item in SHARD_ITEMS]
+
+
+def per_shard(path, suffix):
+    """A rule's log or benchmark file: ``<path><suffix>``, or ``<path>/<shard><suffix>`` sharded."""
+    return f"{path}/{{shard}}{suffix}" if SHARDED else f"{path}{suffix}"
+
+
+def model_gpus(backend):
+    """GPUs a model job holds: vLLM's tensor-parallel size, else one."""
+    return backend.options.get("tensor_parallel_size", 1) if backend.backend == "vllm" else 1
+
+
+def model_env(backend):
+    """The conda environment of a model job on ``backend``."""
+    return "../../envs/vllm.yaml" if backend.backend == "vllm" else "../../envs/train.yaml"
+
 PAIR_SOURCES = ["train", "mutation", "cct", "teacher", "codeflow"] + [
     f"codeflow-{r}" for r in ("random", "first", "last")
 ]
@@ -44,6 +85,7 @@ wildcard_constraints:
     source=one_of(PAIR_SOURCES),
     mut_source="mutation|cct",
     rejected_rule="random|first|last",
+    shard=r"\d+-of-\d+",
 
 
 def pairs_file(source):
