@@ -30,6 +30,8 @@ DEMO_BENCHMARK = "humaneval-split-heldout"
 SOURCES_IN_DATA_DIR = ("mbpp", "mbpp-train")
 # A benchmark scored on another's tasks: the contamination check compares with those once.
 _CONTAMINATION_BASE = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
+# The heavy stages that config key `shards` splits into one job per shard (faulttune.shards).
+SHARDED_STAGES = ("teacher_variants", "synthesize_tasks", "codeflow", "generate", "score")
 # Benchmarks made of HumanEval's tasks, which the demo split trains on.
 HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 
@@ -399,10 +401,15 @@ class Plan:
 
     # -- codeflow --------------------------------------------------------------------------
 
-    @property
-    def shards(self) -> int:
-        """Jobs each heavy stage (teacher, synthesis, CodeFlow, generation, scoring) is split into."""
-        return self.config["shards"]
+    def shards_of(self, stage: str) -> int:
+        """Jobs a heavy stage (:data:`SHARDED_STAGES`) is split into: ``shards`` when it is a
+        number, else its entry for the stage (or its ``default``, else 1)."""
+        if stage not in SHARDED_STAGES:
+            raise ValueError(f"stage {stage!r} is not sharded; sharded: {', '.join(SHARDED_STAGES)}")
+        shards = self.config["shards"]
+        if isinstance(shards, int):
+            return shards
+        return shards.get(stage, shards.get("default", 1))
 
     def teacher_backend(self) -> BackendSettings:
         return self.backend(self.config["teacher"], self.config["teacher"]["model"])

@@ -24,11 +24,11 @@ rule teacher_variants:
     input:
         train=f"{R}/data/train.parquet",
     output:
-        shard_file(f"{R}/bugs/teacher.parquet"),
+        shard_file(f"{R}/bugs/teacher.parquet", "teacher_variants"),
     log:
-        per_shard(f"{R}/logs/teacher_variants", ".log"),
+        per_shard(f"{R}/logs/teacher_variants", ".log", "teacher_variants"),
     benchmark:
-        per_shard(f"{R}/benchmarks/teacher_variants", ".tsv"),
+        per_shard(f"{R}/benchmarks/teacher_variants", ".tsv", "teacher_variants"),
     params:
         settings=PLAN.teacher().to_params(),
     threads: 2
@@ -40,11 +40,11 @@ rule teacher_variants:
         "../scripts/teacher_variants.py"
 
 
-if SHARDED:
+if sharded("teacher_variants"):
 
     rule gather_teacher_variants:
         input:
-            parts=shard_files(f"{R}/bugs/teacher.parquet"),
+            parts=shard_files(f"{R}/bugs/teacher.parquet", "teacher_variants"),
         output:
             f"{R}/bugs/teacher.parquet",
         log:

@@ -6,12 +6,12 @@ rule synthesize_tasks:
     input:
         instructions=CODEFLOW_SOURCE,
     output:
-        tasks=shard_file(f"{R}/codeflow/tasks.parquet"),
-        rejected=shard_file(f"{R}/codeflow/tasks.rejected.parquet"),
+        tasks=shard_file(f"{R}/codeflow/tasks.parquet", "synthesize_tasks"),
+        rejected=shard_file(f"{R}/codeflow/tasks.rejected.parquet", "synthesize_tasks"),
     log:
-        per_shard(f"{R}/logs/synthesize_tasks", ".log"),
+        per_shard(f"{R}/logs/synthesize_tasks", ".log", "synthesize_tasks"),
     benchmark:
-        per_shard(f"{R}/benchmarks/synthesize_tasks", ".tsv"),
+        per_shard(f"{R}/benchmarks/synthesize_tasks", ".tsv", "synthesize_tasks"),
     params:
         settings=PLAN.synthesis().to_params(),
     threads: 2
@@ -28,13 +28,13 @@ rule codeflow:
         train=CODEFLOW_TASKS,
         mutants=CODEFLOW_MUTANTS if config["codeflow"]["start"] == "mutant" else [],
     output:
-        trajectories=shard_file(f"{R}/codeflow/trajectories.parquet"),
-        pairs=shard_file(f"{R}/codeflow/pairs.parquet"),
-        rejected=shard_file(f"{R}/codeflow/pairs.rejected.parquet"),
+        trajectories=shard_file(f"{R}/codeflow/trajectories.parquet", "codeflow"),
+        pairs=shard_file(f"{R}/codeflow/pairs.parquet", "codeflow"),
+        rejected=shard_file(f"{R}/codeflow/pairs.rejected.parquet", "codeflow"),
     log:
-        per_shard(f"{R}/logs/codeflow", ".log"),
+        per_shard(f"{R}/logs/codeflow", ".log", "codeflow"),
     benchmark:
-        per_shard(f"{R}/benchmarks/codeflow", ".tsv"),
+        per_shard(f"{R}/benchmarks/codeflow", ".tsv", "codeflow"),
     params:
         settings=PLAN.codeflow().to_params(),
     threads: 2
@@ -46,12 +46,12 @@ rule codeflow:
         "../scripts/codeflow.py"
 
 
-if SHARDED:
+if sharded("synthesize_tasks"):
 
     rule gather_synthesize_tasks:
         input:
-            parts=shard_files(f"{R}/codeflow/tasks.parquet"),
-            rejected=shard_files(f"{R}/codeflow/tasks.rejected.parquet"),
+            parts=shard_files(f"{R}/codeflow/tasks.parquet", "synthesize_tasks"),
+            rejected=shard_files(f"{R}/codeflow/tasks.rejected.parquet", "synthesize_tasks"),
         output:
             tasks=f"{R}/codeflow/tasks.parquet",
             rejected=f"{R}/codeflow/tasks.rejected.parquet",
@@ -63,11 +63,14 @@ if SHARDED:
         script:
             "../scripts/gather.py"
 
+
+if sharded("codeflow"):
+
     rule gather_codeflow:
         input:
-            trajectories=shard_files(f"{R}/codeflow/trajectories.parquet"),
-            parts=shard_files(f"{R}/codeflow/pairs.parquet"),
-            rejected=shard_files(f"{R}/codeflow/pairs.rejected.parquet"),
+            trajectories=shard_files(f"{R}/codeflow/trajectories.parquet", "codeflow"),
+            parts=shard_files(f"{R}/codeflow/pairs.parquet", "codeflow"),
+            rejected=shard_files(f"{R}/codeflow/pairs.rejected.parquet", "codeflow"),
         output:
             trajectories=f"{R}/codeflow/trajectories.parquet",
             pairs=f"{R}/codeflow/pairs.parquet",

@@ -7,6 +7,7 @@ import re
 from faulttune import methods
 from faulttune.config import read_yaml, validate_config
 from faulttune.data.bench_table import PROMPT_SET
+from faulttune.plan import few_step_warning, format_plan, plan_training
 from faulttune.settings import Plan
 
 for _path in workflow.configfiles:
@@ -19,6 +20,12 @@ PLAN = Plan(config)
 for _mismatch in PLAN.budget_mismatches():
     logger.warning(f"faulttune: not an equal-budget comparison: {_mismatch}")
 R = f"results/{config['run']}"
+if workflow.is_main_process:
+    # Each experiment's examples and optimiser steps, before any job runs (faulttune plan).
+    _RUNS = plan_training(PLAN, R)
+    logger.info("faulttune: planned training (exact once the run's files exist)\n" + format_plan(_RUNS))
+    if few_step_warning(_RUNS):
+        logger.warning("\n" + "!" * 100 + "\n" + few_step_warning(_RUNS) + "\n" + "!" * 100)
 EXPERIMENTS = PLAN.experiments
 BENCHMARKS = PLAN.benchmarks
 TRAINED = PLAN.trained
@@ -30,32 +37,35 @@ CODEFLOW_SOURCE = (
 )
 SYNTHESIZE = config["codeflow"]["tasks"] == "synthesize"
 CODEFLOW_TASKS = f"{R}/codeflow/tasks.parquet" if SYNTHESIZE else CODEFLOW_SOURCE
-# Scatter and gather (faulttune.shards): with shards > 1, each heavy rule runs once per shard
-# "<k>-of-<n>" (Snakemake's scatter item names) and a local gather rule writes the file one job
-# would have written; with 1, the rule writes that file itself.
-SHARDED = PLAN.shards > 1
-SHARD_ITEMS = [f"{k}-of-{PLAN.shards}" for k in range(1, PLAN.shards + 1)]
+# Scatter and gather (faulttune.shards): a stage with shards > 1 runs once per shard "<k>-of-<n>"
+# (Snakemake's scatter item names) and a local gather rule writes the file one job would have
+# written; with 1, the rule writes that file itself.
 
 
-def shard_file(final):
-    """What one shard job writes for ``final`` (``final`` itself when unsharded):
+def sharded(stage):
+    return PLAN.shards_of(stage) > 1
+
+
+def shard_file(final, stage):
+    """What one shard job of ``stage`` writes for ``final`` (``final`` itself when unsharded):
     <folder>/.shards/<stem>/<shard>.<suffix>."""
-    if not SHARDED:
+    if not sharded(stage):
         return final
     folder, name = final.rsplit("/", 1)
     stem, _, suffix = name.partition(".")
     return f"{folder}/.shards/{stem}/{{shard}}.{suffix}"
 
 
-def shard_files(final):
+def shard_files(final, stage):
     """The gather rule's input: every shard's file for ``final`` (its other wildcards kept)."""
-    pattern = shard_file(final)
-    return lambda w: [pattern.format(shard=item, **w) for item in SHARD_ITEMS]
+    pattern = shard_file(final, stage)
+    n = PLAN.shards_of(stage)
+    return lambda w: [pattern.format(shard=f"{k}-of-{n}", **w) for k in range(1, n + 1)]
 
 
-def per_shard(path, suffix):
+def per_shard(path, suffix, stage):
     """A rule's log or benchmark file: ``<path><suffix>``, or ``<path>/<shard><suffix>`` sharded."""
-    return f"{path}/{{shard}}{suffix}" if SHARDED else f"{path}{suffix}"
+    return f"{path}/{{shard}}{suffix}" if sharded(stage) else f"{path}{suffix}"
 
 
 def model_gpus(backend):

@@ -6,11 +6,11 @@ rule generate:
         bench=f"{R}/data/bench/{{prompt_set}}.parquet",
         model=trained_model_input,
     output:
-        shard_file(f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl"),
+        shard_file(f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl", "generate"),
     log:
-        per_shard(f"{R}/logs/generate/{{experiment}}/{{prompt_set}}", ".log"),
+        per_shard(f"{R}/logs/generate/{{experiment}}/{{prompt_set}}", ".log", "generate"),
     benchmark:
-        per_shard(f"{R}/benchmarks/generate/{{experiment}}/{{prompt_set}}", ".tsv"),
+        per_shard(f"{R}/benchmarks/generate/{{experiment}}/{{prompt_set}}", ".tsv", "generate"),
     params:
         settings=lambda w: PLAN.generate(model_for(w.experiment)).to_params(),
     threads: 2
@@ -27,11 +27,11 @@ rule score:
         samples=samples_for,
         bench=lambda w: f"{R}/data/bench/{PROMPT_SET[w.benchmark]}.parquet",
     output:
-        shard_file(f"{R}/eval/{{experiment}}/{{benchmark}}.json"),
+        shard_file(f"{R}/eval/{{experiment}}/{{benchmark}}.json", "score"),
     log:
-        per_shard(f"{R}/logs/score/{{experiment}}/{{benchmark}}", ".log"),
+        per_shard(f"{R}/logs/score/{{experiment}}/{{benchmark}}", ".log", "score"),
     benchmark:
-        per_shard(f"{R}/benchmarks/score/{{experiment}}/{{benchmark}}", ".tsv"),
+        per_shard(f"{R}/benchmarks/score/{{experiment}}/{{benchmark}}", ".tsv", "score"),
     params:
         settings=lambda w: PLAN.score(w.benchmark).to_params(),
     threads: 2
@@ -41,11 +41,11 @@ rule score:
         "../scripts/score.py"
 
 
-if SHARDED:
+if sharded("generate"):
 
     rule gather_generate:
         input:
-            parts=shard_files(f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl"),
+            parts=shard_files(f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl", "generate"),
         output:
             f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl",
         log:
@@ -56,9 +56,12 @@ if SHARDED:
         script:
             "../scripts/gather.py"
 
+
+if sharded("score"):
+
     rule gather_score:
         input:
-            parts=shard_files(f"{R}/eval/{{experiment}}/{{benchmark}}.json"),
+            parts=shard_files(f"{R}/eval/{{experiment}}/{{benchmark}}.json", "score"),
             bench=lambda w: f"{R}/data/bench/{PROMPT_SET[w.benchmark]}.parquet",
         output:
             f"{R}/eval/{{experiment}}/{{benchmark}}.json",

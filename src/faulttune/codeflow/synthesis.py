@@ -116,7 +116,8 @@ def _synthesize_chunk(
          for i in runnable], limits=limits, workers=workers, desc="synthesis tests")))
     for i in runnable:
         problems[i] = _runtime_problem(verdicts[i])
-    measured = [i for i in runnable if problems[i] is None]
+    # a solution that timed out would only time out again under the tracer
+    measured = [i for i in runnable if problems[i] is None and verdicts[i].status != "timeout"]
     coverage_limits = sandbox.Limits(
         timeout_s=max(limits.timeout_s, COVERAGE_TIMEOUT_S), memory_mb=limits.memory_mb,
         packages=(*limits.packages, "coverage"))
@@ -130,7 +131,8 @@ def _synthesize_chunk(
         if problems[i] is not None:
             out.append(("rejected", {**base, "reason": problems[i], "raw": answers[i][0]}))
         else:
-            out.append(("task", _task_row(base, files[i], verdicts[i], coverage[i], answers[i][0])))
+            out.append(("task", _task_row(base, files[i], verdicts[i], coverage.get(i),
+                                          answers[i][0])))
     return out
 
 
@@ -148,12 +150,14 @@ def _runtime_problem(result: sandbox.SandboxResult) -> str | None:
 
 
 def _task_row(base: dict[str, Any], files: TaskFiles, verdict: sandbox.SandboxResult,
-              coverage: sandbox.SandboxResult, raw: str) -> dict[str, Any]:
-    report = read_coverage(coverage.stderr_tail) or {}
+              coverage: sandbox.SandboxResult | None, raw: str) -> dict[str, Any]:
+    report = read_coverage(coverage.stderr_tail) or {} if coverage else {}
     statements, missing = report.get("statements"), report.get("missing")
     measured = isinstance(statements, int) and isinstance(missing, int) and statements > 0
     if measured:
         detail = ""
+    elif coverage is None:
+        detail = "not measured: the solution timed out against its tests"
     elif coverage.status != "pass":
         detail = f"{coverage.status}: {coverage.detail}"
     else:
