@@ -1,13 +1,17 @@
 """Scatter and gather: one heavy stage split into ``shards`` jobs, gathered into the files one job
-writes (config key ``shards``; ``workflow/rules/*.smk`` use Snakemake's ``scattergather``).
+writes (config key ``shards``; ``workflow/rules/*.smk``).
 
 A shard is named as Snakemake's scatter items are, ``"<k>-of-<n>"`` (k from 1). Shard k of n holds
-a contiguous run of WHOLE chunks of the stage's input rows (the chunk being the stage's unit of
-work: the rows one backend call or one round sees), the chunks spread as evenly as the count
-allows. A stage computes each chunk from its own rows and its index in the whole table only, so
-shard k computes exactly the rows a single job computes for those chunks, and gathering the
-shards in order gives the single job's files byte for byte (the same rows through the same
-writer). Each shard job keeps its own resumable state (:mod:`faulttune.resume`).
+a contiguous run of the stage's input rows, as even as the count allows, in units of the stage's
+chunk: 1 row where every row's result depends on that row alone (greedy generation, task
+synthesis, CodeFlow, the judge, scoring), the seeded chunk where sampling is seeded per chunk
+(the teacher's variants: 16 tasks, seeded by their chunk's index in the whole table). Shard k then
+computes the rows a single job computes for them, and gathering the shards in order through the
+single job's writers gives its files byte for byte, given a backend that answers each prompt as
+it would alone: an OpenAI-compatible endpoint, the hf backend (tested); vLLM's batched kernels
+are not guaranteed to be batch-invariant, so its greedy outputs may differ in rare tokens, as
+they may between two single runs with other batch sizes. Each shard job keeps its own resumable
+state (:mod:`faulttune.resume`).
 """
 
 from __future__ import annotations

@@ -92,11 +92,11 @@ from faulttune.codeflow.filters import (
     same_ast_after_renaming,
 )
 from faulttune.codeflow.judge import judge_pairs, parse_verdict
-from faulttune.codeflow.loop import CHUNK, conversation_for, format_feedback, run_codeflow
+from faulttune.codeflow.loop import conversation_for, format_feedback, run_codeflow
 from faulttune.codeflow.pairs import build_pairs, pass_rate_by_iteration, pick_rejected
 
 __all__ = [
-    "CHUNK", "FEEDBACK_CHARS", "MAX_CHANGED_LINES", "PAIR_COLUMNS", "REJECTED_COLUMNS", "STARTS",
+    "FEEDBACK_CHARS", "MAX_CHANGED_LINES", "PAIR_COLUMNS", "REJECTED_COLUMNS", "STARTS",
     "TRAJECTORY_COLUMNS", "RejectedRule", "Row", "Start", "build_pairs", "code_tokens",
     "conversation_for", "count_rejected_diff_lines", "filter_reason", "format_feedback",
     "judge_pairs", "only_comments_or_whitespace_differ", "parse_verdict", "pass_rate_by_iteration",

@@ -4,15 +4,13 @@ kept 59k of 84k pairs this way.
 
 The answer's verdict is the last YES or NO of its last non-empty line (:func:`parse_verdict`). A
 pair judged NO, or whose answer is neither (or both), is dropped into the rejected rows with the
-answer in its reason, never lost. Pairs are asked in groups (``group_of``: by default
-:data:`CHUNK` pairs; the codeflow stage groups them by the chunk of tasks they come from, so a
-shard asks the same batches as a whole run); every answer is appended to ``state`` (JSONL
-``{"id", "answer"}``), so a resumed run asks only for the pairs it has no answer to.
+answer in its reason, never lost. Pairs are asked :data:`CHUNK` at a time, greedily; every answer
+is appended to ``state`` (JSONL ``{"id", "answer"}``), so a resumed run asks only for the pairs it
+has no answer to.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -52,16 +50,14 @@ def judge_params(seed: int = 0) -> GenerationParams:
 
 def judge_pairs(
     pairs: Sequence[Row], backend: Backend, *, seed: int = 0, state: str | Path | None = None,
-    should_stop: Callable[[], bool] | None = None, group_of: Callable[[Row], int] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[list[Row], list[Row]]:  # fmt: skip
     """``(kept, judged_out)``: the pairs the judge says differ in logic, in their order, and a
     rejected row (:data:`REJECTED_COLUMNS`) for each other one, with the judge's answer."""
     answers = _stored_answers(state)
     todo = [p for p in pairs if p["id"] not in answers]
     log.info("judge: %d pairs, %d already judged", len(pairs), len(pairs) - len(todo))
-    position = {p["id"]: i for i, p in enumerate(pairs)}
-    key = group_of or (lambda pair: position[pair["id"]] // CHUNK)
-    groups = [list(g) for _, g in itertools.groupby(todo, key=key)]
+    groups = [todo[first : first + CHUNK] for first in range(0, len(todo), CHUNK)]
     for done, chunk in enumerate(groups, start=1):
         conversations = [judge_messages(p["instruction"], p["chosen"], p["rejected"]) for p in chunk]
         replies = backend.chat(conversations, judge_params(seed))

@@ -1,12 +1,12 @@
 """The debugging loop: every task is tested, and a failing version goes back to the debugger with
 its execution output until the tests pass or ``max_iters`` fixes are spent (docs/methods.md §3.1
-step 3).
+step 3). Each round sends every task that needs the debugger in one ``backend.chat`` call (one
+batch for a vLLM engine) and tests every new version in one sandbox batch.
 
-Tasks are worked on in chunks of :data:`CHUNK` consecutive tasks of the table: each chunk runs its
-rounds (one ``backend.chat`` call and one sandbox batch per round) until all its tasks are done.
-A chunk's prompts therefore never depend on the tasks outside it, so a shard made of whole chunks
-(:mod:`faulttune.shards`) sends exactly the prompts, in the same batches, that a run over the
-whole table sends for those tasks.
+A task's versions depend only on the task (its prompts hold only its own last version; the
+sandbox judges each program alone), so a shard of the task table (:mod:`faulttune.shards`) gets
+the versions a run over the whole table gets for those tasks, given a backend that answers each
+prompt as it would alone (greedy decoding on an OpenAI-compatible endpoint or the hf backend).
 """
 
 from __future__ import annotations
@@ -34,9 +34,6 @@ from faulttune.io import DataError, append_jsonl
 
 log = logging.getLogger(__name__)
 
-# Tasks debugged together (one chat call and one sandbox batch per round): large enough to keep
-# a vLLM engine busy, and the unit of sharding (a shard holds whole chunks).
-CHUNK = 64
 _NO_START = {"mutant": "no mutant for this task", "solution": "no solution for this task"}
 
 
@@ -82,7 +79,6 @@ def run_codeflow(
     limits: sandbox.Limits | None = None,
     max_changed_lines: int = MAX_CHANGED_LINES,
     should_stop: Callable[[], bool] | None = None,
-    chunk_size: int = CHUNK,
 ) -> tuple[list[Row], list[Row], list[Row]]:
     """Debug every task until its tests pass or ``max_iters`` fixes are spent; build the pairs.
     When ``should_stop()`` turns true (SIGTERM at a time limit), the loop raises
@@ -103,10 +99,21 @@ def run_codeflow(
         if start == "model" or tid in starts:
             histories.setdefault(tid, [])
     params = params or GenerationParams()
-    for first in range(0, len(order), chunk_size):
-        chunk = [tid for tid in order[first : first + chunk_size] if tid in histories]
-        _debug_chunk(chunk, first // chunk_size, histories, by_id, starts, backend, params,
-                     workers, limits, max_iters, checkpoint, should_stop)
+    round_no = 0
+    while active := [tid for tid in order if tid in histories
+                     and _needs_version(histories[tid], max_iters)]:
+        new = _run_round(active, histories, by_id, starts, backend, params, workers, limits)
+        for row in new:
+            histories[row["task_id"]].append(row)
+            if checkpoint:
+                append_jsonl(row, checkpoint)
+        log.info("codeflow round %d: %d tasks, %d passed", round_no, len(new),
+                 sum(r["passed"] for r in new))
+        round_no += 1
+        if should_stop is not None and should_stop():
+            from faulttune.resume import Preempted
+
+            raise Preempted(f"codeflow stopped on request after round {round_no}")
     trajectories = [row for tid in order for row in histories.get(tid, [])]
     instructions = {tid: task["instruction"] for tid, task in by_id.items()}
     pairs, dropped = build_pairs(
@@ -117,30 +124,6 @@ def run_codeflow(
                 for tid in order if tid not in histories]
     position = {tid: i for i, tid in enumerate(order)}
     return trajectories, pairs, sorted(dropped, key=lambda row: position[row["task_id"]])
-
-
-def _debug_chunk(
-    chunk: list[str], index: int, histories: dict[str, list[Row]],
-    by_id: Mapping[str, Mapping[str, Any]], starts: Mapping[str, tuple[str, str]],
-    backend: Backend, params: GenerationParams, workers: int | None,
-    limits: sandbox.Limits | None, max_iters: int, checkpoint: str | Path | None,
-    should_stop: Callable[[], bool] | None,
-) -> None:  # fmt: skip
-    """The rounds of one chunk of tasks, until every task passed or spent its budget."""
-    round_no = 0
-    while active := [tid for tid in chunk if _needs_version(histories[tid], max_iters)]:
-        new = _run_round(active, histories, by_id, starts, backend, params, workers, limits)
-        for row in new:
-            histories[row["task_id"]].append(row)
-            if checkpoint:
-                append_jsonl(row, checkpoint)
-        log.info("codeflow chunk %d round %d: %d tasks, %d passed", index, round_no, len(new),
-                 sum(r["passed"] for r in new))
-        round_no += 1
-        if should_stop is not None and should_stop():
-            from faulttune.resume import Preempted
-
-            raise Preempted(f"codeflow stopped on request after chunk {index} round {round_no}")
 
 
 def _check_options(

@@ -12,9 +12,10 @@ iteration 0 (``codeflow.start: solution``), and a task whose final version never
 CodeFlow's "never passed" row. Each kept task records its solution's verdict and the tests' line
 coverage of the solution (coverage.py, in the jail: a measurement, not a verdict).
 
-Instructions are asked :data:`CHUNK` at a time; every finished chunk's rows are appended to
-``state`` (JSONL), so a resumed run asks the teacher only for the chunks it had not finished, and
-a shard made of whole chunks (:mod:`faulttune.shards`) asks exactly what a whole run asks.
+Instructions are asked :data:`CHUNK` at a time, greedily; every finished chunk's rows are appended
+to ``state`` (JSONL), so a resumed run asks the teacher only for the chunks it had not finished.
+A task depends only on its instruction, so a shard of the table (:mod:`faulttune.shards`) gets the
+rows a whole run gets for it.
 
 Task rows (the training-table columns ``task_id, source, instruction, solution, test,
 entry_point``, so CodeFlow reads them as any task table, plus): ``test`` the judge's test code
@@ -68,11 +69,9 @@ def synthesize_tasks(
     rows: Sequence[Mapping[str, Any]], backend: Backend, *, max_new_tokens: int, seed: int = 0,
     limits: sandbox.Limits | None = None, workers: int | None = None,
     state: str | Path | None = None, should_stop: Callable[[], bool] | None = None,
-    first_chunk: int = 0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
     """``(tasks, rejected)`` for instruction rows ``task_id, instruction`` (+ ``source``), in
-    their order (schemas in the module docstring). ``first_chunk``: the index of the first row's
-    chunk in the whole table (a shard's), which seeds each chunk's request."""
+    their order (schemas in the module docstring)."""
     for i, row in enumerate(rows):
         for key in ("task_id", "instruction"):
             if not isinstance(row.get(key), str) or not row[key].strip():
@@ -87,8 +86,8 @@ def synthesize_tasks(
     for index in range(n_chunks):
         chunk = rows[index * CHUNK : (index + 1) * CHUNK]
         if index not in done:
-            done[index] = _synthesize_chunk(chunk, backend, max_new_tokens,
-                                            seed * 1_000_003 + first_chunk + index, limits, workers)
+            done[index] = _synthesize_chunk(chunk, backend, max_new_tokens, seed, limits,
+                                            workers)
             if state is not None:
                 _append_chunk(state, done[index], index)
         tasks += [r for kind, r in done[index] if kind == "task"]

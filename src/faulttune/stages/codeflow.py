@@ -1,8 +1,8 @@
 """Rules of ``codeflow.smk``: task synthesis, iterative debugging (CodeFlow) and IterPref's pairs.
 
 The synthesis and the debugging take a shard (``"<k>-of-<n>"``, :mod:`faulttune.shards`) of their
-task table, made of whole chunks of the stage's own chunk size, and write that shard's files; the
-gather rules concatenate them into the files one job writes.
+task table and write that shard's files; the gather rules concatenate them into the files one job
+writes.
 """
 
 from __future__ import annotations
@@ -49,17 +49,17 @@ def _backend(settings: BackendSettings):
 def synthesize(settings: SynthesisSettings, instructions: str, out: str, threads: int = 1,
                shard: str | None = None) -> None:
     """Tasks with tests from the instructions of one shard of the table (resumable)."""
-    from faulttune.codeflow.synthesis import CHUNK, REJECTED_SCHEMA, TASK_SCHEMA, synthesize_tasks
+    from faulttune.codeflow.synthesis import REJECTED_SCHEMA, TASK_SCHEMA, synthesize_tasks
     from faulttune.resume import Resumable
     from faulttune.shards import Shard
 
     set_threads(threads)
-    rows, first_chunk = Shard.parse(shard).take(train_tasks(instructions), CHUNK)
+    rows, _ = Shard.parse(shard).take(train_tasks(instructions), 1)
     with Resumable(out, settings) as job:
         tasks, rejected = synthesize_tasks(
             rows, _backend(settings.backend) if rows else None, max_new_tokens=settings.max_new_tokens,
             seed=settings.seed, workers=threads, state=job.state / "chunks.jsonl",
-            should_stop=lambda: job.stop_requested, first_chunk=first_chunk)
+            should_stop=lambda: job.stop_requested)
         io.write_rejected(rejected, out, "synthesize_tasks", REJECTED_SCHEMA)
         io.write_parquet(tasks, out, TASK_SCHEMA)
     log.info("synthesis: %d tasks with tests, %d rejected of %d instructions", len(tasks),
@@ -72,13 +72,13 @@ def codeflow(settings: CodeflowSettings, train: str, mutants: str | None,
     when ``settings.judge`` is set. Every round's versions and every judge answer go to the job's
     state (:mod:`faulttune.resume`), so a killed job continues where it stopped. ``outputs``:
     the paths of ``trajectories``, ``pairs`` and ``rejected``."""
-    from faulttune.codeflow import CHUNK, run_codeflow
+    from faulttune.codeflow import run_codeflow
     from faulttune.generate import GenerationParams
     from faulttune.resume import Resumable
     from faulttune.shards import Shard
 
     set_threads(threads)
-    tasks, _ = Shard.parse(shard).take(train_tasks(train), CHUNK)
+    tasks, _ = Shard.parse(shard).take(train_tasks(train), 1)
     with Resumable(outputs["trajectories"], settings) as job:
         debugger = _backend(settings.backend) if tasks else None
         trajectories, pairs, rejected = run_codeflow(
@@ -105,13 +105,11 @@ def codeflow(settings: CodeflowSettings, train: str, mutants: str | None,
 def _judged(pairs: list[dict[str, Any]], rejected: list[dict[str, Any]], backend: Any,
             tasks: list[dict[str, Any]], seed: int, **resume: Any
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The judge's verdicts on the pairs, asked chunk of tasks by chunk of tasks (the batches a
-    whole run asks); judged-out rows join the rejected ones, everything in task order."""
-    from faulttune.codeflow import CHUNK, judge_pairs
+    """The judge's verdicts on the pairs; judged-out rows join the rejected ones, in task order."""
+    from faulttune.codeflow import judge_pairs
 
     position = {t["task_id"]: i for i, t in enumerate(tasks)}
-    kept, out = judge_pairs(pairs, backend, seed=seed,
-                            group_of=lambda pair: position[pair["task_id"]] // CHUNK, **resume)
+    kept, out = judge_pairs(pairs, backend, seed=seed, **resume)
     return kept, sorted(rejected + out, key=lambda row: position.get(row["task_id"], -1))
 
 

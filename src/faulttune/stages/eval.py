@@ -19,10 +19,9 @@ GENERATE_CHUNK = 16
 def generate(settings: GenerateSettings, bench: str, out: str, threads: int = 1,
              shard: str | None = None) -> None:
     """Greedy samples of the settings' model for every task of a benchmark table, or of one shard
-    of it (:mod:`faulttune.shards`: whole chunks of :data:`GENERATE_CHUNK` tasks, the batches a
-    whole run sends). Samples go to the job's state (:mod:`faulttune.resume`) chunk by chunk, so a
-    killed job generates only the tasks it had not finished; the samples file (and its raw file)
-    appear when all are done."""
+    of it (:mod:`faulttune.shards`). Samples go to the job's state (:mod:`faulttune.resume`) chunk
+    by chunk, so a killed job generates only the tasks it had not finished; the samples file (and
+    its raw file) appear when all are done."""
     from faulttune.generate import GenerationParams, make_backend
     from faulttune.generate.run import generate_samples, raw_path
     from faulttune.resume import Resumable, publish
@@ -31,7 +30,7 @@ def generate(settings: GenerateSettings, bench: str, out: str, threads: int = 1,
     set_threads(threads)
     backend = settings.backend
     tasks = io.read_parquet(bench, required=("task_id", "prompt", "entry_point"))
-    tasks, _ = Shard.parse(shard).take(tasks, GENERATE_CHUNK)
+    tasks, _ = Shard.parse(shard).take(tasks, 1)
     with Resumable(out, settings) as job:
         partial = job.state / "samples.jsonl"
         model = make_backend(backend.backend, backend.model, **backend.options) if tasks else None
