@@ -48,9 +48,11 @@ def code_answer(code: str) -> str:
 class FakeTeacher:
     """The scripted teacher's state: its tasks, the requests served, failures to inject."""
 
-    def __init__(self, scripts: list[TaskScript], delay_s: float = 0.0) -> None:
+    def __init__(self, scripts: list[TaskScript], delay_s: float = 0.0,
+                 fallback: str | None = None) -> None:
         self.scripts = scripts
         self.delay_s = delay_s
+        self.fallback = fallback  # the answer to a prompt of no scripted task
         self.requests: list[str] = []  # the last user message of every request served
         self.fail_when: Callable[[str], bool] | None = None
         self.lock = threading.Lock()
@@ -63,6 +65,8 @@ class FakeTeacher:
         return max(found, key=lambda s: len(s.key))
 
     def answer(self, prompt: str) -> str:
+        if self.fallback is not None and not any(s.key in prompt for s in self.scripts):
+            return self.fallback
         script = self.script_for(prompt)
         if "write unit tests for your solution" in prompt:
             return script.synthesis
@@ -142,3 +146,46 @@ def humaneval_unittest(row: dict[str, Any]) -> str:
             f"class TestTask(unittest.TestCase):\n    def test_check(self):\n"
             f"        check({row['entry_point']})\n\n\nif __name__ == '__main__':\n"
             f"    unittest.main()\n")
+
+
+def wrong_solution(row: dict[str, Any]) -> str:
+    """The task's signature and docstring, returning None."""
+    return row["instruction"].rstrip() + "\n    return None\n"
+
+
+def hanging_solution(row: dict[str, Any]) -> str:
+    return row["instruction"].rstrip() + "\n    while True:\n        pass\n"
+
+
+# What the teacher does with the HumanEval-style rows of a table, by position (cycled):
+BEHAVIOURS = ("fixed", "right at once", "no test file", "test imports nothing", "hangs",
+              "fixed, judge undecided")
+
+
+def humaneval_scripts(rows: list[dict[str, Any]]) -> list[TaskScript]:
+    """One script per row (by :data:`BEHAVIOURS`): a wrong solution the teacher then fixes (judge:
+    YES), a right one, an answer without a test file, a test file that imports nothing, a solution
+    that hangs (and the teacher's fix hangs too), and a fixed one whose judge says neither yes
+    nor no."""
+    scripts = []
+    for i, row in enumerate(rows):
+        key, tests = f"def {row['entry_point']}(", humaneval_unittest(row)
+        behaviour = BEHAVIOURS[i % len(BEHAVIOURS)]
+        script = TaskScript(key, unittest_answer(wrong_solution(row), tests), [row["solution"]],
+                            variant=code_answer(wrong_solution(row)))
+        if behaviour == "right at once":
+            script.synthesis = unittest_answer(row["solution"], tests)
+        elif behaviour == "no test file":
+            script.synthesis = (f"<file>solution.py</file>\n```python\n{row['solution']}```\n"
+                                "(the answer was cut here)")
+        elif behaviour == "test imports nothing":
+            script.synthesis = unittest_answer(
+                row["solution"], "import unittest\n\n\nclass T(unittest.TestCase):\n"
+                "    def test_true(self):\n        self.assertTrue(True)\n")
+        elif behaviour == "hangs":
+            script.synthesis = unittest_answer(hanging_solution(row), tests)
+            script.fixes = [hanging_solution(row)]
+        elif behaviour == "fixed, judge undecided":
+            script.verdict = "Hard to say without running them."
+        scripts.append(script)
+    return scripts
