@@ -106,9 +106,9 @@ def gather_results(parts: Sequence[str | Path], out: str | Path,
     template = next((part for part in loaded if part["results"]), loaded[0])
     merged = {key: totals.get(key, results if key == "results" else value)
               for key, value in template.items()}
+    from faulttune.evaluate.samples import write_atomically
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(merged, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(out)
+    write_atomically(merged, out)
     return merged

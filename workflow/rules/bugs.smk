@@ -52,6 +52,8 @@ if sharded("teacher_variants"):
         params:
             settings=PLAN.gather("teacher_variants").to_params(),
         localrule: True
+        conda:
+            "../../envs/cpu.yaml"
         script:
             "../scripts/gather.py"
 

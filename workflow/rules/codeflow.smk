@@ -60,6 +60,8 @@ if sharded("synthesize_tasks"):
         params:
             settings=PLAN.gather("synthesize_tasks").to_params(),
         localrule: True
+        conda:
+            "../../envs/cpu.yaml"
         script:
             "../scripts/gather.py"
 
@@ -80,6 +82,8 @@ if sharded("codeflow"):
         params:
             settings=PLAN.gather("codeflow").to_params(),
         localrule: True
+        conda:
+            "../../envs/cpu.yaml"
         script:
             "../scripts/gather.py"
 

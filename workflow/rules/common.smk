@@ -23,9 +23,10 @@ R = f"results/{config['run']}"
 if workflow.is_main_process:
     # Each experiment's examples and optimiser steps, before any job runs (faulttune plan).
     _RUNS = plan_training(PLAN, R)
-    logger.info("faulttune: planned training (exact once the run's files exist)\n" + format_plan(_RUNS))
+    logger.info(f"faulttune: planned training (exact once the run's files exist)\n{format_plan(_RUNS)}")
     if few_step_warning(_RUNS):
-        logger.warning("\n" + "!" * 100 + "\n" + few_step_warning(_RUNS) + "\n" + "!" * 100)
+        _BAR = "!" * 100
+        logger.warning(f"\n{_BAR}\n{few_step_warning(_RUNS)}\n{_BAR}")
 EXPERIMENTS = PLAN.experiments
 BENCHMARKS = PLAN.benchmarks
 TRAINED = PLAN.trained

@@ -53,6 +53,8 @@ if sharded("generate"):
         params:
             settings=PLAN.gather("generate").to_params(),
         localrule: True
+        conda:
+            "../../envs/cpu.yaml"
         script:
             "../scripts/gather.py"
 
@@ -70,5 +72,7 @@ if sharded("score"):
         params:
             settings=lambda w: PLAN.gather("score", w.benchmark).to_params(),
         localrule: True
+        conda:
+            "../../envs/cpu.yaml"
         script:
             "../scripts/gather.py"
