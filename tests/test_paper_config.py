@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
@@ -195,3 +196,19 @@ def test_decontaminated_training_tables_share_nothing_with_any_evaluated_benchma
         assert reasons["mbpp/609"].startswith("contamination: bigcodebench-full BigCodeBench/900 ")
         # MBPP's train split (ids 601-974) holds 108 of MBPP+'s tasks: dropped by their ids
         assert sum(r.startswith("same task as mbpp Mbpp/") for r in reasons.values()) == 108
+
+
+def test_faulttune_plan_exits_1_when_an_experiment_would_hardly_train(tmp_path, capsys):
+    from faulttune.cli import main
+
+    assert main(["plan", "--configfile", str(REPO / "config/paper.yaml"),
+                 "--results", str(tmp_path)]) == 0
+    assert "iterpref" in capsys.readouterr().out
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config["data"]["codeflow_train"] = {"source": "mbpp-train"}
+    config["codeflow"]["tasks"] = "table"
+    (tmp_path / "mbpp.yaml").write_text(yaml.safe_dump(config))
+    assert main(["plan", "--configfile", str(tmp_path / "mbpp.yaml"),
+                 "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FEWER THAN 20 STEPS" in out and "would train fewer than 20 optimiser steps" in out
