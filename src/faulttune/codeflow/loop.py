@@ -98,7 +98,28 @@ def run_codeflow(
     for tid in order:
         if start == "model" or tid in starts:
             histories.setdefault(tid, [])
-    params = params or GenerationParams()
+    _debug(order, histories, by_id, starts, backend, params or GenerationParams(), workers,
+           limits, max_iters, checkpoint, should_stop)
+    trajectories = [row for tid in order for row in histories.get(tid, [])]
+    instructions = {tid: task["instruction"] for tid, task in by_id.items()}
+    pairs, dropped = build_pairs(
+        trajectories, instructions, rejected=rejected, seed=seed, max_length=max_length,
+        count_tokens=count_tokens, max_changed_lines=max_changed_lines,
+    )  # fmt: skip
+    dropped += [rejected_row(tid, instructions[tid], _NO_START[start])
+                for tid in order if tid not in histories]
+    position = {tid: i for i, tid in enumerate(order)}
+    return trajectories, pairs, sorted(dropped, key=lambda row: position[row["task_id"]])
+
+
+def _debug(
+    order: list[str], histories: dict[str, list[Row]], by_id: Mapping[str, Mapping[str, Any]],
+    starts: Mapping[str, tuple[str, str]], backend: Backend, params: GenerationParams,
+    workers: int | None, limits: sandbox.Limits | None, max_iters: int,
+    checkpoint: str | Path | None, should_stop: Callable[[], bool] | None,
+) -> None:  # fmt: skip
+    """Rounds until every task with a history passed or spent its budget; each round's versions
+    go to the checkpoint before a stop request ends the loop."""
     round_no = 0
     while active := [tid for tid in order if tid in histories
                      and _needs_version(histories[tid], max_iters)]:
@@ -114,16 +135,6 @@ def run_codeflow(
             from faulttune.resume import Preempted
 
             raise Preempted(f"codeflow stopped on request after round {round_no}")
-    trajectories = [row for tid in order for row in histories.get(tid, [])]
-    instructions = {tid: task["instruction"] for tid, task in by_id.items()}
-    pairs, dropped = build_pairs(
-        trajectories, instructions, rejected=rejected, seed=seed, max_length=max_length,
-        count_tokens=count_tokens, max_changed_lines=max_changed_lines,
-    )  # fmt: skip
-    dropped += [rejected_row(tid, instructions[tid], _NO_START[start])
-                for tid in order if tid not in histories]
-    position = {tid: i for i, tid in enumerate(order)}
-    return trajectories, pairs, sorted(dropped, key=lambda row: position[row["task_id"]])
 
 
 def _check_options(
