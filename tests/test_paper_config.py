@@ -128,6 +128,9 @@ def test_the_plan_counts_the_runs_own_files_once_they_exist(tmp_path):
     assert iterpref.few_steps
     table = format_plan([iterpref])
     assert "iterpref" in table and "FEWER THAN 20 STEPS" in table and str(pairs) in table
+    pairs.write_bytes(b"")  # a placeholder or a file being written: the plan falls back
+    iterpref = next(r for r in plan_training(plan, tmp_path) if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.units.exact) == (None, False)
 
 
 def test_the_paper_settings_are_each_papers_own():

@@ -104,7 +104,7 @@ def _units(plan: Plan, run_dir: Path, source: str) -> Count:
     pairs_file = (run_dir / "codeflow" / f"pairs{source.removeprefix('codeflow')}.parquet"
                   if source.startswith("codeflow") else run_dir / "bugs" / f"pairs_{source}.parquet")
     if pairs_file.is_file():
-        return _exact(pairs_file)
+        return _table(pairs_file, Count(None, False, f"{pairs_file} cannot be read"))
     if source.startswith("codeflow"):
         return _codeflow_tasks(plan, run_dir).times(1, "at most one pair per CodeFlow task")
     tasks = _table(run_dir / "data" / "train.parquet", _source_size(plan, "train"))
@@ -126,13 +126,17 @@ def _codeflow_tasks(plan: Plan, run_dir: Path) -> Count:
 
 
 def _table(path: Path, fallback: Count) -> Count:
-    return _exact(path) if path.is_file() else fallback
-
-
-def _exact(path: Path) -> Count:
+    """The rows of the run's own file, else ``fallback`` (no file, or one that cannot be read:
+    a placeholder, a file being written; the plan is a preview and never fails the run)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return Count(pq.ParquetFile(path).metadata.num_rows, True, f"rows of {path}")
+    if not path.is_file():
+        return fallback
+    try:
+        return Count(pq.ParquetFile(path).metadata.num_rows, True, f"rows of {path}")
+    except (OSError, pa.ArrowException):
+        return fallback
 
 
 def _source_size(plan: Plan, section: str) -> Count:
