@@ -62,8 +62,11 @@ def synthesize(settings: SynthesisSettings, instructions: str, out: str, threads
             should_stop=lambda: job.stop_requested)
         io.write_rejected(rejected, out, "synthesize_tasks", REJECTED_SCHEMA)
         io.write_parquet(tasks, out, TASK_SCHEMA)
-    log.info("synthesis: %d tasks with tests, %d rejected of %d instructions", len(tasks),
-             len(rejected), len(rows))
+    measured = [t["coverage"] for t in tasks if t["coverage"] is not None]
+    log.info("synthesis: %d tasks with tests, %d rejected of %d instructions; line coverage of "
+             "the solutions by their tests %s", len(tasks), len(rejected), len(rows),
+             f"{sum(measured) / len(measured):.1%} on average over {len(measured)} tasks"
+             if measured else "not measured")
 
 
 def codeflow(settings: CodeflowSettings, train: str, mutants: str | None,
