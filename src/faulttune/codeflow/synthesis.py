@@ -7,7 +7,9 @@ commented solution module and ONE unittest file that imports it, in the paper's 
 A task is dropped, with its reason, when the answer has no test file (or no solution, or several),
 a file does not parse, the test file does not import the solution module or defines no test, a
 file needs a package the sandbox does not provide, or the test file does not run in the sandbox
-against the solution. A solution that fails its own tests, or hangs, is kept: it is CodeFlow's
+against the solution, or needs more than plain values across the sandbox boundary (the solution
+runs in its own jail and the tests call its functions by proxy: a class's instances never cross,
+so no fix could pass). A solution that fails its own tests, or hangs, is kept: it is CodeFlow's
 iteration 0 (``codeflow.start: solution``), and a task whose final version never passes ends as
 CodeFlow's "never passed" row. Each kept task records its solution's verdict and the tests' line
 coverage of the solution (coverage.py, in the jail: a measurement, not a verdict).
@@ -139,10 +141,10 @@ def _runtime_problem(result: sandbox.SandboxResult) -> str | None:
     """Why the test file cannot judge this task in the sandbox (None: it can)."""
     if TEST_FILE_BROKEN in result.detail:
         return result.detail.split(" (at <tests> line")[0].removeprefix("RuntimeError: ")
-    if result.status == "error" and (
-            "cannot cross the sandbox boundary" in result.detail and "the tests pass" in result.detail
+    if ("cannot cross the sandbox boundary" in result.detail
             or "a value the program defines" in result.detail):
-        return f"the tests need more than the program's functions in the sandbox: {result.detail}"
+        # objects (a class's instances, a numpy array) never cross: no fix can pass these tests
+        return f"the tests need more than plain values across the sandbox: {result.detail}"
     if result.detail.startswith(sandbox.SANDBOX_FAILURE):
         return result.detail
     return None
