@@ -52,6 +52,7 @@ SPLITS = ("complete", "instruct")
 HUB_DATASETS = {"full": "bigcode/bigcodebench", "hard": "bigcode/bigcodebench-hard"}
 HUB_VERSION = "v0.1.4"  # the split name of the hub datasets that bigcodebench 0.2.x evaluates
 OFFICIAL_SCORER = "bigcodebench.evaluate --execution local"
+NOT_EVALUATED = "not evaluated by bigcodebench (task not in the selected subset)"
 FALLBACK_SCORER = "faulttune sandbox + unittest (fallback; not comparable to the paper numbers)"
 # prepended by the official harness when calibrated=True (its default), reproduced by the fallback
 _CALIBRATION_STUB = "\n    pass\n"
@@ -285,7 +286,7 @@ def _in_sample_order(per_task: dict[str, list[dict[str, Any]]], samples: str | o
         queue = queues.get(row["task_id"])
         results.append(queue.pop(0) if queue else {
             "task_id": row["task_id"], "status": "error",
-            "detail": "not evaluated by bigcodebench (task not in the selected subset)"})
+            "detail": NOT_EVALUATED})
     return results
 
 

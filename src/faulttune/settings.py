@@ -30,6 +30,8 @@ DEMO_BENCHMARK = "humaneval-split-heldout"
 SOURCES_IN_DATA_DIR = ("mbpp", "mbpp-train")
 # A benchmark scored on another's tasks: the contamination check compares with those once.
 _CONTAMINATION_BASE = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
+# The heavy stages that config key `shards` splits into one job per shard (faulttune.shards).
+SHARDED_STAGES = ("teacher_variants", "synthesize_tasks", "codeflow", "generate", "score")
 # Benchmarks made of HumanEval's tasks, which the demo split trains on.
 HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 
@@ -142,8 +144,19 @@ class SelectSettings(Settings):
 
 
 @dataclass(frozen=True)
+class SynthesisSettings(Settings):
+    """synthesize_tasks: the teacher writes a solution and a unittest file per instruction."""
+
+    backend: BackendSettings
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class CodeflowSettings(Settings):
-    """codeflow: the student debugs until the tests pass; IterPref pairs."""
+    """codeflow: the debugger (``backend``: the student's or the teacher's) debugs until the tests
+    pass; IterPref pairs, measured in the student's ``tokenizer``, judged by ``judge`` (the
+    teacher's backend) when set."""
 
     backend: BackendSettings
     max_new_tokens: int
@@ -152,16 +165,19 @@ class CodeflowSettings(Settings):
     rejected: str
     max_length: int
     seed: int
+    tokenizer: str
+    judge: BackendSettings | None = None
 
 
 @dataclass(frozen=True)
 class CodeflowPairsSettings(Settings):
-    """codeflow_pairs: IterPref pairs with another rejected-version rule."""
+    """codeflow_pairs: IterPref pairs with another rejected-version rule (judged as codeflow's)."""
 
     rejected: str
     tokenizer: str
     max_length: int
     seed: int
+    judge: BackendSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +226,15 @@ class ScoreSettings(Settings):
     data_dir: str | None
     bigcodebench_scorer: str | None = None
     bigcodebench_source: str | None = None
+
+
+@dataclass(frozen=True)
+class GatherSettings(Settings):
+    """gather_<stage>: the shards of a sharded stage as the files one job writes; a score's gather
+    recomputes the summary as its scorer does (``score``)."""
+
+    stage: str
+    score: ScoreSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +301,7 @@ class Plan:
         self.trained = [n for n, e in self.experiments.items() if e.trained]
         self.benchmarks = self._benchmarks()
         self._check_demo_split()
+        self._check_codeflow()
 
     def _check_demo_split(self) -> None:
         """The demo split trains on half of HumanEval: a benchmark of all HumanEval tasks would
@@ -288,6 +314,15 @@ class Plan:
                 f"config: {DEMO_SPLIT} trains on HumanEval tasks: it cannot be scored on "
                 f"{', '.join(overlap)} (their tasks include its training tasks); evaluate "
                 f"{DEMO_BENCHMARK}, or train on another source")
+
+    def _check_codeflow(self) -> None:
+        """Mutants are twins of the training table's tasks, never of synthesized ones."""
+        cf = self.config["codeflow"]
+        if cf["tasks"] == "synthesize" and cf["start"] == "mutant":
+            raise ConfigError(
+                "config: codeflow.start mutant debugs twins of the training table's tasks; with "
+                "codeflow.tasks synthesize start from the teacher's solution (start: solution) or "
+                "the debugger's own attempt (start: model)")
 
     def _benchmarks(self) -> list[str]:
         names = list(self.config["data"]["benchmarks"])
@@ -369,15 +404,40 @@ class Plan:
 
     # -- codeflow --------------------------------------------------------------------------
 
+    def shards_of(self, stage: str) -> int:
+        """Jobs a heavy stage (:data:`SHARDED_STAGES`) is split into: ``shards`` when it is a
+        number, else its entry for the stage (or its ``default``, else 1)."""
+        if stage not in SHARDED_STAGES:
+            raise ValueError(f"stage {stage!r} is not sharded; sharded: {', '.join(SHARDED_STAGES)}")
+        shards = self.config["shards"]
+        if isinstance(shards, int):
+            return shards
+        return shards.get(stage, shards.get("default", 1))
+
+    def teacher_backend(self) -> BackendSettings:
+        return self.backend(self.config["teacher"], self.config["teacher"]["model"])
+
+    def synthesis(self) -> SynthesisSettings:
+        return SynthesisSettings(self.teacher_backend(), self.config["teacher"]["max_new_tokens"],
+                                 self.config["seed"])
+
     def codeflow(self) -> CodeflowSettings:
         cf = self.config["codeflow"]
-        return CodeflowSettings(self.student_backend(), self.config["generation"]["max_new_tokens"],
-                                cf["max_iters"], cf["start"], cf["rejected"], cf["max_length"],
-                                self.config["seed"])
+        if cf["debugger"] == "teacher":
+            debugger, max_new = self.teacher_backend(), self.config["teacher"]["max_new_tokens"]
+        else:
+            debugger, max_new = self.student_backend(), self.config["generation"]["max_new_tokens"]
+        return CodeflowSettings(debugger, max_new, cf["max_iters"], cf["start"], cf["rejected"],
+                                cf["max_length"], self.config["seed"],
+                                self.config["student"]["model"], self.codeflow_judge())
+
+    def codeflow_judge(self) -> BackendSettings | None:
+        return self.teacher_backend() if self.config["codeflow"]["judge"] else None
 
     def codeflow_pairs(self, rejected: str) -> CodeflowPairsSettings:
         return CodeflowPairsSettings(rejected, self.config["student"]["model"],
-                                     self.config["codeflow"]["max_length"], self.config["seed"])
+                                     self.config["codeflow"]["max_length"], self.config["seed"],
+                                     self.codeflow_judge())
 
     # -- training --------------------------------------------------------------------------
 
@@ -444,6 +504,9 @@ class Plan:
             bcb = self.config["data"]["bigcodebench"]
             return ScoreSettings(None, bcb["scorer"], bcb["source"])
         return ScoreSettings(self.data_dir)
+
+    def gather(self, stage: str, benchmark: str | None = None) -> GatherSettings:
+        return GatherSettings(stage, self.score(benchmark) if benchmark else None)
 
     def heldout_twins(self) -> HeldoutSettings:
         split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None

@@ -128,28 +128,31 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def score_samples(benchmark: str, samples: str | Path, out: str | Path, *, data_dir: Any = None,
-                  workers: int | None = None) -> dict[str, Any]:
-    """Score every row of ``samples`` (see the module docstring), write and return RESULTS."""
+                  workers: int | None = None, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Score every row of ``samples`` (see the module docstring), write and return RESULTS.
+    ``rows``: only the rows [start, stop) (a shard's; the file as a whole must be scorable)."""
     out = check_writable(out)
-    rows = read_samples(samples)
+    all_rows = read_samples(samples)
     tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
-    if not rows:
+    if not all_rows:
         raise DataError(f"{samples}: no sample rows (the file is empty)")
-    problems = [row_problem(r.row, set(tasks), benchmark) for r in rows]
-    if all(p and p != EMPTY_SOLUTION for p in problems):
-        raise DataError(f"{samples}: no scorable row in {len(rows)} ({_count(problems)})")
+    all_problems = [row_problem(r.row, set(tasks), benchmark) for r in all_rows]
+    if all(p and p != EMPTY_SOLUTION for p in all_problems):
+        raise DataError(f"{samples}: no scorable row in {len(all_rows)} ({_count(all_problems)})")
+    part = slice(*rows) if rows else slice(None)
+    rows_of, problems = all_rows[part], all_problems[part]
     expected = _expected_if_needed(benchmark, tasks, data_dir, workers)
     plans: list[Any] = [
         SandboxResult("error", f"{samples} line {r.lineno}: {problem}") if problem
         else _plan(benchmark, tasks[r.row["task_id"]], r, expected)
-        for r, problem in zip(rows, problems)]
+        for r, problem in zip(rows_of, problems)]
     runnable = [i for i, p in enumerate(plans) if not isinstance(p, SandboxResult)]
     outcomes = run_in_pool(_run_plan, [plans[i] for i in runnable], workers=workers,
                            desc=f"score {benchmark}")
     for i, outcome in zip(runnable, outcomes):
         plans[i] = outcome
     results = [{"task_id": r.task_id_text(), "status": p.status, "detail": p.detail}
-               for r, p in zip(rows, plans)]
+               for r, p in zip(rows_of, plans)]
     summary = {"benchmark": benchmark, "isolation": isolation().label(),
                **summarise(results, set(tasks)), "results": results}
     write_atomically(summary, out)
