@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -114,12 +116,74 @@ def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path,
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for out, reason in ((tmp_path, "--out is a folder"),
-                        (blocker / "results.json", "cannot write RESULTS there")):
+                        (blocker / "results.json", "--out: cannot write there")):
         with pytest.raises(DataError, match=reason):
             score_samples("humaneval", samples, out, data_dir=data_dir)
     args = Namespace(benchmark="humaneval", samples=str(samples), out=str(tmp_path),
                      data_dir=str(data_dir), workers=1)
     assert score_command(args) == 2
+
+
+def refuse_to_run(monkeypatch):
+    """Any program run fails the test: the refusals below come before the first one."""
+    from faulttune import evaluate
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a program ran")
+
+    monkeypatch.setattr(evaluate, "run_in_pool", no_run)
+
+
+def test_an_out_that_is_not_a_regular_file_is_refused_naming_why(tmp_path, data_dir, monkeypatch):
+    refuse_to_run(monkeypatch)
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "solution": "x"}])
+    kept = samples.read_bytes()
+    target = tmp_path / "earlier.json"
+    target.write_text("earlier")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    hard = tmp_path / "hard.jsonl"
+    os.link(samples, hard)
+    cases = [(link, "--out is a symbolic link (to "), (fifo, "--out is a FIFO (named pipe)"),
+             (Path("/dev/null"), "--out is a character device, not a file"),
+             (samples, f"--out is the input file {samples} itself"),
+             (hard, f"--out is the input file {samples} itself"),
+             (tmp_path, "--out is a folder")]
+    for out, reason in cases:
+        with pytest.raises(DataError, match=re.escape(f"{out}: {reason}")):
+            score_samples("humaneval", samples, out, data_dir=data_dir)
+        args = Namespace(benchmark="humaneval", samples=str(samples), out=str(out),
+                         data_dir=str(data_dir), workers=1)
+        assert score_command(args) == 2
+    assert link.is_symlink() and target.read_text() == "earlier" and fifo.is_fifo()
+    assert samples.read_bytes() == kept and Path("/dev/null").is_char_device()
+
+
+def test_results_replace_a_regular_file_whole(tmp_path, data_dir):
+    out = tmp_path / "results.json"
+    out.write_text("earlier results")
+    os.chmod(out, 0o600)
+    rows = [{"task_id": "HumanEval/0", "solution": "def has_close_elements(n, t):\n    return 1\n"}]
+    summary = score(tmp_path, data_dir, "humaneval", rows)
+    assert json.loads((tmp_path / "humaneval.json").read_text()) == summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["humaneval.json", "humaneval.jsonl",
+                                                          "results.json"]
+
+
+def test_generate_refuses_the_same_outputs_before_loading_a_model(tmp_path, monkeypatch):
+    from faulttune.generate import run
+
+    monkeypatch.setattr(run, "load_tasks", lambda *a, **k: pytest.fail("tasks were loaded"))
+    fifo = tmp_path / "samples.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="--out is a FIFO"):
+        run.run_generation("tiny-random", "humaneval", fifo, generation={})
+    out = tmp_path / "other.jsonl"
+    run.raw_path(out).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"other\.raw\.jsonl: --out \(its raw file\) is a symbolic"):
+        run.run_generation("tiny-random", "humaneval", out, generation={})
 
 
 def test_results_are_written_atomically(tmp_path, data_dir, monkeypatch):
@@ -156,6 +220,49 @@ def test_unreadable_samples_stop_with_the_file_and_line(content, message, tmp_pa
     with pytest.raises(DataError, match=message):
         score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_line_nested_too_deeply_is_named(tmp_path, data_dir):
+    samples = tmp_path / "s.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000
+    samples.write_text('{"task_id": "HumanEval/0", "solution": "x"}\n{"x": ' + deep + "}\n")
+    with pytest.raises(DataError, match=r"s\.jsonl line 2: JSON nested too deeply to read"):
+        score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
+
+
+def test_a_device_as_samples_stops_at_the_line_limit(tmp_path, data_dir):
+    with pytest.raises(DataError, match=r"/dev/zero line 1: longer than 16 MiB"):
+        score_samples("humaneval", "/dev/zero", tmp_path / "out.json", data_dir=data_dir)
+    assert not (tmp_path / "out.json").exists()
+
+
+def corrupt_copy(data_dir: Path, folder: Path, damage) -> Path:
+    """The data folder with HumanEval+'s archive damaged by ``damage(bytes) -> bytes``."""
+    import shutil
+
+    copy = folder / "data"
+    shutil.copytree(data_dir, copy)
+    archive = copy / "humanevalplus" / "HumanEvalPlus.jsonl.gz"
+    os.chmod(archive.parent, 0o755)
+    os.chmod(archive, 0o644)
+    archive.write_bytes(damage(archive.read_bytes()))
+    return copy
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[: len(data) // 2], r"line \d+: the archive is corrupt or truncated \(EOFError"),
+    (lambda data: data[:10] + bytes(200) + data[210:], r"line 1: the archive is corrupt or truncated"),
+    (lambda data: b"not gzip at all" + data, (r"line 1: the archive is corrupt or truncated "
+                                             r"\(BadGzipFile")),
+])
+def test_a_corrupt_benchmark_archive_is_named(damage, reason, tmp_path, data_dir):
+    broken = corrupt_copy(data_dir, tmp_path, damage)
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "solution": "x"}])
+    with pytest.raises(ValueError, match=r"HumanEvalPlus\.jsonl\.gz " + reason):
+        score_samples("humaneval_plus", samples, tmp_path / "out.json", data_dir=broken)
+    args = Namespace(benchmark="humaneval_plus", samples=str(samples),
+                     out=str(tmp_path / "o.json"), data_dir=str(broken), workers=1)
+    assert score_command(args) == 2
 
 
 def test_a_model_that_answers_nothing_scores_zero_instead_of_failing_the_run(tmp_path, data_dir):

@@ -130,7 +130,7 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def score_samples(benchmark: str, samples: str | Path, out: str | Path, *, data_dir: Any = None,
                   workers: int | None = None) -> dict[str, Any]:
     """Score every row of ``samples`` (see the module docstring), write and return RESULTS."""
-    out = check_writable(out)
+    out = check_writable(out, samples)
     rows = read_samples(samples)
     tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
     if not rows:
