@@ -206,7 +206,6 @@ class ScoreSettings(Settings):
     """score: the sandbox (or BigCodeBench's own scorer) on one samples file."""
 
     data_dir: str | None
-    bigcodebench_scorer: str | None = None
     bigcodebench_source: str | None = None
 
 
@@ -429,7 +428,7 @@ class Plan:
     def score(self, benchmark: str) -> ScoreSettings:
         if benchmark.startswith("bigcodebench-"):
             bcb = self.config["data"]["bigcodebench"]
-            return ScoreSettings(None, bcb["scorer"], bcb["source"])
+            return ScoreSettings(None, bcb["source"])
         return ScoreSettings(self.data_dir)
 
     def heldout_twins(self) -> HeldoutSettings:

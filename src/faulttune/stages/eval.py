@@ -50,14 +50,9 @@ def score(settings: ScoreSettings, bench: str, samples: str, out: str, workers: 
 
 def _score_bigcodebench(settings: ScoreSettings, bench: str, name: str, samples: str, out: str,
                         workers: int | None) -> dict[str, Any]:
-    """The official package's local execution (the papers' numbers), or our sandbox (offline)."""
+    """The official package's local execution (the papers' numbers; its own environment)."""
     from faulttune import bigcodebench as bcb
 
     task_ids = [r["task_id"] for r in io.read_parquet(bench)]
-    if settings.bigcodebench_scorer == "official":
-        return bcb.score_official(samples, name, out, local_tasks=settings.bigcodebench_source,
-                                  task_ids=task_ids, parallel=workers)
-    subset, _ = bcb.parse_benchmark_name(name)
-    keep = set(task_ids)
-    tasks = [t for t in bcb.load_tasks(settings.bigcodebench_source, subset) if t["task_id"] in keep]
-    return bcb.score_with_sandbox(tasks, samples, name, out, workers=workers)
+    return bcb.score_official(samples, name, out, local_tasks=settings.bigcodebench_source,
+                              task_ids=task_ids, parallel=workers)
