@@ -451,3 +451,100 @@ def test_humanevalfix_canonical_pass_and_buggy_do_not(tmp_path, data_dir):
     by_id = {r["task_id"]: r["status"] for r in buggy}
     assert by_id["Python/156"] == "timeout"  # labelled "infinite loop"
     assert by_id["Python/10"] in ("timeout", "error")  # labelled "stackoverflow"
+
+
+# --- issue 27: the scorer's own process --------------------------------------------------------
+
+
+def test_hash_flood_answers_fail_while_the_canonical_beside_them_pass(tmp_path, data_dir):
+    from jail_checks import hostile
+
+    task = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/0"]
+    canonical = {"task_id": "HumanEval/0", "solution": task.canonical_solution}
+    floods = [{"task_id": "HumanEval/0", "solution": hostile("hash_flood", COUNT=count, FORM=form)
+               + "\nhas_close_elements = solve\n"} for count in (70_000, 5_000) for form in (0, 1)]
+    rows = [row for flood in floods for row in (flood, canonical)]
+    results = score(tmp_path, data_dir, "humaneval_plus", rows)["results"]
+    assert [r["status"] for r in results[1::2]] == ["pass"] * 4, results
+    assert [r["status"] for r in results[::2]] == ["fail"] * 4, results
+    assert "share one hash value" in results[0]["detail"]  # checked by the checker (0.8 MB)
+    assert "share one hash value" in results[4]["detail"]  # checked here (60 KB)
+    assert "pickle's own opcodes" in results[2]["detail"]
+
+
+def scorer_peak_growth_mb(action) -> tuple[object, float]:
+    """``action()`` and by how much this process's resident memory grew meanwhile (sampled)."""
+    import threading
+
+    import psutil
+
+    me, peaks, stop = psutil.Process(), [], threading.Event()
+    base = me.memory_info().rss
+
+    def sample():
+        while not stop.is_set():
+            peaks.append(me.memory_info().rss)
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    try:
+        result = action()
+    finally:
+        stop.set()
+        watcher.join()
+    return result, (max(peaks, default=base) - base) / 2**20
+
+
+def test_a_large_answer_is_decoded_outside_the_scorer(tmp_path, data_dir):
+    from jail_checks import hostile
+
+    from faulttune.data.benchmarks import dataset_path
+    from faulttune.evaluate import diff_job, expected_outputs
+    from faulttune.sandbox import run_differential
+
+    # HumanEval/130's largest canonical output is 9 MB: its answer limit is 4 x that. A wrong
+    # answer of 20 MB (about 150 MB decoded) is checked by the checker, not in this process,
+    # which holds the bytes of a few answers at most (the program answers inputs ahead).
+    tasks = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}
+    expected = expected_outputs("humaneval_plus", list(tasks.values()),
+                                dataset_path("humaneval_plus", data_dir))
+    program = hostile("big_answer", MB=20) + "\ntri = solve\n"
+    job = diff_job("humaneval_plus", tasks["HumanEval/130"], program, expected["HumanEval/130"])
+    result, growth = scorer_peak_growth_mb(lambda: run_differential(job))
+    assert result.status == "fail" and result.detail.startswith("wrong output on base input #0")
+    assert growth < 4 * 20 + 20, growth  # never the decoded value (about 150 MB)
+    rows = [{"task_id": "HumanEval/0", "solution": program + "\nhas_close_elements = solve\n"}]
+    [result] = score(tmp_path, data_dir, "humaneval_plus", rows)["results"]
+    assert result["status"] == "fail" and result["detail"].startswith(
+        "answer too large: on base input #0: has_close_elements(")
+    assert result["detail"].endswith("the program answered more than 1024 KiB (the task's answer "
+                                     "limit)")
+
+
+def test_sigterm_ends_the_scorer_while_a_large_answer_is_checked(tmp_path, data_dir):
+    import signal
+    import subprocess
+    import sys
+
+    from jail_checks import jail_processes, leftovers, needs_jail
+
+    needs_jail()
+    from jail_checks import hostile
+
+    program = hostile("big_answer", MB=25) + "\ntri = solve\n"
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/130", "solution": program}])
+    out = tmp_path / "r.json"
+    scorer = subprocess.Popen([sys.executable, "-m", "faulttune.cli", "score", "humaneval_plus",
+                               str(samples), "--out", str(out), "--data-dir", str(data_dir)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            "checker" in p.cmdline() for p in jail_processes(scorer.pid)):
+        time.sleep(0.02)
+    assert scorer.poll() is None, "the scorer ended before its checker started"
+    scorer.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    scorer.wait(timeout=20)
+    assert time.monotonic() - start < 5
+    assert leftovers(scorer.pid) == {} and not out.exists()

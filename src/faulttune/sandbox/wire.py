@@ -129,6 +129,8 @@ class _Guarded(Pickler):
         kind = type(obj)
         if kind is _Box:
             return obj.builder, (obj.items,)
+        if kind is Counter or kind is OrderedDict:
+            return _BUILDERS[kind], (list(obj.items()),)
         # `is`, never `in` or `==`: the object may bring its own __eq__
         if kind is complex or obj is complex or any(obj is f for f in _BUILDERS.values()):
             return NotImplemented
@@ -183,10 +185,17 @@ def _boxed(value: Any, memo: dict[int, Any], depth: int = 0) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Encode ``value``; :class:`Uncarriable` when any part of it is not a plain builtin."""
+    data = _pickled(value)
+    # every set or mapping the C pickler writes starts with one of these opcodes: when none of
+    # the bytes is there (most large values), nothing needs to be looked at
+    if (b"}" in data or b"\x8f" in data or b"\x91" in data) and _holds_hashed(value):
+        data = _pickled(_boxed(value, {}))
+    return data
+
+
+def _pickled(value: Any) -> bytes:
     buffer = _BytesIO()
     try:
-        if _holds_hashed(value):
-            value = _boxed(value, {})
         _Guarded(buffer, protocol=5).dump(value)
     except RecursionError:
         raise Uncarriable("a value nested too deeply") from None
@@ -449,14 +458,27 @@ class _Builder:
         if self.budget < 0:
             raise WireError("the value's set elements or mapping keys cost more to hash than "
                             "its size allows")
-        try:
-            hashes = list(map(hash, keys))
-        except TypeError as e:
-            raise WireError(f"a set element or mapping key is unhashable ({e})") from None
-        most = Counter(hashes).most_common(1)
-        if most and most[0][1] > MAX_SAME_HASH:
-            raise WireError(f"{most[0][1]} set elements or mapping keys share one hash value "
-                            "(a value built to make decoding slow)")
+        _refuse_flooding(keys)
+
+
+def _refuse_flooding(keys: list[Any]) -> None:
+    """:class:`WireError` when ``keys`` are unhashable, or more than :data:`MAX_SAME_HASH` of
+    them share one hash value (a set of them would take quadratic time to build)."""
+    try:
+        hashes = list(map(hash, keys))
+    except TypeError as e:
+        raise WireError(f"a set element or mapping key is unhashable ({e})") from None
+    most = Counter(hashes).most_common(1)
+    if most and most[0][1] > MAX_SAME_HASH:
+        raise WireError(f"{most[0][1]} set elements or mapping keys share one hash value "
+                        "(a value built to make decoding slow)")
+
+
+def checked_set(items: Any) -> set[Any]:
+    """``set(items)`` of a decoded value's elements (a list, say), refusing hash flooding."""
+    keys = list(items)
+    _refuse_flooding(keys)
+    return set(keys)
 
 
 def _hash_cost(keys: list[Any]) -> int:
