@@ -30,7 +30,8 @@ with what judges it):
   the canonical's time) and each stage (base, plus) at most min(60 s, sum of its limits) + 1 s of
   the program's time; the program runs under EvalPlus's reliability guard (no ``open``,
   ``os.remove``, ...) with a 4 GiB address-space limit. A sample passes ``*_plus`` only if it passes
-  base and plus.
+  base and plus. An answer may take max(1 MiB, 4 x the task's largest canonical output) on the wire
+  (:func:`answer_limit_kb`); a larger one fails ("answer too large").
 
 Known deviation: EvalPlus 0.3.1 fails every HumanEval/32 (``find_zero``) sample, the canonical
 solution included (its special oracle ``continue``s past the per-input bookkeeping, so the run

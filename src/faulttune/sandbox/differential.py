@@ -1,7 +1,9 @@
 """Differential testing (HumanEval+, MBPP, MBPP+): the program answers, the scorer compares.
 
 The program's server gets one input at a time and answers with a plain value; the scorer compares
-it with the expected output (``comparison``), which never enters the jail. Each call has its own
+it with the expected output (``comparison``), which never enters the jail: a small answer (up to
+64 KiB) here, a larger one in the run's checker process (``checker``), which the scorer times
+and kills like a jail, so a large answer never holds up this process. Each call has its own
 time limit, measured by the scorer from the moment the input is written to the moment the answer
 has arrived; a program that overruns it is killed. Each stage (base inputs, then plus inputs)
 loads the program again, as EvalPlus runs each stage in a fresh process, and has a budget: the sum
