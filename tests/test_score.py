@@ -548,3 +548,23 @@ def test_sigterm_ends_the_scorer_while_a_large_answer_is_checked(tmp_path, data_
     scorer.wait(timeout=20)
     assert time.monotonic() - start < 5
     assert leftovers(scorer.pid) == {} and not out.exists()
+
+
+def test_a_run_whose_sandbox_breaks_is_its_rows_error_and_the_others_are_scored():
+    import pickle
+
+    from faulttune.sandbox import DiffJob, Limits, OutputCheck, Stage, run_differential, run_in_pool
+
+    def cases(broken: bool):
+        yield (1,), 2
+        if broken:  # an expected-outputs file cut short or damaged
+            raise pickle.UnpicklingError("pickle data was truncated")
+        yield (2,), 3
+
+    jobs = [DiffJob("def f(x):\n    return x + 1\n", "f", (Stage("base", (1.0, 1.0), 5.0),),
+                    OutputCheck("humaneval", "f", 0.0), lambda broken=broken: cases(broken),
+                    Limits(timeout_s=8.0)) for broken in (True, False)]
+    first, second = run_in_pool(run_differential, jobs, workers=2, progress=False)
+    assert (first.status, first.detail) == (
+        "error", "sandbox failure: UnpicklingError: pickle data was truncated")
+    assert second.passed

@@ -48,6 +48,8 @@ class Box:
     (type("C", (Counter,), {})(), "a C (a subclass of dict)"),
     ((x for x in ()), "a generator"),
     (len, "a builtin_function_or_method"),
+    (bytearray(b"x"), "a bytearray"),
+    ([{1: 2}, bytearray(b"x")], "a bytearray"),
     (os, "a module"),
 ])
 def test_anything_else_is_refused_by_name(value, what):

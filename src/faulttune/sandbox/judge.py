@@ -56,7 +56,7 @@ class Proxy:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            request = wire.dumps((self.__name__, list(args), kwargs))
+            request = wire.dumps_trusted((self.__name__, list(args), kwargs))
         except wire.Uncarriable as e:
             raise ProxyLimit(f"the tests pass {e.what} to `{self.__name__}`, which cannot cross "
                              "the sandbox boundary (plain builtin values only)") from None

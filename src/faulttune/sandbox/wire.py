@@ -137,25 +137,6 @@ class _Guarded(Pickler):
         raise Uncarriable(describe_type(obj))
 
 
-def _holds_hashed(value: Any) -> bool:
-    """Whether ``value`` holds a set or mapping (or may: a cycle), looked at level by level with
-    C loops; nothing but exact lists and tuples is entered, a shared one once per level."""
-    if type(value) in _HASHED:
-        return True
-    level = [value] if type(value) in _SEQUENCES else []
-    for _ in range(MAX_DEPTH + 1):
-        if not level:
-            return False
-        kinds = set(map(type, chain.from_iterable(level)))
-        if not _HASHED.isdisjoint(kinds):
-            return True
-        inner = kinds & _SEQUENCES
-        level = [n for n in chain.from_iterable(level) if type(n) in inner] if inner else []
-        if len(level) > 100_000:  # shared containers would multiply level by level
-            level = list({id(n): n for n in level}.values())
-    return True
-
-
 def _boxed(value: Any, memo: dict[int, Any], depth: int = 0) -> Any:
     """``value`` with every exact set and mapping replaced by a :class:`_Box` (sharing kept)."""
     kind = type(value)
@@ -186,11 +167,24 @@ def _boxed(value: Any, memo: dict[int, Any], depth: int = 0) -> Any:
 def dumps(value: Any) -> bytes:
     """Encode ``value``; :class:`Uncarriable` when any part of it is not a plain builtin."""
     data = _pickled(value)
-    # every set or mapping the C pickler writes starts with one of these opcodes: when none of
-    # the bytes is there (most large values), nothing needs to be looked at
-    if (b"}" in data or b"\x8f" in data or b"\x91" in data) and _holds_hashed(value):
-        data = _pickled(_boxed(value, {}))
+    # every set or mapping the C pickler writes starts with one of these opcodes (and a bytearray,
+    # which it also writes natively, with the last): when none of the bytes is there (most large
+    # values), nothing needs to be looked at; else the opcode scan says whether one is an opcode,
+    # and then the value goes again with its sets and mappings as item lists
+    if b"}" in data or b"\x8f" in data or b"\x91" in data or b"\x96" in data:
+        try:
+            hashing = _scan(data)
+        except WireError:
+            raise Uncarriable("a bytearray") from None
+        if hashing:
+            data = _pickled(_boxed(value, {}))
     return data
+
+
+def dumps_trusted(value: Any) -> bytes:
+    """Encode what the scorer sends a jail or its checker (decoded there by
+    :func:`loads_trusted`): sets and mappings go as pickle writes them, unchecked."""
+    return _pickled(value)
 
 
 def _pickled(value: Any) -> bytes:
