@@ -143,6 +143,7 @@ class _StageRun:
     def __init__(self, session: Session, job: DiffJob, stage: Stage):
         self.session, self.job, self.stage = session, job, stage
         self.spent = 0.0  # the program's time in this stage: loading and calls
+        self.expected_in_flight = 0  # bytes of the pickled expected outputs of ``waiting``
         self.free_since = 0.0  # when the program answered its previous request
         self.atol = job.check.atol
         projection = job.check.projection
@@ -156,7 +157,9 @@ class _StageRun:
             self._top_up(waiting, upcoming, cases)
             if not waiting:
                 return
-            self._answer(waiting.popleft())
+            entry = waiting.popleft()
+            self.expected_in_flight -= _size(entry.expected)
+            self._answer(entry)
 
     def _load(self) -> None:
         stage, start = self.stage, time.monotonic()
@@ -176,7 +179,7 @@ class _StageRun:
     def _top_up(self, waiting: deque[_InFlight], upcoming: Iterator[tuple[int, float]],
                 cases: Iterator[tuple[Any, Any]]) -> None:
         while len(waiting) < WINDOW and not self.session.sending("program") and (
-                not waiting or sum(_size(w.expected) for w in waiting) < WINDOW_BYTES):
+                not waiting or self.expected_in_flight < WINDOW_BYTES):
             step = next(upcoming, None)
             if step is None:
                 return
@@ -185,6 +188,7 @@ class _StageRun:
             request = self._request(inp, index)
             sent = self._post(request, inp, index)
             waiting.append(_InFlight(index, inp, expected, limit, sent))
+            self.expected_in_flight += _size(expected)
             if len(request) > SMALL_REQUEST:
                 return
 

@@ -242,6 +242,7 @@ _OPCODES = {"N": 0, "\x88": 0, "\x89": 0, "]": 0, "a": 0, "e": 0, "(": 0, ")": 0
             "K": 1, "h": 1, "q": 1, "\x80": 1, "M": 2, "J": 4, "j": 4, "r": 4, "G": 8, "\x95": 8}
 _SIZE_WIDTH = {0x8C: 1, 0x43: 1, 0x8A: 1, 0x58: 4, 0x42: 4, 0x8B: 4, 0x8D: 8, 0x8E: 8}
 _SET_OR_DICT = b"}dsu\x8f\x90\x91"
+_SET_OR_DICT_BYTES = frozenset(_SET_OR_DICT)
 _STOP = 0x2E
 _ARGUMENT = [-2] * 256
 for _op, _width in _OPCODES.items():
@@ -270,13 +271,14 @@ def _scan(data: bytes) -> bool:
     opcodes (which :func:`dumps` never writes). Linear in ``len(data)``."""
     if len(data) >= _LARGE_SCAN:
         return _scan_large(data)
-    argument, end, hashing, i = _ARGUMENT, len(data) - 1, False, 0
+    argument, sizes, end, hashing, i = _ARGUMENT, _SIZE_WIDTH, len(data) - 1, False, 0
     while i < end:
         width = argument[data[i]]
         if width >= 0:
             i += 1 + width
         elif width == -1:
-            i = _skip_sized(data, i)
+            width = sizes[data[i]]
+            i += 1 + width + int.from_bytes(data[i + 1: i + 1 + width], "little")
         elif width == -3:
             hashing, i = True, i + 1
         else:
@@ -355,7 +357,9 @@ def loads_trusted(data: bytes) -> Any:
 
 
 def _checked_value(data: bytes) -> Any:
-    if _scan(data):
+    # only pickle's set and dict opcodes cost more than linear time (everything else is refused
+    # by the unpickler or the walk): without any of their bytes, there is nothing to scan for
+    if not _SET_OR_DICT_BYTES.isdisjoint(data) and _scan(data):
         raise WireError("the value builds sets or dicts with pickle's own opcodes, which this "
                         "format never uses")
     try:
@@ -372,6 +376,9 @@ def _checked_value(data: bytes) -> Any:
     return value
 
 
+_WALKED = _SCALAR_SET | _SEQUENCES | {_Pending}
+
+
 def _children(level: list[Any]) -> Iterator[Any]:
     """Every element of the containers in ``level`` (the items of placeholders)."""
     for node in level:
@@ -385,7 +392,7 @@ def _walk(value: Any, max_nodes: int) -> bool:
     Walks level by level so that the common shapes (a list of tuples of str, a list of ints)
     are checked by C loops (``map(type, ...)``, ``chain``) rather than one Python step per node.
     """
-    allowed = _SCALAR_SET | _SEQUENCES | {_Pending}
+    allowed = _WALKED
     if type(value) not in allowed:
         raise WireError(f"the value is {describe_type(value)}")
     level, count, pending = [value], 1, type(value) is _Pending
