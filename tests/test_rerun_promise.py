@@ -69,7 +69,6 @@ READERS: dict[str, tuple[str, ...]] = {
     "data.codeflow_train": ("codeflow",),
     "data.decontaminate": ("prepare_train",),
     "data.bigcodebench.source": (),  # no BigCodeBench benchmark in the demo
-    "data.bigcodebench.scorer": (),
     "generation.backend": GENERATION,
     "generation.max_new_tokens": GENERATION,
     "generation.batch_size": GENERATION,

@@ -224,7 +224,6 @@ class ScoreSettings(Settings):
     """score: the sandbox (or BigCodeBench's own scorer) on one samples file."""
 
     data_dir: str | None
-    bigcodebench_scorer: str | None = None
     bigcodebench_source: str | None = None
 
 
@@ -502,7 +501,7 @@ class Plan:
     def score(self, benchmark: str) -> ScoreSettings:
         if benchmark.startswith("bigcodebench-"):
             bcb = self.config["data"]["bigcodebench"]
-            return ScoreSettings(None, bcb["scorer"], bcb["source"])
+            return ScoreSettings(None, bcb["source"])
         return ScoreSettings(self.data_dir)
 
     def gather(self, stage: str, benchmark: str | None = None) -> GatherSettings:

@@ -130,7 +130,7 @@ def samples_for(wildcards):
 
 def score_env(wildcards):
     """BigCodeBench's official scorer runs in its own environment."""
-    if wildcards.benchmark.startswith("bigcodebench-") and config["data"]["bigcodebench"]["scorer"] == "official":
+    if wildcards.benchmark.startswith("bigcodebench-"):
         return "../../envs/bigcodebench.yaml"
     return "../../envs/cpu.yaml"
 

@@ -90,19 +90,17 @@ def results_summary(settings: ScoreSettings, bench: str, results: list[dict[str,
         from faulttune.data.benchmarks import load_benchmark
 
         known = {t.task_id for t in load_benchmark(scored_as, settings.data_dir)}
-    elif settings.bigcodebench_scorer == "official":
+    else:
         from faulttune.bigcodebench import NOT_EVALUATED
 
         known = {r["task_id"] for r in results if r["detail"] != NOT_EVALUATED}
-    else:
-        known = {r["task_id"] for r in io.read_parquet(bench)}
     return summarise(results, known)
 
 
 def _score_bigcodebench(settings: ScoreSettings, bench: str, name: str, samples: str, out: str,
                         workers: int | None, part: Any) -> dict[str, Any]:
-    """The official package's local execution (the papers' numbers), or our sandbox (offline);
-    a shard scores a copy of its rows beside its output."""
+    """The official package's local execution (the papers' numbers; its own environment); a
+    shard scores a copy of its rows beside its output."""
     from faulttune import bigcodebench as bcb
 
     if part.count > 1:
@@ -111,10 +109,5 @@ def _score_bigcodebench(settings: ScoreSettings, bench: str, name: str, samples:
         samples = f"{out}.samples.jsonl"
         io.write_jsonl(rows, samples)
     task_ids = [r["task_id"] for r in io.read_parquet(bench)]
-    if settings.bigcodebench_scorer == "official":
-        return bcb.score_official(samples, name, out, local_tasks=settings.bigcodebench_source,
-                                  task_ids=task_ids, parallel=workers)
-    subset, _ = bcb.parse_benchmark_name(name)
-    keep = set(task_ids)
-    tasks = [t for t in bcb.load_tasks(settings.bigcodebench_source, subset) if t["task_id"] in keep]
-    return bcb.score_with_sandbox(tasks, samples, name, out, workers=workers)
+    return bcb.score_official(samples, name, out, local_tasks=settings.bigcodebench_source,
+                              task_ids=task_ids, parallel=workers)
