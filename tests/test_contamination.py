@@ -247,8 +247,10 @@ def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatc
                        "bigcodebench-full-complete"],
         "bigcodebench": {"source": str(bcb_file) if where == "local file" else None}})
     settings = Plan(validate_config(config), environ={}).train_table()
-    # one BigCodeBench source: both splits are the same tasks, the hard ones are tasks of the full set
-    assert [s.name for s in settings.decontaminate] == ["bigcodebench-full", "humaneval-split-heldout"]
+    # one BigCodeBench source: both splits are the same tasks, the hard ones are tasks of the full
+    # set; HumanEval because the probe (on in config.yaml) draws its twins from it
+    assert [s.name for s in settings.decontaminate] == ["bigcodebench-full", "humaneval",
+                                                        "humaneval-split-heldout"]
     out = tmp_path / "train.parquet"
     prepare_train(settings, str(out))
     assert asked == ([] if where == "local file" else [(HUB_DATASETS["full"], HUB_VERSION)])
