@@ -247,8 +247,10 @@ def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatc
                        "bigcodebench-full-complete"],
         "bigcodebench": {"source": str(bcb_file) if where == "local file" else None}})
     settings = Plan(validate_config(config), environ={}).train_table()
-    # one BigCodeBench source: both splits are the same tasks, the hard ones are tasks of the full set
-    assert [s.name for s in settings.decontaminate] == ["bigcodebench-full", "humaneval-split-heldout"]
+    # one BigCodeBench source: both splits are the same tasks, the hard ones are tasks of the full
+    # set; HumanEval because the probe (on in config.yaml) draws its twins from it
+    assert [s.name for s in settings.decontaminate] == ["bigcodebench-full", "humaneval",
+                                                        "humaneval-split-heldout"]
     out = tmp_path / "train.parquet"
     prepare_train(settings, str(out))
     assert asked == ([] if where == "local file" else [(HUB_DATASETS["full"], HUB_VERSION)])
@@ -257,3 +259,22 @@ def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatc
     assert len(reasons) == 2
     assert all(r.startswith("contamination: bigcodebench-full BigCodeBench/7 ") for r in reasons)
     assert "instruct_prompt in field 'instruction'" in reasons[1]
+
+
+@pytest.mark.parametrize(("source", "probe", "checked"), [
+    ("mbpp", True, ["humaneval"]),  # the probe's HumanEval twins are evaluated data
+    ("mbpp", False, []),
+    ("humaneval-split", True, ["humaneval-split-heldout"]),  # held out by the split itself
+])
+def test_training_is_decontaminated_against_the_probe_s_tasks(source, probe, checked):
+    from faulttune.config import validate_config
+    from faulttune.settings import Plan
+
+    benchmarks = ["humaneval-split-heldout"] if source == "humaneval-split" else []
+    config = validate_config({
+        "run": "t", "student": {"model": "tiny-random"},
+        "data": {"train": {"source": source}, "benchmarks": benchmarks},
+        "sensitivity": {"enabled": probe}, "experiments": {"sft": {"method": "sft"}}})
+    plan = Plan(config, environ={})
+    assert [b.name for b in plan.contamination_sources()] == checked
+    assert [b.name for b in plan.train_table().decontaminate] == checked

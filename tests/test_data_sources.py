@@ -101,8 +101,9 @@ def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_pa
     config["data"].update({"train": {"source": str(path), "columns": {"instruction": "q", "solution": "a"},
                                      "limit": 32}, "decontaminate": True})
     settings = Plan(validate_config(config), environ={}).train_table()
-    # the held-out half of the demo split (seed 0, 32 training tasks) is guarded
-    assert [s.name for s in settings.decontaminate] == ["humaneval-split-heldout"]
+    # the held-out half of the demo split (seed 0, 32 training tasks) is guarded, and all of
+    # HumanEval too: the probe (on in config.yaml) draws its twins from HumanEval tasks
+    assert [s.name for s in settings.decontaminate] == ["humaneval", "humaneval-split-heldout"]
     out = tmp_path / "train.parquet"
     prepare_train(settings, str(out))
     assert [r["task_id"] for r in read_parquet(out)] == ["train/1"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
@@ -69,6 +70,69 @@ def test_each_method_meets_its_baseline_at_the_same_data_and_budget(paper):
             assert exp.seed == base.seed, name
 
 
+def test_the_teachers_stages_are_planned_as_shard_jobs_and_gathered(paper):
+    """paper.yaml splits the teacher's variants, the task synthesis and CodeFlow into one job per
+    shard, each gathered by one local job into the files one job would write."""
+    plan, planned = paper
+    for stage in ("teacher_variants", "synthesize_tasks", "codeflow"):
+        shards = plan.shards_of(stage)
+        if not planned.get(stage):
+            continue  # paper-cct.yaml runs neither
+        assert planned[stage] == shards, stage
+        assert planned.get(f"gather_{stage}", 0) == (shards > 1), stage
+    if plan.config["run"] == "paper":
+        assert planned["synthesize_tasks"] == 32 and planned["codeflow"] == 32
+
+
+def test_iterprefs_experiments_plan_enough_optimiser_steps(tmp_path):
+    """Before any GPU is used: every experiment of the DPO family trains on the synthesized
+    CodeFlow pairs of 110k Evol-Instruct instructions, at most one pair per task, and even at
+    IterPref's reported yields well over the trainer's threshold. MBPP's train split (the old
+    setting, 374 tasks) gave at most 6 steps: flagged."""
+    import math
+
+    from faulttune.plan import PAIR_YIELD, few_step_warning, plan_training
+    from faulttune.training import MIN_STEPS
+
+    plan = Plan(load_config(REPO / "config/paper.yaml"), environ={})
+    runs = {r.experiment: r for r in plan_training(plan, tmp_path)}
+    family = [r for r in runs.values() if r.source.startswith("codeflow")]
+    assert {r.experiment for r in family} >= {"dpo", "rpo", "iterpref", "iterpref-rpo", "focused-dpo"}
+    expected = round(110_000 * PAIR_YIELD)
+    for run in family:
+        assert (run.units.value, run.units.exact, run.expected_units) == (110_000, False, expected)
+        assert run.steps(run.units.value) == 2 * math.ceil(110_000 / 128) == 1720
+        assert run.planned_steps == 2 * math.ceil(expected / 128) >= MIN_STEPS
+    assert few_step_warning(list(runs.values())) is None
+
+    config = load_config(REPO / "config/paper.yaml")
+    config["data"]["codeflow_train"] = {"source": "mbpp-train"}
+    config["codeflow"]["tasks"] = "table"
+    old = plan_training(Plan(config, environ={}), tmp_path)
+    iterpref = next(r for r in old if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.steps(374)) == (374, 6)
+    assert "iterpref (2 steps)" in few_step_warning(old)
+
+
+def test_the_plan_counts_the_runs_own_files_once_they_exist(tmp_path):
+    """Once CodeFlow's pairs exist, the plan counts them (exact), and flags a run they leave
+    under the threshold."""
+    from faulttune import io
+    from faulttune.plan import format_plan, plan_training
+
+    plan = Plan(load_config(REPO / "config/paper.yaml"), environ={})
+    pairs = tmp_path / "codeflow" / "pairs.parquet"
+    io.write_parquet([{"task_id": f"t/{i}"} for i in range(300)], pairs)
+    iterpref = next(r for r in plan_training(plan, tmp_path) if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.units.exact, iterpref.planned_steps) == (300, True, 6)
+    assert iterpref.few_steps
+    table = format_plan([iterpref])
+    assert "iterpref" in table and "FEWER THAN 20 STEPS" in table and str(pairs) in table
+    pairs.write_bytes(b"")  # a placeholder or a file being written: the plan falls back
+    iterpref = next(r for r in plan_training(plan, tmp_path) if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.units.exact) == (None, False)
+
+
 def test_the_paper_settings_are_each_papers_own():
     fgit = Plan(load_config(REPO / "config/paper.yaml"), environ={})
     for name in ("sft", "fgit", "fgit-mut", "dpo-teacher"):  # FGit §2.4
@@ -110,6 +174,9 @@ def test_decontaminated_training_tables_share_nothing_with_any_evaluated_benchma
     from faulttune.stages.data import load_benchmark_tasks, prepare_train
 
     config = load_config(REPO / config_file)
+    if section == "codeflow_train":  # paper.yaml's IterPref instructions come from the hub:
+        config["data"]["codeflow_train"] = {"source": "mbpp-train"}  # its MBPP alternative
+        config["codeflow"]["tasks"] = "table"
     plan = Plan(config, environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
     settings = plan.train_table(section)
     rows, _ = load_training_rows(settings.source, settings.seed, settings.data_dir)
@@ -133,3 +200,19 @@ def test_decontaminated_training_tables_share_nothing_with_any_evaluated_benchma
         assert reasons["mbpp/609"].startswith("contamination: bigcodebench-full BigCodeBench/900 ")
         # MBPP's train split (ids 601-974) holds 108 of MBPP+'s tasks: dropped by their ids
         assert sum(r.startswith("same task as mbpp Mbpp/") for r in reasons.values()) == 108
+
+
+def test_faulttune_plan_exits_1_when_an_experiment_would_hardly_train(tmp_path, capsys):
+    from faulttune.cli import main
+
+    assert main(["plan", "--configfile", str(REPO / "config/paper.yaml"),
+                 "--results", str(tmp_path)]) == 0
+    assert "iterpref" in capsys.readouterr().out
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config["data"]["codeflow_train"] = {"source": "mbpp-train"}
+    config["codeflow"]["tasks"] = "table"
+    (tmp_path / "mbpp.yaml").write_text(yaml.safe_dump(config))
+    assert main(["plan", "--configfile", str(tmp_path / "mbpp.yaml"),
+                 "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FEWER THAN 20 STEPS" in out and "would train fewer than 20 optimiser steps" in out

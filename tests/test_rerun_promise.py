@@ -69,7 +69,6 @@ READERS: dict[str, tuple[str, ...]] = {
     "data.codeflow_train": ("codeflow",),
     "data.decontaminate": ("prepare_train",),
     "data.bigcodebench.source": (),  # no BigCodeBench benchmark in the demo
-    "data.bigcodebench.scorer": (),
     "generation.backend": GENERATION,
     "generation.max_new_tokens": GENERATION,
     "generation.batch_size": GENERATION,
@@ -77,6 +76,10 @@ READERS: dict[str, tuple[str, ...]] = {
     "bugs.max_per_task": ("mutate",),
     "bugs.verify": ("mutate", "select_pairs"),
     "codeflow.enabled": (),  # no experiment of the demo trains on CodeFlow's pairs: report only
+    "codeflow.tasks": ("codeflow",),  # synthesize (set_key starts from the solution): new jobs
+    "codeflow.debugger": ("codeflow",),
+    "codeflow.judge": ("codeflow",),
+    "shards": ("teacher_variants", "codeflow", "generate", "score"),  # shard jobs and gathers
     "codeflow.max_iters": ("codeflow",),
     "codeflow.start": ("codeflow",),
     "codeflow.rejected": ("codeflow",),
@@ -174,6 +177,8 @@ def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     for part in parents:
         node = node.setdefault(part, {})
     node[last] = value
+    if key == "codeflow.tasks":  # synthesized tasks have no mutants: start from their solution
+        node["start"] = "solution"
     if key.endswith(".method") and value == "focused_dpo":  # keep only the keys it takes
         for param in list(node):
             if param not in ("method", "bugs"):

@@ -362,3 +362,15 @@ def test_heldout_tasks_are_the_split_s_held_out_half_sampled_down_to_the_limit()
     assert ids != [t["task_id"] for t in heldout_tasks(
         HeldoutSettings(seed=1, split=(0, 32), data_dir=None, limit=24))]
     assert len(heldout_tasks(HeldoutSettings(seed=0, split=None, data_dir=None, limit=500))) == 164
+
+
+def test_humanevalfix_pairs_are_those_of_the_probe_s_tasks(data_dir):
+    from faulttune.settings import SensitivitySettings
+    from faulttune.stages.sensitivity import humanevalfix_probe_pairs
+
+    twins = [{**_candidate(f"HumanEval/{i}", k), "task_id": f"HumanEval/{i}"}
+             for i in (5, 0, 5) for k in range(1)]
+    settings = SensitivitySettings(model="tiny-random", batch_size=2, data_dir=str(data_dir))
+    fix = humanevalfix_probe_pairs(settings, twins)
+    assert [p["task_id"] for p in fix] == ["Python/0", "Python/5"]
+    assert {p["family"] for p in fix} == {"humanevalfix"}

@@ -21,6 +21,7 @@ from faulttune.settings import (
     CodeflowPairsSettings,
     CodeflowSettings,
     ContaminationSettings,
+    GatherSettings,
     GenerateSettings,
     HeldoutSettings,
     MaskSettings,
@@ -29,6 +30,7 @@ from faulttune.settings import (
     ScoreSettings,
     SelectSettings,
     SensitivitySettings,
+    SynthesisSettings,
     TeacherSettings,
     TraceSettings,
     TrainSettings,
@@ -42,6 +44,8 @@ DEMO_BENCHMARK = "humaneval-split-heldout"
 SOURCES_IN_DATA_DIR = ("mbpp", "mbpp-train")
 # A benchmark scored on another's tasks: the contamination check compares with those once.
 _CONTAMINATION_BASE = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
+# The heavy stages that config key `shards` splits into one job per shard (faulttune.shards).
+SHARDED_STAGES = ("teacher_variants", "synthesize_tasks", "codeflow", "generate", "score")
 # Benchmarks made of HumanEval's tasks, which the demo split trains on.
 HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 # The traces stage: test inputs per pair and seconds per twin.
@@ -62,6 +66,7 @@ class Plan:
         self.plugins = tuple(config.get("plugins") or ())
         self.benchmarks = self._benchmarks()
         self._check_demo_split()
+        self._check_codeflow()
 
     def _check_demo_split(self) -> None:
         """The demo split trains on half of HumanEval: a benchmark of all HumanEval tasks would
@@ -74,6 +79,15 @@ class Plan:
                 f"config: {DEMO_SPLIT} trains on HumanEval tasks: it cannot be scored on "
                 f"{', '.join(overlap)} (their tasks include its training tasks); evaluate "
                 f"{DEMO_BENCHMARK}, or train on another source")
+
+    def _check_codeflow(self) -> None:
+        """Mutants are twins of the training table's tasks, never of synthesized ones."""
+        cf = self.config["codeflow"]
+        if cf["tasks"] == "synthesize" and cf["start"] == "mutant":
+            raise ConfigError(
+                "config: codeflow.start mutant debugs twins of the training table's tasks; with "
+                "codeflow.tasks synthesize start from the teacher's solution (start: solution) or "
+                "the debugger's own attempt (start: model)")
 
     def _benchmarks(self) -> list[str]:
         names = list(self.config["data"]["benchmarks"])
@@ -98,8 +112,13 @@ class Plan:
         """The evaluated benchmarks training must not overlap, each set of tasks once: a plus
         variant shares its base set's tasks; BigCodeBench's complete and instruct splits share
         their subset's (``bigcodebench-{subset}``: both prompts are checked), and the hard
-        subset's tasks are tasks of the full set."""
+        subset's tasks are tasks of the full set. The probe's HumanEval twins are evaluated data
+        too: ``humaneval`` is checked whenever the probe runs (the demo split's held-out half
+        is disjoint from its training half by construction)."""
         names = {_CONTAMINATION_BASE.get(b, b) for b in self.benchmarks}
+        probe = self.config["sensitivity"]["enabled"]
+        if probe and self.config["data"]["train"]["source"] != DEMO_SPLIT:
+            names.add("humaneval")
         names = {"bigcodebench-" + b.split("-")[1] if b.startswith("bigcodebench-") else b
                  for b in names}
         if "bigcodebench-full" in names:
@@ -150,15 +169,40 @@ class Plan:
 
     # -- codeflow --------------------------------------------------------------------------
 
+    def shards_of(self, stage: str) -> int:
+        """Jobs a heavy stage (:data:`SHARDED_STAGES`) is split into: ``shards`` when it is a
+        number, else its entry for the stage (or its ``default``, else 1)."""
+        if stage not in SHARDED_STAGES:
+            raise ValueError(f"stage {stage!r} is not sharded; sharded: {', '.join(SHARDED_STAGES)}")
+        shards = self.config["shards"]
+        if isinstance(shards, int):
+            return shards
+        return shards.get(stage, shards.get("default", 1))
+
+    def teacher_backend(self) -> BackendSettings:
+        return self.backend(self.config["teacher"], self.config["teacher"]["model"])
+
+    def synthesis(self) -> SynthesisSettings:
+        return SynthesisSettings(self.teacher_backend(), self.config["teacher"]["max_new_tokens"],
+                                 self.config["seed"])
+
     def codeflow(self) -> CodeflowSettings:
         cf = self.config["codeflow"]
-        return CodeflowSettings(self.student_backend(), self.config["generation"]["max_new_tokens"],
-                                cf["max_iters"], cf["start"], cf["rejected"], cf["max_length"],
-                                self.config["seed"])
+        if cf["debugger"] == "teacher":
+            debugger, max_new = self.teacher_backend(), self.config["teacher"]["max_new_tokens"]
+        else:
+            debugger, max_new = self.student_backend(), self.config["generation"]["max_new_tokens"]
+        return CodeflowSettings(debugger, max_new, cf["max_iters"], cf["start"], cf["rejected"],
+                                cf["max_length"], self.config["seed"],
+                                self.config["student"]["model"], self.codeflow_judge())
+
+    def codeflow_judge(self) -> BackendSettings | None:
+        return self.teacher_backend() if self.config["codeflow"]["judge"] else None
 
     def codeflow_pairs(self, rejected: str) -> CodeflowPairsSettings:
         return CodeflowPairsSettings(rejected, self.config["student"]["model"],
-                                     self.config["codeflow"]["max_length"], self.config["seed"])
+                                     self.config["codeflow"]["max_length"], self.config["seed"],
+                                     self.codeflow_judge())
 
     # -- training --------------------------------------------------------------------------
 
@@ -243,8 +287,11 @@ class Plan:
     def score(self, benchmark: str) -> ScoreSettings:
         if benchmark.startswith("bigcodebench-"):
             bcb = self.config["data"]["bigcodebench"]
-            return ScoreSettings(None, bcb["scorer"], bcb["source"])
+            return ScoreSettings(None, bcb["source"])
         return ScoreSettings(self.data_dir)
+
+    def gather(self, stage: str, benchmark: str | None = None) -> GatherSettings:
+        return GatherSettings(stage, self.score(benchmark) if benchmark else None)
 
     def heldout_twins(self) -> HeldoutSettings:
         split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
@@ -256,10 +303,8 @@ class Plan:
 
     def sensitivity(self, model: str) -> SensitivitySettings:
         s = self.config["sensitivity"]
-        split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
-        data_dir = self.data_dir if s["humanevalfix"] else None
-        return SensitivitySettings(model, s["limit"], s["batch_size"], data_dir,
-                                   split if data_dir else None)
+        return SensitivitySettings(model, s["batch_size"],
+                                   self.data_dir if s["humanevalfix"] else None)
 
     def report(self) -> ReportSettings:
         experiments = {n: {**e.values(), "seed": e.seed, "baseline": e.baseline,

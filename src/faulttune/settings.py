@@ -133,8 +133,19 @@ class SelectSettings(Settings):
 
 
 @dataclass(frozen=True)
+class SynthesisSettings(Settings):
+    """synthesize_tasks: the teacher writes a solution and a unittest file per instruction."""
+
+    backend: BackendSettings
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class CodeflowSettings(Settings):
-    """codeflow: the student debugs until the tests pass; IterPref pairs."""
+    """codeflow: the debugger (``backend``: the student's or the teacher's) debugs until the tests
+    pass; IterPref pairs, measured in the student's ``tokenizer``, judged by ``judge`` (the
+    teacher's backend) when set."""
 
     backend: BackendSettings
     max_new_tokens: int
@@ -143,16 +154,19 @@ class CodeflowSettings(Settings):
     rejected: str
     max_length: int
     seed: int
+    tokenizer: str
+    judge: BackendSettings | None = None
 
 
 @dataclass(frozen=True)
 class CodeflowPairsSettings(Settings):
-    """codeflow_pairs: IterPref pairs with another rejected-version rule."""
+    """codeflow_pairs: IterPref pairs with another rejected-version rule (judged as codeflow's)."""
 
     rejected: str
     tokenizer: str
     max_length: int
     seed: int
+    judge: BackendSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +224,16 @@ class ScoreSettings(Settings):
     """score: the sandbox (or BigCodeBench's own scorer) on one samples file."""
 
     data_dir: str | None
-    bigcodebench_scorer: str | None = None
     bigcodebench_source: str | None = None
+
+
+@dataclass(frozen=True)
+class GatherSettings(Settings):
+    """gather_<stage>: the shards of a sharded stage as the files one job writes; a score's gather
+    recomputes the summary as its scorer does (``score``)."""
+
+    stage: str
+    score: ScoreSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -237,14 +259,12 @@ class ProbePairsSettings(Settings):
 @dataclass(frozen=True)
 class SensitivitySettings(Settings):
     """sensitivity: the fault-sensitivity probe of one model on the probe pairs, plus HumanEvalFix's
-    pairs when a benchmark folder is set and ``sensitivity.humanevalfix`` is on (``data_dir``;
-    the demo split's held-out tasks only: ``split``)."""
+    pairs of the same tasks when a benchmark folder is set and ``sensitivity.humanevalfix`` is on
+    (``data_dir``)."""
 
     model: str
-    limit: int | None
     batch_size: int
     data_dir: str | None
-    split: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -59,25 +59,25 @@ def probe_pairs(settings: ProbePairsSettings, twins: str, out: str) -> None:
              len({c["task_id"] for c in candidates}))
 
 
-def humanevalfix_probe_pairs(settings: SensitivitySettings) -> list[dict[str, Any]]:
-    """HumanEvalFix's pairs (the demo split's held-out tasks only: the others are trained on)."""
+def humanevalfix_probe_pairs(settings: SensitivitySettings, twins: list[dict[str, Any]]
+                             ) -> list[dict[str, Any]]:
+    """HumanEvalFix's pairs of the tasks the probe's twins come from (held-out tasks, drawn at
+    random): the same tasks with their human-written bugs."""
     from faulttune.contamination import task_key
-    from faulttune.data.sources import humaneval_split
     from faulttune.sensitivity import humanevalfix_pairs
 
-    pairs = humanevalfix_pairs(settings.data_dir)
-    if settings.split is not None:
-        heldout = {task_key(t) for t in humaneval_split(*settings.split)[1]}
-        pairs = [p for p in pairs if task_key(p["task_id"]) in heldout]
-    return pairs[: settings.limit]
+    probed = {task_key(p["task_id"]) for p in twins}
+    return [p for p in humanevalfix_pairs(settings.data_dir) if task_key(p["task_id"]) in probed]
 
 
 def sensitivity(settings: SensitivitySettings, pairs: str, out: str, threads: int = 1) -> None:
-    """Log-likelihood of correct vs buggy code on the probe pairs, plus HumanEvalFix's pairs when
-    a benchmark folder is set."""
+    """Log-likelihood of correct vs buggy code on the probe pairs, plus HumanEvalFix's pairs of
+    the same tasks when a benchmark folder is set (``settings.data_dir``)."""
     from faulttune.sensitivity import probe, twin_pairs, write_sensitivity
 
     set_threads(threads)
-    probed = (humanevalfix_probe_pairs(settings) if settings.data_dir else []) + twin_pairs(pairs)
-    write_sensitivity(probe(settings.model, probed, settings.batch_size), out)
-    log.info("sensitivity of %s on %d pairs", settings.model, len(probed))
+    twins = twin_pairs(pairs)
+    fix = humanevalfix_probe_pairs(settings, twins) if settings.data_dir else []
+    write_sensitivity(probe(settings.model, fix + twins, settings.batch_size), out)
+    log.info("sensitivity of %s on %d twins and %d HumanEvalFix pairs", settings.model,
+             len(twins), len(fix))
