@@ -268,7 +268,7 @@ def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatc
 ])
 def test_training_is_decontaminated_against_the_probe_s_tasks(source, probe, checked):
     from faulttune.config import validate_config
-    from faulttune.settings import Plan
+    from faulttune.dag import Plan
 
     benchmarks = ["humaneval-split-heldout"] if source == "humaneval-split" else []
     config = validate_config({

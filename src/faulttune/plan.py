@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from faulttune import methods
-from faulttune.settings import SOURCES_IN_DATA_DIR, Plan
+from faulttune.dag import SOURCES_IN_DATA_DIR, Plan
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +85,14 @@ def plan_training(plan: Plan, run_dir: str | Path) -> list[PlannedRun]:
         exp = plan.experiments[name]
         if exp.replica_of:
             continue
-        train = plan.train(name)
+        train = plan.train(name).config
         source = methods.get(exp.method).unit_source(exp.params) or "train"
         pairs = methods.pairs_source(exp.params) if source != "train" else "train"
         units = _units(plan, run_dir, pairs)
         expected = None
         if pairs.startswith("codeflow") and not units.exact and units.value is not None:
             expected = round(units.value * PAIR_YIELD)
-        out.append(PlannedRun(name, exp.method, pairs, units, expected, train.global_batch,
+        out.append(PlannedRun(name, exp.method, pairs, units, expected, train.batch_size,
                               train.epochs, train.max_steps))
     return out
 
