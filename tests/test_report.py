@@ -72,7 +72,8 @@ SCORES: dict[str, dict[str, tuple[set[int], int]]] = {
 PROBED = {"base": (5, 1.0), "sft": (3, 1.0), "fgit": (9, 0.8), "fgit@seed=1": (7, 0.7),
           "fgit@seed=2": (8, 0.9)}
 BUG_TYPES = ("missing logic", "operator misuse")
-# budget.json: (train_tasks, train_examples, train_steps, train_tokens); units 8, batch 4
+# budget.json: (train_tasks, train_examples, train_steps, train_tokens[, plain_twin_too_long]);
+# units 8, batch 4
 BUDGETS = {
     "sft": (8, 96, 24, 4800),
     "fgit": (8, 96, 24, 5000, 3),  # 3 tasks trained plain: their twin exceeds max_length
