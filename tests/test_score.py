@@ -340,6 +340,32 @@ def base_only_variant(task) -> str:
             f"    return _right(*args) if repr(args) in _KNOWN else None\n")
 
 
+def test_the_longest_tasks_start_first_and_results_keep_the_row_order(tmp_path, data_dir,
+                                                                       monkeypatch):
+    """Runs start in the order of their canonical solution's time, longest first (the slowest
+    task is not left for last); RESULTS keeps the rows' order."""
+    from faulttune import evaluate
+
+    started: list[str] = []
+    real_pool = evaluate.run_in_pool
+
+    def recording_pool(func, plans, **kwargs):
+        started.extend(plan.entry_point for plan in plans)
+        return real_pool(func, plans, **kwargs)
+
+    monkeypatch.setattr(evaluate, "run_in_pool", recording_pool)
+    tasks = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}
+    chosen = ["HumanEval/0", "HumanEval/139", "HumanEval/2", "HumanEval/15"]
+    rows = [{"task_id": tid, "solution": tasks[tid].canonical_solution} for tid in chosen]
+    rows.append({"task_id": "HumanEval/2", "solution": "def truncate_number(x):\n    return 0\n"})
+    summary = score(tmp_path, data_dir, "humaneval_plus", rows)
+    assert [r["task_id"] for r in summary["results"]] == [*chosen, "HumanEval/2"]
+    assert [r["status"] for r in summary["results"]] == ["pass"] * 4 + ["fail"]
+    # special_factorial (HumanEval/139) and string_sequence (HumanEval/15) take seconds
+    assert set(started[:2]) == {"special_factorial", "string_sequence"}, started
+    assert set(started[2:]) == {"has_close_elements", "truncate_number"}, started
+
+
 def test_plus_inputs_catch_what_base_inputs_miss(tmp_path, data_dir):
     task = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/13"]
     rows = [{"task_id": task.task_id, "solution": base_only_variant(task)}]

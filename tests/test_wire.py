@@ -9,7 +9,7 @@ from collections import Counter, OrderedDict, defaultdict
 
 import pytest
 
-from faulttune.sandbox import wire
+from faulttune.sandbox import framing, wire
 
 PLAIN = [None, True, False, 0, -7, 10**200, 1.5, -0.0, float("inf"), 2 - 3j, "", "x\ud800y",
          b"\x00\xff", [], (), {}, set(), frozenset(), [1, (2, "3"), {4: [5.0]}, {6}, frozenset({7})],
@@ -179,12 +179,12 @@ def test_large_values_decode_through_the_fast_scan():
 def test_frames_cross_a_pipe():
     read, write = os.pipe()
     try:
-        wire.write_frame(write, b"R", b"body")
-        wire.write_frame(write, b"H")
-        assert wire.read_frame(read) == (b"R", b"body")
-        assert wire.read_frame(read) == (b"H", b"")
+        framing.write_frame(write, b"R", b"body")
+        framing.write_frame(write, b"H")
+        assert framing.read_frame(read) == (b"R", b"body")
+        assert framing.read_frame(read) == (b"H", b"")
         os.close(write)
         with pytest.raises(EOFError):
-            wire.read_frame(read)
+            framing.read_frame(read)
     finally:
         os.close(read)

@@ -40,9 +40,9 @@ sys.modules["faulttune.sandbox." + sys.argv[3]].main(sys.argv[1:3] + sys.argv[4:
 """
 
 ROLE_MODULES = {
-    "server": ("wire", "fallback_guard", "server"),
-    "judge": ("wire", "fallback_guard", "server", "judge"),
-    "checker": ("wire", "comparison", "checker"),
+    "server": ("framing", "opcodes", "hashing", "wire", "fallback_guard", "server"),
+    "judge": ("framing", "opcodes", "hashing", "wire", "fallback_guard", "server", "judge"),
+    "checker": ("framing", "opcodes", "hashing", "wire", "comparison", "checker"),
 }
 
 

@@ -20,7 +20,7 @@ import pickle
 import resource
 import sys
 
-from faulttune.sandbox import wire
+from faulttune.sandbox import framing, wire
 from faulttune.sandbox.comparison import Rule, agrees, safe_repr
 
 TYPE_CHECKING = False
@@ -51,8 +51,8 @@ def setup(request: dict[str, Any]) -> None:
 def main(argv: list[str]) -> None:
     """``argv``: in fd, out fd (as for the jails' roles)."""
     in_fd, out_fd = int(argv[0]), int(argv[1])
-    wire.write_frame(out_fd, b"H")
-    frames = wire.FrameReader(in_fd)
+    framing.write_frame(out_fd, b"H")
+    frames = framing.FrameReader(in_fd)
     while True:
         try:
             kind, body = frames.next()
@@ -65,4 +65,4 @@ def main(argv: list[str]) -> None:
             return
         verdict = check(wire.loads_trusted(body), expected, answer)
         del expected, answer
-        wire.write_frame(out_fd, b"V", wire.dumps(verdict))
+        framing.write_frame(out_fd, b"V", wire.dumps(verdict))

@@ -25,7 +25,6 @@ jail an error instead.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import glob
 import itertools
@@ -371,50 +370,6 @@ def set_isolation_for_tests(value: Isolation | None) -> None:
     global _isolation
     with _isolation_lock:
         _isolation = value
-
-
-def kill(spawned: Spawned) -> None:
-    """SIGKILL the jail and everything in it, wait for it, and remove what it left.
-
-    The jail's init (bwrap's child, PID 1 of the jail's namespace) is killed directly: the kernel
-    then kills every process of the namespace. Killing bwrap alone relies on the init's
-    parent-death signal, which a jail killed while still setting up has not armed yet.
-    """
-    import signal
-
-    monitor = spawned.proc.pid
-    if spawned.workdir is None:
-        doomed = [int(pid) for pid in _children(monitor)]
-    else:
-        doomed = [child.pid for child in _descendants(monitor)]
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(monitor, signal.SIGKILL)
-    for pid in doomed:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    spawned.proc.wait()
-    if spawned.cgroup is not None:
-        spawned.cgroup.remove_later()
-    if spawned.workdir is not None:
-        shutil.rmtree(spawned.workdir, ignore_errors=True)
-
-
-def _children(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return f.read().split()
-    except OSError:
-        return []
-
-
-def _descendants(pid: int) -> list[Any]:
-    """The fallback has no PID namespace: what the program started, found by ancestry."""
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:  # noqa: BLE001 - the process may be gone already
-        return []
 
 
 def memory_bound_mb(limits: Limits) -> int | None:

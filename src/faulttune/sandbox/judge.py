@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 
-from faulttune.sandbox import wire
+from faulttune.sandbox import framing, wire
 
 TYPE_CHECKING = False  # typing costs the jail's start-up more than all the rest
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ class Proxy:
             raise ProxyLimit(f"the tests pass {e.what} to `{self.__name__}`, which cannot cross "
                              "the sandbox boundary (plain builtin values only)") from None
         in_fd, out_fd = self._fds
-        wire.write_frame(out_fd, b"C", request)
-        kind, body = wire.read_frame(in_fd)
+        framing.write_frame(out_fd, b"C", request)
+        kind, body = framing.read_frame(in_fd)
         value = self._decoded(body)
         if kind == b"R":
             return value
@@ -280,13 +280,13 @@ def main(argv: list[str]) -> None:
         from faulttune.sandbox import fallback_guard
 
         fallback_guard.apply(owner)
-    wire.write_frame(out_fd, b"H")
-    _, body = wire.read_frame(in_fd)
+    framing.write_frame(out_fd, b"H")
+    _, body = framing.read_frame(in_fd)
     spec = wire.loads_trusted(body)
     from faulttune.sandbox.server import apply_rlimits
 
     sys.path.extend(p for p in spec.get("path", ()) if p not in sys.path)
     apply_rlimits(spec["rlimits"])
     status, detail = run_tests(spec, in_fd, out_fd)
-    wire.write_frame(out_fd, b"V", wire.dumps((status, detail)))
+    framing.write_frame(out_fd, b"V", wire.dumps((status, detail)))
     os._exit(0)

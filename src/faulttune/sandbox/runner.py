@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from faulttune.sandbox import jail, wire
+from faulttune.sandbox import framing, jail, reaper
 from faulttune.sandbox.results import Limits
 
 _BIG_FRAME = 1 << 20  # a reply larger than this gets time to arrive (see Session.receive)
@@ -161,10 +161,10 @@ class Session:
             if not state.outbox:
                 self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE,
                                        (name, "request"))
-            state.outbox.append(memoryview((len(body) + 1).to_bytes(wire.HEADER, "big") + kind))
+            state.outbox.append(memoryview((len(body) + 1).to_bytes(framing.HEADER, "big") + kind))
             state.outbox.append(memoryview(body))
             return False
-        data = wire.frame(kind, body)
+        data = framing.frame(kind, body)
         if not state.outbox:  # the common case: the pipe takes it at once, no event loop
             written = self._write_now(state, data)
             if written == len(data):
@@ -289,20 +289,20 @@ class Session:
 
     def _take(self, name: str, state: _Jail, chunk: bytes) -> None:
         state.inbox.extend(chunk)
-        while len(state.inbox) >= wire.HEADER:
-            size = int.from_bytes(state.inbox[: wire.HEADER], "big")
+        while len(state.inbox) >= framing.HEADER:
+            size = int.from_bytes(state.inbox[: framing.HEADER], "big")
             if size < 1 or size > self.max_frame + 1:
                 raise Oversize(name, size)
-            if len(state.inbox) < wire.HEADER + size:
+            if len(state.inbox) < framing.HEADER + size:
                 if state.partial is None or state.partial[0] != size:
                     state.partial = (size, time.monotonic())
                 return
-            kind = bytes(state.inbox[wire.HEADER: wire.HEADER + 1])
-            body = bytes(memoryview(state.inbox)[wire.HEADER + 1: wire.HEADER + size])
+            kind = bytes(state.inbox[framing.HEADER: framing.HEADER + 1])
+            body = bytes(memoryview(state.inbox)[framing.HEADER + 1: framing.HEADER + size])
             if size > _BIG_FRAME:  # a fresh buffer for what follows frees the large one now
-                state.inbox = bytearray(memoryview(state.inbox)[wire.HEADER + size:])
+                state.inbox = bytearray(memoryview(state.inbox)[framing.HEADER + size:])
             else:
-                del state.inbox[: wire.HEADER + size]
+                del state.inbox[: framing.HEADER + size]
             state.partial = None
             state.frames.append((kind, body, time.monotonic()))
             state.queued += len(body)
@@ -341,7 +341,7 @@ class Session:
                    state.spawned.proc.stdout.fileno(), state.spawned.proc.stderr.fileno()):
             with contextlib.suppress(KeyError, ValueError):
                 self.selector.unregister(fd)
-        jail.kill(state.spawned)
+        reaper.kill(state.spawned)
         self._close_files(state)
 
     def terminate(self) -> None:
@@ -356,7 +356,7 @@ class Session:
         with _live_lock:
             _live.discard(self)
         for state in self.jails.values():
-            jail.kill(state.spawned)
+            reaper.kill(state.spawned)
             self._close_files(state)
         self.selector.close()
 

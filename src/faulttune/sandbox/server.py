@@ -27,7 +27,7 @@ import resource
 import sys
 import types
 
-from faulttune.sandbox import wire
+from faulttune.sandbox import framing, wire
 
 TYPE_CHECKING = False  # typing and contextlib cost the jail's start-up more than all the rest
 if TYPE_CHECKING:
@@ -118,14 +118,14 @@ class Server:
 
     def serve(self) -> None:
         handlers = {b"L": self.load, b"C": self.call}
-        frames = wire.FrameReader(self.in_fd)
+        frames = framing.FrameReader(self.in_fd)
         while True:
             try:
                 kind, body = frames.next()
             except EOFError:
                 return
             kind, answer = handlers[kind](wire.loads_trusted(body))
-            wire.write_frame(self.out_fd, kind, answer)
+            framing.write_frame(self.out_fd, kind, answer)
 
     def load(self, request: dict[str, Any]) -> tuple[bytes, bytes]:
         if not self.limited:
@@ -266,5 +266,5 @@ def main(argv: list[str]) -> None:
         from faulttune.sandbox import fallback_guard
 
         fallback_guard.apply(owner)
-    wire.write_frame(out_fd, b"H")
+    framing.write_frame(out_fd, b"H")
     Server(in_fd, out_fd).serve()

@@ -24,7 +24,7 @@ with their size whatever they hold:
   counted: elements that share one hash value beyond a handful (hash flooding, which makes
   building a set quadratic) are refused, and the hashing itself has a budget of the value's size.
 
-Frames on a pipe: 4-byte big-endian length of what follows, one kind byte, the body.
+The opcode scan lives in :mod:`.opcodes`, the frames on a pipe in :mod:`.framing`.
 
 Standard library only: this module also runs inside the jail (see ``bootstrap``).
 """
@@ -34,10 +34,13 @@ from __future__ import annotations
 import _thread
 import gc
 import io
-import os
 from _pickle import Pickler, Unpickler  # not `pickle`: it imports re and enum (jail start-up)
 from collections import Counter, OrderedDict
 from itertools import chain
+
+from faulttune.sandbox.framing import WireError
+from faulttune.sandbox.hashing import hash_cost, refuse_flooding
+from faulttune.sandbox.opcodes import may_build_hashed, scan
 
 TYPE_CHECKING = False  # typing costs the jail's start-up more than all the rest
 if TYPE_CHECKING:
@@ -50,19 +53,11 @@ CONTAINERS = (list, tuple, set, frozenset, dict)
 # instances cross by value and are rebuilt from plain items by the receiver's own classes.
 MAPPINGS = (Counter, OrderedDict)
 MAX_DEPTH = 200  # containers nested deeper than this do not cross
-MAX_SAME_HASH = 8  # set elements or mapping keys of one hash value (legitimately: -1 and -2)
-HEADER = 4
 _SMALL = 1 << 16  # bytes: below this, decoding cannot trigger a costly cyclic GC
-_LARGE_SCAN = 1 << 18  # bytes: from here the opcode scan uses a regular expression (C speed)
 _SCALAR_SET = frozenset(SCALARS)
 _SEQUENCES = frozenset((list, tuple))
 _HASHED = frozenset((set, frozenset, dict, *MAPPINGS))
-# bound now: the program shares the jail's process and may replace os.write & co. later
-_read, _write, _BytesIO = os.read, os.write, io.BytesIO
-
-
-class WireError(ValueError):
-    """Bytes that are not a well-formed frame or value of the restricted format."""
+_BytesIO = io.BytesIO  # bound now: the program shares the jail's process and may replace it
 
 
 class Uncarriable(TypeError):
@@ -173,7 +168,7 @@ def dumps(value: Any) -> bytes:
     # and then the value goes again with its sets and mappings as item lists
     if b"}" in data or b"\x8f" in data or b"\x91" in data or b"\x96" in data:
         try:
-            hashing = _scan(data)
+            hashing = scan(data)
         except WireError:
             raise Uncarriable("a bytearray") from None
         if hashing:
@@ -236,89 +231,6 @@ class _Trusted(_Restricted):
     allowed = _TRUSTED
 
 
-# opcode -> length of its fixed argument; -1: a length-prefixed argument; -3: builds a set or dict
-_OPCODES = {"N": 0, "\x88": 0, "\x89": 0, "]": 0, "a": 0, "e": 0, "(": 0, ")": 0, "t": 0,
-            "\x85": 0, "\x86": 0, "\x87": 0, "\x94": 0, "\x93": 0, "R": 0, "0": 0, "1": 0,
-            "K": 1, "h": 1, "q": 1, "\x80": 1, "M": 2, "J": 4, "j": 4, "r": 4, "G": 8, "\x95": 8}
-_SIZE_WIDTH = {0x8C: 1, 0x43: 1, 0x8A: 1, 0x58: 4, 0x42: 4, 0x8B: 4, 0x8D: 8, 0x8E: 8}
-_SET_OR_DICT = b"}dsu\x8f\x90\x91"
-_SET_OR_DICT_BYTES = frozenset(_SET_OR_DICT)
-_STOP = 0x2E
-_ARGUMENT = [-2] * 256
-for _op, _width in _OPCODES.items():
-    _ARGUMENT[ord(_op)] = _width
-for _op in _SIZE_WIDTH:
-    _ARGUMENT[_op] = -1
-for _op in _SET_OR_DICT:
-    _ARGUMENT[_op] = -3
-_run_of_fixed: Any = None
-
-
-def _opcode_refused(data: bytes, i: int) -> WireError:
-    if i >= len(data):
-        return WireError("malformed value (it does not end)")
-    return WireError(f"the value holds pickle opcode {data[i:i + 1]!r}, which this format never "
-                     "uses")
-
-
-def _skip_sized(data: bytes, i: int) -> int:
-    width = _SIZE_WIDTH[data[i]]
-    return i + 1 + width + int.from_bytes(data[i + 1: i + 1 + width], "little")
-
-
-def _scan(data: bytes) -> bool:
-    """Check every opcode of ``data``; True when it builds sets or dicts with pickle's own
-    opcodes (which :func:`dumps` never writes). Linear in ``len(data)``."""
-    if len(data) >= _LARGE_SCAN:
-        return _scan_large(data)
-    argument, sizes, end, hashing, i = _ARGUMENT, _SIZE_WIDTH, len(data) - 1, False, 0
-    while i < end:
-        width = argument[data[i]]
-        if width >= 0:
-            i += 1 + width
-        elif width == -1:
-            width = sizes[data[i]]
-            i += 1 + width + int.from_bytes(data[i + 1: i + 1 + width], "little")
-        elif width == -3:
-            hashing, i = True, i + 1
-        else:
-            raise _opcode_refused(data, i)
-    if i != end or data[end] != _STOP:
-        raise _opcode_refused(data, i)
-    return hashing
-
-
-def _scan_large(data: bytes) -> bool:
-    """:func:`_scan` with runs of fixed-size opcodes matched by one regular expression."""
-    global _run_of_fixed
-    if _run_of_fixed is None:
-        import re
-
-        by_width: dict[int, list[str]] = {}
-        for op, width in _OPCODES.items():
-            by_width.setdefault(width, []).append(re.escape(op))
-        # possessive runs of one width at a time: ~100-250 MB/s (memo references first: the
-        # commonest opcode of large values)
-        runs = [f"(?:[{''.join(ops)}]{'.' * width})++" for width, ops in
-                sorted(by_width.items(), key=lambda item: (item[0] != 1, item[0]))]
-        _run_of_fixed = re.compile(("(?:" + "|".join(runs) + ")*+").encode("latin-1"), re.DOTALL)
-    match, end, hashing, i = _run_of_fixed.match, len(data) - 1, False, 0
-    while True:
-        i = match(data, i).end()
-        if i >= end:
-            break
-        width = _ARGUMENT[data[i]]
-        if width == -1:
-            i = _skip_sized(data, i)
-        elif width == -3:
-            hashing, i = True, i + 1
-        else:
-            break
-    if i != end or data[end] != _STOP:
-        raise _opcode_refused(data, i)
-    return hashing
-
-
 _gc_pauses = 0
 _gc_lock = _thread.allocate_lock()
 
@@ -359,7 +271,7 @@ def loads_trusted(data: bytes) -> Any:
 def _checked_value(data: bytes) -> Any:
     # only pickle's set and dict opcodes cost more than linear time (everything else is refused
     # by the unpickler or the walk): without any of their bytes, there is nothing to scan for
-    if not _SET_OR_DICT_BYTES.isdisjoint(data) and _scan(data):
+    if may_build_hashed(data) and scan(data):
         raise WireError("the value builds sets or dicts with pickle's own opcodes, which this "
                         "format never uses")
     try:
@@ -455,105 +367,8 @@ class _Builder:
         return builder(items)
 
     def _check_hashes(self, keys: list[Any]) -> None:
-        self.budget -= _hash_cost(keys)
+        self.budget -= hash_cost(keys)
         if self.budget < 0:
             raise WireError("the value's set elements or mapping keys cost more to hash than "
                             "its size allows")
-        _refuse_flooding(keys)
-
-
-def _refuse_flooding(keys: list[Any]) -> None:
-    """:class:`WireError` when ``keys`` are unhashable, or more than :data:`MAX_SAME_HASH` of
-    them share one hash value (a set of them would take quadratic time to build)."""
-    try:
-        hashes = list(map(hash, keys))
-    except TypeError as e:
-        raise WireError(f"a set element or mapping key is unhashable ({e})") from None
-    most = Counter(hashes).most_common(1)
-    if most and most[0][1] > MAX_SAME_HASH:
-        raise WireError(f"{most[0][1]} set elements or mapping keys share one hash value "
-                        "(a value built to make decoding slow)")
-
-
-def checked_set(items: Any) -> set[Any]:
-    """``set(items)`` of a decoded value's elements (a list, say), refusing hash flooding."""
-    keys = list(items)
-    _refuse_flooding(keys)
-    return set(keys)
-
-
-def _hash_cost(keys: list[Any]) -> int:
-    """What hashing ``keys`` costs: one per node of every tuple (tuples do not cache their
-    hash, so a shared tuple is paid for each time), more for long integers."""
-    cost, todo = 0, [keys]
-    while todo:
-        items = todo.pop()
-        cost += len(items)
-        kinds = set(map(type, items))
-        if int in kinds:
-            cost += sum(x.bit_length() >> 6 for x in items if type(x) is int)
-        if tuple in kinds:
-            todo.extend(x for x in items if type(x) is tuple)
-    return cost
-
-
-# --- frames ---------------------------------------------------------------------------------
-
-
-def frame(kind: bytes, body: bytes = b"") -> bytes:
-    """One frame: length, kind byte, body."""
-    return (len(body) + 1).to_bytes(HEADER, "big") + kind + body
-
-
-def read_exact(fd: int, size: int) -> bytes:
-    """``size`` bytes from a blocking fd; :class:`EOFError` when it closes first."""
-    chunks = []
-    while size:
-        chunk = _read(fd, min(size, 1 << 20))
-        if not chunk:
-            raise EOFError("the channel closed")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int) -> tuple[bytes, bytes]:
-    """(kind, body) of the next frame on a blocking fd (the jail side of a channel)."""
-    size = int.from_bytes(read_exact(fd, HEADER), "big")
-    if size < 1:
-        raise WireError("empty frame")
-    data = read_exact(fd, size)
-    return data[:1], data[1:]
-
-
-class FrameReader:
-    """Frames from a blocking fd, read in large chunks: the scorer queues many small requests
-    at once, and one read then serves them all."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.buffer = bytearray()
-
-    def _fill(self, size: int) -> None:
-        while len(self.buffer) < size:
-            chunk = _read(self.fd, max(size - len(self.buffer), 1 << 16))
-            if not chunk:
-                raise EOFError("the channel closed")
-            self.buffer += chunk
-
-    def next(self) -> tuple[bytes, bytes]:
-        self._fill(HEADER)
-        size = int.from_bytes(self.buffer[:HEADER], "big")
-        if size < 1:
-            raise WireError("empty frame")
-        self._fill(HEADER + size)
-        data = bytes(self.buffer[HEADER: HEADER + size])
-        del self.buffer[: HEADER + size]
-        return data[:1], data[1:]
-
-
-def write_frame(fd: int, kind: bytes, body: bytes = b"") -> None:
-    """Write one whole frame to a blocking fd."""
-    view = memoryview(frame(kind, body))
-    while view:
-        view = view[_write(fd, view):]
+        refuse_flooding(keys)
