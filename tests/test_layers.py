@@ -159,19 +159,9 @@ def test_the_checks_would_catch_a_circle_and_an_upward_import():
     assert floor("faulttune.io") < floor("faulttune.methods.registry")
 
 
-# Over 400 lines when the scorer branch was merged (its jail and wire protocol grew with the
-# seccomp filter, the checker process and the linear decoder); each is to be split on its own,
-# not inside the merge. An entry leaves this list once its file is back under the limit.
-SPLIT_LATER = {
-    "faulttune.sandbox.wire": "the wire format: encoder, opcode scan and linear decoder in one file",
-    "faulttune.sandbox.jail": "the jail: bwrap command, cgroup/CPU bound and the checker's start",
-}
-
-
 def test_no_source_file_is_over_400_lines():
     lines = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in MODULES.items()}
-    assert {m: n for m, n in lines.items() if n > 400 and m not in SPLIT_LATER} == {}
-    assert [m for m in SPLIT_LATER if lines.get(m, 0) <= 400] == []  # drop a split file's entry
+    assert {m: n for m, n in lines.items() if n > 400} == {}
 
 
 # Where no method may be named: the trainer, the masks stage, the mask table, the training and
