@@ -12,6 +12,11 @@ records the current settings as if the whole DAG had run. Then, per key:
 Both plan on the changed config, so jobs it adds (a new benchmark, a new sweep value) appear in both
 and jobs it removes in neither. A key missing from :data:`READERS` fails the test: whoever adds a
 config key says which stages read it.
+
+The two dry runs of every key run through Snakemake's command-line entry in two long-lived worker
+processes (tests/inprocess_snakemake.py): the same planning, without starting Python and importing
+Snakemake 164 times. For the runs of :data:`COMMAND_LINE_RUNS` the real `snakemake -n` command
+plans the same jobs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,8 @@ import pytest
 import yaml
 from conftest import REPO, copy_workflow
 from conftest import snakemake as run_snakemake
+from inprocess_snakemake import Outcome, snakemake_workers
+from inprocess_snakemake import run as run_in_process
 
 from faulttune import methods
 from faulttune.config import load_config, load_schema
@@ -182,9 +188,11 @@ def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return config
 
 
+DRY_RUN = ("--cores", "1", "--nolock")
+
+
 def snakemake(workdir: Path, *args: str) -> str:
-    return run_snakemake(workdir, "--cores", "1", "--nolock", *args, timeout=600,
-                         data_dir=False).stdout
+    return run_snakemake(workdir, *DRY_RUN, *args, timeout=600, data_dir=False).stdout
 
 
 def planned_jobs(dry_run: str) -> set[str]:
@@ -221,32 +229,70 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-def rerun_check(workspace: Path, key: str, value: Any) -> str | None:
-    """None when Snakemake reruns exactly the readers' jobs and their dependents, else why not."""
+@pytest.fixture(scope="module")
+def workers(workspace: Path):
+    """Two worker processes that run Snakemake's command line in the workspace."""
+    with snakemake_workers(workspace, workers=2, hide_data_dir=True) as pool:
+        yield pool
+
+
+def dry_runs(workspace: Path, key: str, value: Any) -> tuple[list[str], list[str]]:
+    """The arguments of the key's two dry runs: (actual, expected)."""
     config_file = workspace / f"changed-{re.sub(r'[^A-Za-z0-9]', '_', key)}.yaml"
     changed = set_key(DEMO, key, changed_value(key, value))
     config_file.write_text(yaml.safe_dump(changed))
     load_config(config_file)  # a valid change
     base = ("-n", "--configfile", str(config_file))
-    actual = planned_jobs(snakemake(workspace, *base, "--rerun-triggers", "params", "input", "code",
-                                    "--", "all"))
+    actual = [*DRY_RUN, *base, "--rerun-triggers", "params", "input", "code", "--", "all"]
     targets = [*readers(key), "report"]
     force = ("--forceall",) if "*" in targets else ("--forcerun", *targets)
-    expected = planned_jobs(snakemake(workspace, *base, "--rerun-triggers", "mtime", *force, "--", "all"))
-    if actual == expected:
-        return None
-    return (f"{key} -> {changed_value(key, value)!r}: reruns {sorted(actual - expected)} that do "
-            f"not read it, misses {sorted(expected - actual)}")
+    expected = [*DRY_RUN, *base, "--rerun-triggers", "mtime", *force, "--", "all"]
+    return actual, expected
 
 
-def test_every_demo_key_reruns_exactly_its_readers(workspace):
-    keys = dict(leaves(load_config(REPO / "config" / "config.yaml")))
-    keys = {k: v for k, v in keys.items() if k in dict(leaves(DEMO)) or k in READERS}
+def planned(outcome: Outcome) -> set[str]:
+    assert outcome.ok, outcome.output[-3000:]
+    return planned_jobs(outcome.output)
+
+
+def test_every_demo_key_reruns_exactly_its_readers(workspace, workers):
+    keys = demo_keys()
     missing = [k for k in keys if not k.startswith(("experiments.", "sweeps.")) and k not in READERS]
     assert not missing, f"say which stages read {missing} in READERS"
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        problems = [p for p in pool.map(lambda kv: rerun_check(workspace, *kv), keys.items()) if p]
+    runs = [dry_runs(workspace, key, value) for key, value in keys.items()]
+    plans = iter(workers.map(run_in_process, [args for pair in runs for args in pair]))
+    problems = []
+    for key, value in keys.items():
+        actual, expected = planned(next(plans)), planned(next(plans))
+        if actual != expected:
+            problems.append(f"{key} -> {changed_value(key, value)!r}: reruns "
+                            f"{sorted(actual - expected)} that do not read it, misses "
+                            f"{sorted(expected - actual)}")
     assert not problems, "\n".join(problems)
+
+
+def demo_keys() -> dict[str, Any]:
+    keys = dict(leaves(load_config(REPO / "config" / "config.yaml")))
+    return {k: v for k, v in keys.items() if k in dict(leaves(DEMO)) or k in READERS}
+
+
+# The real command for one dry run of a few keys, one of each way an edit reaches the plan: a
+# stage's own setting, an input that moves (codeflow's tasks), an experiment's method (other
+# training examples); and the forced runs of the expected plan for a new sweep value (a new
+# experiment) and a new benchmark (new jobs).
+COMMAND_LINE_RUNS = [("train.lr", "actual"), ("data.codeflow_train", "actual"),
+                     ("experiments.cct.method", "actual"), ("sweeps.fgit.lambda", "expected"),
+                     ("data.benchmarks", "expected")]
+
+
+@pytest.mark.parametrize(("key", "plan"), COMMAND_LINE_RUNS)
+def test_the_command_plans_what_the_in_process_run_plans(workspace, workers, key, plan):
+    """`snakemake -n` plans the same jobs as the worker's run of the same arguments."""
+    actual, expected = dry_runs(workspace, key, demo_keys()[key])
+    args = actual if plan == "actual" else expected
+    command = planned_jobs(run_snakemake(workspace, *args, timeout=600, data_dir=False).stdout)
+    assert command, args
+    assert command == planned(workers.submit(run_in_process, args).result()), args
 
 
 def test_scripts_read_only_their_settings():
