@@ -29,13 +29,14 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, job_stats
 from conftest import snakemake as run_snakemake
 from inprocess_snakemake import Outcome, snakemake_workers
 from inprocess_snakemake import run as run_in_process
 
 from faulttune import methods
 from faulttune.config import load_config, load_schema
+from faulttune.settings import Plan
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +174,12 @@ def readers(key: str) -> tuple[str, ...]:
     return tuple(f"{R}/models/{n}" for n in family)
 
 
+def trained_pair_tables(config: dict[str, Any]) -> set[str]:
+    """The pair sources trained on: with the training table, contamination's inputs."""
+    plan = Plan(config, environ={})
+    return {source for name in plan.trained for _, source in plan.mask_inputs(name)} - {"train"}
+
+
 def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     config = copy.deepcopy(config)
     *parents, last = key.split(".")
@@ -196,17 +203,22 @@ def snakemake(workdir: Path, *args: str) -> str:
 
 
 def planned_jobs(dry_run: str) -> set[str]:
-    """'rule[wildcards]' of every job a dry run lists."""
-    jobs, rule = set(), None
+    """'rule[wildcards]' of every job a dry run lists: a `rule NAME:` line and the indented lines
+    under it (the next line that is not indented, a blank or a timestamp, ends the block). As many
+    as the run's 'Job stats' table counts, so a change of Snakemake's output cannot empty the
+    plans unnoticed (both plans of a key would then agree whatever they hold)."""
+    jobs, rule, wildcards = set(), None, ""
     for line in dry_run.splitlines() + [""]:
+        if rule and not line.startswith(" "):
+            jobs.add(f"{rule}[{wildcards}]")
+            rule = None
         start = re.match(r"^(?:local)?rule (\w+):$", line)
         if start:
             rule, wildcards = start[1], ""
         elif rule and line.strip().startswith("wildcards:"):
             wildcards = line.split(":", 1)[1].strip()
-        elif rule and not line.strip():
-            jobs.add(f"{rule}[{wildcards}]")
-            rule = None
+    listed = job_stats(dry_run)["total"] if "Job stats:" in dry_run else 0
+    assert len(jobs) == listed, f"{len(jobs)} jobs read from a dry run that lists {listed}"
     return jobs
 
 
@@ -223,9 +235,9 @@ def workspace(tmp_path_factory) -> Path:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch()
-    snakemake(root, "--touch", "all")
-    assert "Nothing to be done" in snakemake(root, "-n", "--rerun-triggers", "params", "input", "code",
-                                             "--", "all")
+    snakemake(root, "--touch", "--forceall", "all")  # every job records its settings
+    plan = snakemake(root, "-n", "--rerun-triggers", "params", "input", "code", "--", "all")
+    assert "Nothing to be done" in plan and "missing provenance" not in plan, plan[-2000:]
     return root
 
 
@@ -240,11 +252,13 @@ def dry_runs(workspace: Path, key: str, value: Any) -> tuple[list[str], list[str
     """The arguments of the key's two dry runs: (actual, expected)."""
     config_file = workspace / f"changed-{re.sub(r'[^A-Za-z0-9]', '_', key)}.yaml"
     changed = set_key(DEMO, key, changed_value(key, value))
-    config_file.write_text(yaml.safe_dump(changed))
-    load_config(config_file)  # a valid change
+    config_file.write_text(yaml.safe_dump(changed, sort_keys=False))  # an edit keeps the order
+    valid = load_config(config_file)  # a valid change
     base = ("-n", "--configfile", str(config_file))
     actual = [*DRY_RUN, *base, "--rerun-triggers", "params", "input", "code", "--", "all"]
     targets = [*readers(key), "report"]
+    if trained_pair_tables(valid) != trained_pair_tables(load_config(REPO / "config" / "config.yaml")):
+        targets.append("contamination")  # it checks the tables trained on: other tables, again
     force = ("--forceall",) if "*" in targets else ("--forcerun", *targets)
     expected = [*DRY_RUN, *base, "--rerun-triggers", "mtime", *force, "--", "all"]
     return actual, expected
