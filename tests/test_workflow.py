@@ -73,6 +73,7 @@ class SmokeRun:
     ablation_scores: dict  # what the ablation target alone left behind
     ablation_models: tuple[str, ...]
     ablation_masks: tuple[str, ...]
+    all_run: subprocess.CompletedProcess  # `all` after it
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +86,7 @@ def smoke_run(tmp_path_factory) -> SmokeRun:
     scores = json.loads((root / ABLATION).read_text())
     models = tuple(sorted(p.name for p in (root / "results/smoke/models").iterdir()))
     masks = tuple(sorted(p.name for p in (root / "results/smoke/masks").glob("*.parquet")))
-    result = run_snakemake(root, ALL_CONFIG, "all")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return SmokeRun(root, scores, models, masks)
+    return SmokeRun(root, scores, models, masks, run_snakemake(root, ALL_CONFIG, "all"))
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int]]:
@@ -97,7 +96,9 @@ def tree_state(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def finished(smoke_run: SmokeRun) -> Iterator[Path]:
-    """The shared smoke run's folder, for a test that only reads it: checked unchanged after."""
+    """The shared smoke run's folder after `all`, for a test that only reads it: checked unchanged
+    after."""
+    assert smoke_run.all_run.returncode == 0, smoke_run.all_run.stderr[-3000:]
     before = tree_state(smoke_run.root)
     yield smoke_run.root
     assert tree_state(smoke_run.root) == before, "a test changed the shared smoke run"
