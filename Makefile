@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= $(shell nproc)
 
-.PHONY: demo test install install-dev lint bench clean-demo system-deps
+# The benchmark folder laid out like ../shared/data (MBPP for the study's training tasks).
+DATA_DIR ?= $(abspath ../shared/data)
+
+.PHONY: demo study test install install-dev lint bench clean-demo system-deps
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +31,16 @@ demo: system-deps install
 	@RUN=results/$$($(BIN)/python -c 'import yaml;print(yaml.safe_load(open("config/config.yaml"))["run"])'); \
 	echo "The three slowest rules:"; $(BIN)/faulttune timings $$RUN --slowest 3; \
 	echo "Report: $$RUN/report/report.md"
+
+# The CPU study (config/study.yaml, docs/results/cpu-study.md): resumable, rerun to continue.
+study: system-deps install
+	@D=$${FAULTTUNE_DATA_DIR:-$(DATA_DIR)}; [ -f "$$D/mbpp/mbpp.jsonl" ] || { echo "make study \
+	trains on MBPP: no $$D/mbpp/mbpp.jsonl. Set FAULTTUNE_DATA_DIR (or DATA_DIR=) to a benchmark \
+	folder laid out like shared/data (README: Benchmark data)"; exit 2; }; \
+	FAULTTUNE_DATA_DIR=$$D $(BIN)/snakemake all --profile profiles/cpu --cores $(CORES) \
+	  --configfile config/study.yaml
+	@echo "Where the time went:"; $(BIN)/faulttune timings results/study
+	@echo "Report: results/study/report/report.md"
 
 test: system-deps install
 	$(BIN)/python -m pytest -q

@@ -1,5 +1,5 @@
-"""BigCodeBench: tasks in its format written here, rows, samples, the official command, result
-parsing, and the fallback scorer really executing the tasks' unittest classes."""
+"""BigCodeBench: tasks in its format written here, rows, samples, the official command and result
+parsing (the official package is the only scorer)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from faulttune.bigcodebench import (
     parse_benchmark_name,
     parse_official_results,
     read_tasks_jsonl,
-    score_with_sandbox,
     write_samples,
     write_tasks_jsonl,
 )
@@ -147,23 +146,3 @@ def test_official_results_are_parsed_into_our_shape(tmp_path):
     # pass@1 averaged over tasks: task 0 passes 1 of 2, task 1 none -> (0.5 + 0) / 2
     assert parsed["pass_at_1"] == pytest.approx(0.25)
     assert parsed["n_samples"] == 3 and parsed["n_tasks"] == 2
-
-
-def test_fallback_scorer_executes_the_unittest_classes(tmp_path):
-    samples = tmp_path / "samples.jsonl"
-    write_samples([
-        {"task_id": "BigCodeBench/0", "solution": "def task_func(a, b):\n    return a + b\n"},
-        {"task_id": "BigCodeBench/0", "solution": "def task_func(a, b):\n    return abs(a + b)\n"},
-        {"task_id": "BigCodeBench/1", "solution": TASKS[1]["code_prompt"] + TASKS[1]["canonical_solution"]},
-        {"task_id": "BigCodeBench/1", "solution": "def task_func(text):\n    return Countr(text)\n"},
-        {"task_id": "BigCodeBench/1", "solution": "def task_func(text)\n    return {}\n"},
-    ], samples)
-    out = tmp_path / "RESULTS.json"
-    summary = score_with_sandbox(TASKS, samples, "bigcodebench-full-complete", out, workers=2)
-    statuses = [r["status"] for r in summary["results"]]
-    assert statuses == ["pass", "fail", "pass", "fail", "error"]
-    assert "1/2 tests failed: test_negative: AssertionError: 3 != -3" in summary["results"][1]["detail"]
-    assert "NameError: name 'Countr' is not defined" in summary["results"][3]["detail"]
-    assert summary["results"][4]["detail"].startswith("SyntaxError")
-    assert summary["pass_at_1"] == pytest.approx((1 / 2 + 1 / 3) / 2)
-    assert json.loads(out.read_text())["results"] == summary["results"]

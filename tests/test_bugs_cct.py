@@ -135,3 +135,31 @@ def test_unknown_family_and_unparsable_source_raise():
         candidate_edits(ADD, "typo")
     with pytest.raises(SyntaxError):
         candidate_edits("def f(:\n", "operator_misuse")
+
+
+# A HumanEval-style task: the prompt gives a helper and the signature; the model writes the body.
+HELPER_PROMPT = ('def helper(a, b):\n    return max(a + b, a - b)\n\n\n'
+                 'def solve(xs, y):\n    """Sum xs, then add y."""\n')
+HELPER_BODY = "    total = sum(xs) * y\n    return helper(total, y)\n"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_edits_start_at_the_code_the_model_writes(family):
+    from faulttune.bugs import completion_start
+
+    src = HELPER_PROMPT + HELPER_BODY
+    start = completion_start(HELPER_PROMPT, src)
+    assert start == len(HELPER_PROMPT)
+    everywhere = candidate_edits(src, family)
+    assert any(e.start < start for e in everywhere)  # the helper has sites of every family
+    kept = candidate_edits(src, family, start)
+    assert kept == [e for e in everywhere if e.start >= start] and kept
+    for _, twin in twins(src, seed=3, per_family=5, families=[family], start=start):
+        assert twin.startswith(HELPER_PROMPT) and twin != src
+
+
+def test_a_prose_instruction_leaves_the_whole_program_to_the_model():
+    from faulttune.bugs import completion_start
+
+    assert completion_start("Sum xs, then add y.", HELPER_PROMPT + HELPER_BODY) == 0
+    assert completion_start("", HELPER_BODY) == 0

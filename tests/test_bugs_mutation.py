@@ -53,6 +53,21 @@ def test_docstring_lines_are_never_mutated():
     assert 1 in lines  # the signature is code: `def clamp(x, hi):` is a mutant
 
 
+def test_mutants_start_at_the_code_the_model_writes():
+    prompt = "def helper(a, b):\n    return a + b if a < b else a - b\n\n\ndef solve(x):\n"
+    src = prompt + "    return helper(x, 2) * 3\n"
+    everywhere = mutate_source(src).valid
+    assert any(m.line <= 2 for m in everywhere)
+    written = mutate_source(src, len(prompt)).valid
+    assert written and all(m.line == 6 and m.code.startswith(prompt) for m in written)
+    assert {m.code for m in written} == {m.code for m in everywhere if m.line == 6}
+    # a prompt that ends mid-line: only changes after its end count
+    mid = src.index("helper(x")
+    assert {m.code for m in mutate_source(src, mid).valid} == {
+        m.code for m in written if m.code[:mid] == src[:mid]}
+    assert mutate_many([src, src], [0, len(prompt)]) == [mutate_source(src), mutate_source(src, len(prompt))]
+
+
 def test_check_mutants_gives_a_reason_for_each_dropped_candidate():
     raw = [(7, "    if x <:\n", "r1"),          # syntax error
            (8, "        return  lo\n", "r2"),   # whitespace only: same AST

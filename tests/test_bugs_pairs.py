@@ -202,3 +202,47 @@ def test_select_pairs_uses_the_given_similarity():
     assert [(p["id"], p["verified"]) for p in pairs] == [("teacher:T/mean:1", "unknown")]
     assert pairs[0]["similarity"] == pytest.approx(1.0 / len(variants[1]))
     assert [r["reason"] for r in rejected] == ["less similar than the selected variant"]
+
+
+@pytest.fixture(scope="module")
+def humaneval_rows():
+    from faulttune.bugs.pairs import task_rows
+    from faulttune.data.benchmarks import load_benchmark
+
+    return task_rows(load_benchmark("humaneval"))
+
+
+def assert_in_the_completion(pairs: list[dict], tasks: dict[str, dict]) -> None:
+    """Every twin keeps its task's prompt verbatim and differs after it."""
+    outside = [p["id"] for p in pairs if not p["incorrect"].startswith(tasks[p["task_id"]]["instruction"])]
+    assert outside == []
+    for pair in pairs:
+        prompt = tasks[pair["task_id"]]["instruction"]
+        assert pair["edit_line"] > prompt.count("\n")  # 1-based: the first line after the prompt
+        assert pair["incorrect"][len(prompt):] != pair["correct"][len(prompt):]
+
+
+def test_cct_bugs_go_only_into_the_code_the_model_writes(humaneval_rows):
+    """HumanEval's prompt holds imports, helpers, the signature and the docstring: a twin that
+    breaks a prompt helper (HumanEval/38's encode_cyclic) leaves the model's code intact."""
+    tasks = {t["task_id"]: t for t in humaneval_rows}
+    pairs, _ = cct_pairs(humaneval_rows, 0, per_family=4, verify=False)
+    assert len({p["task_id"] for p in pairs}) > 150 and len(pairs) > 1000
+    assert_in_the_completion(pairs, tasks)
+    he38 = [p for p in pairs if p["task_id"] == "HumanEval/38"]
+    assert he38 and all(p["incorrect"].startswith(tasks["HumanEval/38"]["instruction"]) for p in he38)
+    helper = tasks["HumanEval/38"]["instruction"].split("def decode_cyclic")[0]
+    assert all(p["incorrect"].startswith(helper) for p in he38)
+    # the default draw (the mutate stage's and the probe's held-out twins) too
+    drawn, _ = cct_pairs(humaneval_rows, 0, 1, verify=False)
+    assert_in_the_completion(drawn, tasks)
+
+
+def test_mutation_bugs_go_only_into_the_code_the_model_writes(humaneval_rows):
+    from faulttune.bugs.pairs import mutation_pairs
+
+    tasks = {t["task_id"]: t for t in humaneval_rows}
+    pairs, _ = mutation_pairs(humaneval_rows, 0, 1000, verify=False)
+    assert len({p["task_id"] for p in pairs}) > 150
+    assert_in_the_completion(pairs, tasks)
+    assert any(p["task_id"] == "HumanEval/38" for p in pairs)

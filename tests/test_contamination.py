@@ -179,3 +179,102 @@ def test_a_training_row_that_is_a_benchmark_task_by_id_is_rejected_whatever_its_
     kept, rejected = decontaminate(rows, bench)
     assert [r["task_id"] for r in kept] == ["mbpp/602"]
     assert rejected[0]["reason"] == "same task as mbpp Mbpp/601"
+
+
+# ---------------------------------------------------------------------------------------------
+# BigCodeBench: decontaminated against like every evaluated benchmark, from where it is scored
+
+BCB_AREA = {
+    "task_id": "BigCodeBench/7",
+    "complete_prompt": ('import math\n\ndef task_func(radius):\n    """\n    Compute the area of a '
+                        'circle of the given radius, rounded to five decimals.\n\n    Parameters:\n'
+                        '    radius (float): the radius, not negative.\n\n    Returns:\n    float: '
+                        'the area.\n\n    Requirements:\n    - math\n\n    Example:\n    >>> '
+                        'task_func(1.0)\n    3.14159\n    """\n'),
+    "instruct_prompt": ("Compute the area of a circle of the given radius, rounded to five decimals, "
+                        "and raise a ValueError for a negative radius.\nThe function should output "
+                        "with:\n    float: the area.\nYou should write self-contained code starting "
+                        "with:\n```\nimport math\ndef task_func(radius):\n```"),
+    "canonical_solution": ("    if radius < 0:\n        raise ValueError('negative radius')\n"
+                           "    area = math.pi * radius ** 2\n    return round(area, 5)\n"),
+    "code_prompt": "import math\ndef task_func(radius):\n",
+    "test": ("import unittest\n\nclass TestCases(unittest.TestCase):\n    def test_one(self):\n"
+             "        self.assertEqual(task_func(1.0), 3.14159)\n"),
+    "entry_point": "task_func", "libs": "['math']",
+}
+
+
+def fenced(code: str) -> str:
+    return f"```python\n{code}```"
+
+
+@pytest.mark.parametrize("where", ["local file", "hub"])
+def test_training_rows_overlapping_bigcodebench_are_dropped(tmp_path, monkeypatch, where):
+    """BigCodeBench is decontaminated against from where its generation reads it: a local file
+    in its format, else the hub dataset (``datasets.load_dataset`` stands in for the network)."""
+    import copy
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from faulttune.bigcodebench import HUB_DATASETS, HUB_VERSION, write_tasks_jsonl
+    from faulttune.config import validate_config
+    from faulttune.io import read_parquet, rejected_path
+    from faulttune.settings import Plan
+    from faulttune.stages.data import prepare_train
+
+    bcb_file = write_tasks_jsonl([BCB_AREA], tmp_path / "bcb.jsonl")
+    asked = []
+
+    def hub(path, split):
+        asked.append((path, split))
+        return [BCB_AREA]
+
+    monkeypatch.setattr("datasets.load_dataset", hub)
+    program = BCB_AREA["complete_prompt"] + BCB_AREA["canonical_solution"]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in (
+        {"q": "Area of a circle.", "a": fenced(program)},                  # the reference program
+        {"q": BCB_AREA["instruct_prompt"], "a": fenced("def f():\n    return 1\n")},  # its task
+        {"q": "Add.", "a": fenced("def add(a, b):\n    return a + b\n")})))
+    repo = Path(__file__).resolve().parents[1]
+    config = copy.deepcopy(yaml.safe_load((repo / "config" / "config.yaml").read_text()))
+    config["sweeps"] = {}
+    config["data"].update({
+        "train": {"source": str(train), "columns": {"instruction": "q", "solution": "a"}},
+        "benchmarks": ["humaneval-split-heldout", "bigcodebench-hard-instruct",
+                       "bigcodebench-full-complete"],
+        "bigcodebench": {"source": str(bcb_file) if where == "local file" else None}})
+    settings = Plan(validate_config(config), environ={}).train_table()
+    # one BigCodeBench source: both splits are the same tasks, the hard ones are tasks of the full
+    # set; HumanEval because the probe (on in config.yaml) draws its twins from it
+    assert [s.name for s in settings.decontaminate] == ["bigcodebench-full", "humaneval",
+                                                        "humaneval-split-heldout"]
+    out = tmp_path / "train.parquet"
+    prepare_train(settings, str(out))
+    assert asked == ([] if where == "local file" else [(HUB_DATASETS["full"], HUB_VERSION)])
+    assert [r["instruction"] for r in read_parquet(out)] == ["Add."]
+    reasons = [r["reason"] for r in read_parquet(rejected_path(out))]
+    assert len(reasons) == 2
+    assert all(r.startswith("contamination: bigcodebench-full BigCodeBench/7 ") for r in reasons)
+    assert "instruct_prompt in field 'instruction'" in reasons[1]
+
+
+@pytest.mark.parametrize(("source", "probe", "checked"), [
+    ("mbpp", True, ["humaneval"]),  # the probe's HumanEval twins are evaluated data
+    ("mbpp", False, []),
+    ("humaneval-split", True, ["humaneval-split-heldout"]),  # held out by the split itself
+])
+def test_training_is_decontaminated_against_the_probe_s_tasks(source, probe, checked):
+    from faulttune.config import validate_config
+    from faulttune.settings import Plan
+
+    benchmarks = ["humaneval-split-heldout"] if source == "humaneval-split" else []
+    config = validate_config({
+        "run": "t", "student": {"model": "tiny-random"},
+        "data": {"train": {"source": source}, "benchmarks": benchmarks},
+        "sensitivity": {"enabled": probe}, "experiments": {"sft": {"method": "sft"}}})
+    plan = Plan(config, environ={})
+    assert [b.name for b in plan.contamination_sources()] == checked
+    assert [b.name for b in plan.train_table().decontaminate] == checked

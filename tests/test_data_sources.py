@@ -52,6 +52,17 @@ def test_mbpp_train_source_uses_the_train_split(data_dir):
     assert "assert" in rows[0]["test"]
 
 
+def test_mbpp_source_joins_splits_and_names_an_unknown_one(data_dir):
+    rows, _ = load_training_rows({"source": "mbpp", "split": "train+validation+prompt"}, seed=0,
+                                 data_dir=str(data_dir))
+    ids = [int(r["task_id"].split("/")[1]) for r in rows]
+    assert len(ids) == 10 + 90 + 374 and ids == sorted(ids)
+    assert set(ids) == set(range(1, 11)) | set(range(511, 975))  # no test-split task
+    assert {r["source"] for r in rows} == {"mbpp"}
+    with pytest.raises(ValueError, match="unknown MBPP split \\['valid'\\]"):
+        load_training_rows({"source": "mbpp", "split": "train+valid"}, seed=0, data_dir=str(data_dir))
+
+
 def test_local_jsonl_source_maps_columns_and_keeps_bad_rows_with_a_reason(tmp_path):
     path = tmp_path / "evol.jsonl"
     lines = [
@@ -90,8 +101,9 @@ def test_decontaminate_drops_a_planted_benchmark_solution_with_its_reason(tmp_pa
     config["data"].update({"train": {"source": str(path), "columns": {"instruction": "q", "solution": "a"},
                                      "limit": 32}, "decontaminate": True})
     settings = Plan(validate_config(config), environ={}).train_table()
-    # the held-out half of the demo split (seed 0, 32 training tasks) is guarded
-    assert [s.name for s in settings.decontaminate] == ["humaneval-split-heldout"]
+    # the held-out half of the demo split (seed 0, 32 training tasks) is guarded, and all of
+    # HumanEval too: the probe (on in config.yaml) draws its twins from HumanEval tasks
+    assert [s.name for s in settings.decontaminate] == ["humaneval", "humaneval-split-heldout"]
     out = tmp_path / "train.parquet"
     prepare_train(settings, str(out))
     assert [r["task_id"] for r in read_parquet(out)] == ["train/1"]

@@ -125,6 +125,72 @@ def test_no_network_not_even_the_hosts_loopback():
     assert result.status == "error" and "Error: [Errno" in result.detail
 
 
+# --- issue 27, class 7: system calls and CPU time -------------------------------------------------
+
+EPERM, EAFNOSUPPORT = 1, 97
+REFUSED = {"ptrace": EPERM, "bpf": EPERM, "perf_event_open": EPERM, "userfaultfd": EPERM,
+           "keyctl": EPERM, "io_uring_setup": EPERM, "unshare": EPERM, "sched_setaffinity": EPERM,
+           "AF_VSOCK": EAFNOSUPPORT, "AF_NETLINK": EAFNOSUPPORT, "AF_PACKET": EAFNOSUPPORT,
+           "fork": 0}
+
+
+def forbidden_syscalls() -> str:
+    from faulttune.sandbox import seccomp
+
+    if not isolation().seccomp:
+        pytest.skip(f"no system-call filter here: {isolation().label()}")
+    names = ("ptrace", "bpf", "perf_event_open", "userfaultfd", "keyctl", "io_uring_setup",
+             "unshare")
+    known = seccomp.numbers(seccomp.machine())
+    return hostile("forbidden_syscalls", NUMBERS={name: known[name] for name in names})
+
+
+def test_system_calls_a_program_never_needs_are_refused():
+    result = run_program(forbidden_syscalls(), f"found = solve()\nassert found == {REFUSED!r}, found\n",
+                         limits=FAST)
+    assert result.passed, result.detail
+
+
+BUSY = ("busy_cores", {"PROCESSES": 3, "SECONDS": 2}, "used = solve()\nassert used < 1.25, used\n")
+
+
+def cpus_allowed(proc: psutil.Process) -> float:
+    """How many CPUs' time ``proc`` may take: its cgroup's quota, else its affinity."""
+    for line in Path(f"/proc/{proc.pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for folder, read in (("cpu", "cpu.cfs_quota_us"), ("", "cpu.max")):
+            if folder in controllers.split(",") or (folder == controllers == ""):
+                base = Path("/sys/fs/cgroup") / folder / path.lstrip("/")
+                with contextlib.suppress(OSError, ValueError):
+                    if read == "cpu.max":
+                        quota, period = (base / read).read_text().split()
+                        return int(quota) / int(period)
+                    quota = int((base / read).read_text())
+                    if quota > 0:
+                        return quota / int((base / "cpu.cfs_period_us").read_text())
+    return float(len(proc.cpu_affinity()))
+
+
+def test_a_jail_gets_one_cpus_time_however_many_processes_it_runs():
+    name, fill, tests = BUSY
+    results: list = []
+    runner = threading.Thread(target=lambda: results.append(
+        run_program(hostile(name, **fill), tests, limits=Limits(timeout_s=8.0))))
+    runner.start()
+    seen: dict[int, float] = {}
+    while runner.is_alive():
+        for proc in jail_processes(os.getpid()):
+            with contextlib.suppress(psutil.Error, OSError):
+                # the program's interpreters; not bwrap or the launcher shell, our code, which
+                # may be caught in the moment before it moves itself into the jail's cgroup
+                if "python" in proc.name():
+                    seen[proc.pid] = cpus_allowed(proc)
+        time.sleep(0.05)
+    runner.join()
+    assert results[0].passed, results[0].detail
+    assert seen and set(seen.values()) == {1.0}, seen
+
+
 # --- class 5: nothing left on the host, one memory limit per program ---------------------------
 
 
@@ -187,9 +253,27 @@ def enterable(folder: Path, user: str) -> bool:
     return bool(st.st_mode & 0o001) or st.st_uid == uid
 
 
-def run_driver_as(user: str, jobs: list[dict[str, object]]) -> dict[str, object]:
+def run_driver_as(user: str, jobs: list[dict[str, object]],
+                  cpus: dict[int, float] | None = None) -> dict[str, object]:
+    """The driver's report; ``cpus`` gets the CPUs each jail process may use, seen from here."""
     driver = start_driver_as(user)
-    stdout, stderr = driver.communicate(json.dumps(jobs), timeout=120)
+    stop = threading.Event()
+
+    def watch() -> None:
+        while cpus is not None and not stop.is_set():
+            for proc in jail_processes(driver.pid):
+                with contextlib.suppress(psutil.Error, OSError):
+                    if "bwrap" not in proc.name():
+                        cpus[proc.pid] = cpus_allowed(proc)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        stdout, stderr = driver.communicate(json.dumps(jobs), timeout=180)
+    finally:
+        stop.set()
+        watcher.join()
     assert driver.returncode == 0, stderr[-2000:]
     return json.loads(stdout)
 
@@ -211,7 +295,7 @@ def test_memory_bound_as_an_unprivileged_user():
         watcher.join()
     assert driver.returncode == 0, stderr[-2000:]
     report = json.loads(stdout)
-    assert report["isolation"] == "bwrap" and report["results"][0]["status"] != "pass"
+    assert report["isolation"] == "bwrap+seccomp" and report["results"][0]["status"] != "pass"
     bound = Limits(**limits).memory_bound_mb(cgroup=False)
     assert bound == 4 * 256 and 0 < max(peaks) <= bound * 1.1, max(peaks)
 
@@ -235,10 +319,17 @@ def test_the_corpus_as_an_unprivileged_user(tmp_path):
                  "tests": "assert solve() == 2\n", "limits": {"timeout_s": 3.0}})
     jobs.append({"program": EXISTING, "tests": f"assert existing({host_paths(None)!r}) == []\n",
                  "limits": {"timeout_s": 3.0}})
-    report = run_driver_as(user, jobs)
-    assert report["uid"] != 0 and report["isolation"] == "bwrap" and report["counts_processes"]
+    name, fill, tests = BUSY  # no cgroup for a plain user: one CPU's affinity
+    jobs.append({"program": hostile(name, **fill), "tests": tests, "limits": {"timeout_s": 8.0}})
+    jobs.append({"program": forbidden_syscalls(), "limits": {"timeout_s": 3.0},
+                 "tests": f"found = solve()\nassert found == {REFUSED!r}, found\n"})
+    cpus: dict[int, float] = {}
+    report = run_driver_as(user, jobs, cpus)
+    assert cpus and set(cpus.values()) == {1.0}, cpus  # each jail on one CPU
+    assert report["uid"] != 0 and report["isolation"] == "bwrap+seccomp" and report["counts_processes"]
     statuses = [r["status"] for r in report["results"]]
-    assert statuses == [want for *_, want in USER_JOBS] + ["fail", "pass"], report["results"]
+    assert statuses == [want for *_, want in USER_JOBS] + ["fail", "pass", "pass", "pass"], \
+        report["results"]
     assert leftovers(report["pid"]) == {}
     assert ("shm", key) not in sysv_objects()
 

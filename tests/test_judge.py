@@ -81,3 +81,20 @@ def test_details_name_the_program_line_and_the_test_line():
     assert judge.classify(raised(judge.Unreturnable("`f` returned a Box")), sources) == (
         "fail", "`f` returned a Box")
     assert judge.classify(raised(judge.ProxyLimit("the tests pass a Box")), sources)[0] == "error"
+
+
+def test_only_modules_the_task_uses_are_imported_for_the_tests():
+    names = [("sys", "module:sys"), ("json", "module:venv.__main__"), ("np", "module:numpy"),
+             ("re", "module:re"), ("evil", "module:antigravity")]
+    tests = "import numpy\nassert sys and json and np\n"
+    ns = judge.namespace({**spec(names), "tests": tests}, 0, 1, {})
+    assert ns["sys"].__name__ == "sys"  # a standard module under its own name, read by the tests
+    assert ns["np"].__name__ == "numpy"  # a package the tests import themselves
+    assert "json" not in ns and "re" not in ns and "evil" not in ns  # aliased, unread, unread
+
+
+def test_the_programs_texts_are_clipped_in_the_verdict():
+    exc = judge.rebuilt_exception("E" * 10**6, "m" * 10**6, ["w" * 10**6] * 10**3, None)
+    status, detail = judge.classify(raised(exc), {judge.TESTS: ["f()"]})
+    assert status == "error" and len(detail) <= judge.DETAIL_CHARS
+    assert detail.startswith("E" * 97 + "...: " + "m" * 10)

@@ -1,6 +1,6 @@
 """The papers' setups at scale (config/paper.yaml: FGit and IterPref; config/paper-cct.yaml: CCT):
 `snakemake -n all` plans them with the job count of every rule following from the experiments;
-no training source overlaps an evaluated benchmark; every method meets its baseline at the same
+no decontaminated training table overlaps an evaluated benchmark; every method meets its baseline at the same
 data and budget.
 
 Dry runs run in a copy of the workflow files (they write .snakemake/ there, never results/)."""
@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import REPO, copy_workflow, job_stats, snakemake
 
 from faulttune.config import load_config
-from faulttune.contamination import task_key
 from faulttune.data.bench_table import PROMPT_SET
 from faulttune.settings import Plan
 
@@ -70,6 +70,69 @@ def test_each_method_meets_its_baseline_at_the_same_data_and_budget(paper):
             assert exp.seed == base.seed, name
 
 
+def test_the_teachers_stages_are_planned_as_shard_jobs_and_gathered(paper):
+    """paper.yaml splits the teacher's variants, the task synthesis and CodeFlow into one job per
+    shard, each gathered by one local job into the files one job would write."""
+    plan, planned = paper
+    for stage in ("teacher_variants", "synthesize_tasks", "codeflow"):
+        shards = plan.shards_of(stage)
+        if not planned.get(stage):
+            continue  # paper-cct.yaml runs neither
+        assert planned[stage] == shards, stage
+        assert planned.get(f"gather_{stage}", 0) == (shards > 1), stage
+    if plan.config["run"] == "paper":
+        assert planned["synthesize_tasks"] == 32 and planned["codeflow"] == 32
+
+
+def test_iterprefs_experiments_plan_enough_optimiser_steps(tmp_path):
+    """Before any GPU is used: every experiment of the DPO family trains on the synthesized
+    CodeFlow pairs of 110k Evol-Instruct instructions, at most one pair per task, and even at
+    IterPref's reported yields well over the trainer's threshold. MBPP's train split (the old
+    setting, 374 tasks) gave at most 6 steps: flagged."""
+    import math
+
+    from faulttune.plan import PAIR_YIELD, few_step_warning, plan_training
+    from faulttune.training import MIN_STEPS
+
+    plan = Plan(load_config(REPO / "config/paper.yaml"), environ={})
+    runs = {r.experiment: r for r in plan_training(plan, tmp_path)}
+    family = [r for r in runs.values() if r.source.startswith("codeflow")]
+    assert {r.experiment for r in family} >= {"dpo", "rpo", "iterpref", "iterpref-rpo", "focused-dpo"}
+    expected = round(110_000 * PAIR_YIELD)
+    for run in family:
+        assert (run.units.value, run.units.exact, run.expected_units) == (110_000, False, expected)
+        assert run.steps(run.units.value) == 2 * math.ceil(110_000 / 128) == 1720
+        assert run.planned_steps == 2 * math.ceil(expected / 128) >= MIN_STEPS
+    assert few_step_warning(list(runs.values())) is None
+
+    config = load_config(REPO / "config/paper.yaml")
+    config["data"]["codeflow_train"] = {"source": "mbpp-train"}
+    config["codeflow"]["tasks"] = "table"
+    old = plan_training(Plan(config, environ={}), tmp_path)
+    iterpref = next(r for r in old if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.steps(374)) == (374, 6)
+    assert "iterpref (2 steps)" in few_step_warning(old)
+
+
+def test_the_plan_counts_the_runs_own_files_once_they_exist(tmp_path):
+    """Once CodeFlow's pairs exist, the plan counts them (exact), and flags a run they leave
+    under the threshold."""
+    from faulttune import io
+    from faulttune.plan import format_plan, plan_training
+
+    plan = Plan(load_config(REPO / "config/paper.yaml"), environ={})
+    pairs = tmp_path / "codeflow" / "pairs.parquet"
+    io.write_parquet([{"task_id": f"t/{i}"} for i in range(300)], pairs)
+    iterpref = next(r for r in plan_training(plan, tmp_path) if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.units.exact, iterpref.planned_steps) == (300, True, 6)
+    assert iterpref.few_steps
+    table = format_plan([iterpref])
+    assert "iterpref" in table and "FEWER THAN 20 STEPS" in table and str(pairs) in table
+    pairs.write_bytes(b"")  # a placeholder or a file being written: the plan falls back
+    iterpref = next(r for r in plan_training(plan, tmp_path) if r.experiment == "iterpref")
+    assert (iterpref.units.value, iterpref.units.exact) == (None, False)
+
+
 def test_the_paper_settings_are_each_papers_own():
     fgit = Plan(load_config(REPO / "config/paper.yaml"), environ={})
     for name in ("sft", "fgit", "fgit-mut", "dpo-teacher"):  # FGit §2.4
@@ -85,21 +148,70 @@ def test_the_paper_settings_are_each_papers_own():
             2e-5, 3, 2048, "Qwen/Qwen2.5-Coder-7B")
 
 
-def test_codeflow_tasks_of_the_paper_config_do_not_overlap_any_benchmark(data_dir, tmp_path):
-    """MBPP's train split (ids 601-974) holds 108 of the 378 MBPP+ tasks that mbpp and mbpp_plus
-    score; the planned codeflow_train table must hold none of them."""
+def bigcodebench_copy_of(row: dict, path: Path) -> str:
+    """A BigCodeBench-format file with one task whose reference program is ``row``'s solution."""
+    from faulttune.bigcodebench import write_tasks_jsonl
+
+    test = "import unittest\n\nclass TestCases(unittest.TestCase):\n    def test(self):\n        pass\n"
+    task = {"task_id": "BigCodeBench/900", "complete_prompt": "import math\n",
+            "instruct_prompt": "Write the function.", "canonical_solution": row["solution"],
+            "code_prompt": "import math\n", "test": test, "entry_point": "task_func", "libs": "[]"}
+    return str(write_tasks_jsonl([task], path))
+
+
+@pytest.mark.parametrize(("config_file", "section"), [("config/paper.yaml", "codeflow_train"),
+                                                      ("config/config.yaml", "train")])
+def test_decontaminated_training_tables_share_nothing_with_any_evaluated_benchmark(
+        data_dir, tmp_path, config_file, section):
+    """After decontamination the training table has no content overlap, by the contamination
+    check's own measure, and no task in common with EVERY benchmark the config evaluates, each
+    loaded as it is scored (BigCodeBench from a local file in its format, standing in for the hub:
+    one of its tasks is a copy of an MBPP training task, which only it can catch)."""
+    from faulttune.contamination import contamination_report, same_task_ids
+    from faulttune.data.sources import load_training_rows
     from faulttune.io import read_parquet, rejected_path
     from faulttune.stages.data import load_benchmark_tasks, prepare_train
 
-    plan = Plan(load_config(REPO / "config/paper.yaml"), environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
-    settings = plan.train_table("codeflow_train")
-    assert {s.name for s in settings.decontaminate} >= {"mbpp", "humaneval", "humanevalfix"}
-    out = tmp_path / "codeflow_train.parquet"
-    prepare_train(settings, str(out), stage="prepare_codeflow_train")
+    config = load_config(REPO / config_file)
+    if section == "codeflow_train":  # paper.yaml's IterPref instructions come from the hub:
+        config["data"]["codeflow_train"] = {"source": "mbpp-train"}  # its MBPP alternative
+        config["codeflow"]["tasks"] = "table"
+    plan = Plan(config, environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
+    settings = plan.train_table(section)
+    rows, _ = load_training_rows(settings.source, settings.seed, settings.data_dir)
+    if any(b.startswith("bigcodebench-") for b in plan.benchmarks):
+        copied = next(r for r in rows if r["task_id"] == "mbpp/609")  # not an MBPP+ task
+        config["data"]["bigcodebench"]["source"] = bigcodebench_copy_of(copied, tmp_path / "bcb.jsonl")
+        plan = Plan(config, environ={"FAULTTUNE_DATA_DIR": str(data_dir)})
+        settings = plan.train_table(section)
+    out = tmp_path / f"{section}.parquet"
+    prepare_train(settings, str(out))
     kept, dropped = read_parquet(out), read_parquet(rejected_path(out))
-    benchmark_tasks = {task_key(t.task_id) for tasks in load_benchmark_tasks(settings.decontaminate).values()
-                       for t in tasks}
-    assert not {task_key(r["task_id"]) for r in kept} & benchmark_tasks
-    same_task = [r for r in dropped if r["reason"].startswith("same task as mbpp Mbpp/")]
-    assert len(same_task) == 108
-    assert len(kept) + len(dropped) == 374  # MBPP's train split: ids 601-974
+    assert len(kept) + len(dropped) == len(rows) and kept
+
+    evaluated = load_benchmark_tasks([plan.benchmark_source(b) for b in plan.benchmarks])
+    report = contamination_report(kept, evaluated)["benchmarks"]
+    assert sorted(report) == sorted(plan.benchmarks)
+    assert {name: part["n_rows_flagged"] for name, part in report.items()} == dict.fromkeys(report, 0)
+    assert same_task_ids(kept, evaluated) == {}
+    if config_file == "config/paper.yaml":
+        reasons = {r["task_id"]: r["reason"] for r in dropped}
+        assert reasons["mbpp/609"].startswith("contamination: bigcodebench-full BigCodeBench/900 ")
+        # MBPP's train split (ids 601-974) holds 108 of MBPP+'s tasks: dropped by their ids
+        assert sum(r.startswith("same task as mbpp Mbpp/") for r in reasons.values()) == 108
+
+
+def test_faulttune_plan_exits_1_when_an_experiment_would_hardly_train(tmp_path, capsys):
+    from faulttune.cli import main
+
+    assert main(["plan", "--configfile", str(REPO / "config/paper.yaml"),
+                 "--results", str(tmp_path)]) == 0
+    assert "iterpref" in capsys.readouterr().out
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config["data"]["codeflow_train"] = {"source": "mbpp-train"}
+    config["codeflow"]["tasks"] = "table"
+    (tmp_path / "mbpp.yaml").write_text(yaml.safe_dump(config))
+    assert main(["plan", "--configfile", str(tmp_path / "mbpp.yaml"),
+                 "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FEWER THAN 20 STEPS" in out and "would train fewer than 20 optimiser steps" in out

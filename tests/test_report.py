@@ -10,10 +10,13 @@ pass@1 on humaneval (10 tasks; a score passes tasks 0 .. k-1 unless listed):
     base 0.1 | sft 0.2, sft@seed=1 0.5, sft@seed=2 0.2 -> 0.3 ± 0.173 (sd of 0.2, 0.5, 0.2)
              | fgit 0.8, fgit@seed=1 0.6, fgit@seed=2 0.7 -> 0.7 ± 0.1 | fgit~lambda=3.0 0.3
 
-fgit - sft on humaneval: tasks 2..7 go 0 -> 1, nothing else differs: +0.6, and a resample
-without one of those six tasks has probability 0.4**10, so the interval excludes 0 (significant);
-it exceeds the seed spread (0.6 > max(0.1, 0.173)). On humaneval_plus sft passes {0, 1} and fgit
-{1, 2, 3}: per-task differences -1, +1, +1, 0 x 7 = +0.1, an interval across 0 (not significant).
+fgit - sft on humaneval, pooled over the three seeds (seed s against sft's seed s): seed 0 gains
+tasks 2..7 (+0.6), seed 1 task 5 (+0.1), seed 2 tasks 2..6 (+0.5): +0.4, and the seed sd of the
+per-seed differences is sd(0.6, 0.1, 0.5) = sqrt(0.07) = 0.265 < 0.4 (exceeds the seed spread).
+On humaneval_plus only seed 0 is scored: sft passes {0, 1} and fgit {1, 2, 3}: -1, +1, +1, 0 x 7
+= +0.1, 2 tasks up and 1 down: the exact sign test gives p = 1 (not significant).
+The probe (10 pairs, one per task; p0..p3 HumanEvalFix): only seed 0 of sft is probed, so fgit's
+other seeds are left out of the probe comparisons (their baseline has no probe).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from faulttune import report, sensitivity
+from faulttune import report, sensitivity, stats
 from faulttune.config import config_digest, validate_config
 from faulttune.generate.prompts import template_hash
 from faulttune.io import DataError, write_jsonl, write_parquet, write_rejected
@@ -50,6 +53,7 @@ CONFIG = {
     "sweeps": {"fgit": {"lambda": [3.0]}},
 }
 HE = 10  # humaneval tasks in the fake scores
+REPLICAS = ("", "@seed=1", "@seed=2")  # an experiment's name suffix for seeds 0, 1, 2
 # experiment -> benchmark -> (passed task indices, tasks)
 SCORES: dict[str, dict[str, tuple[set[int], int]]] = {
     "base": {"humaneval-split-heldout": ({0}, 4), "humaneval": ({0}, HE)},
@@ -62,9 +66,11 @@ SCORES: dict[str, dict[str, tuple[set[int], int]]] = {
     "fgit@seed=2": {"humaneval": (set(range(7)), HE)},
     "fgit~lambda=3.0": {"humaneval": (set(range(3)), HE)},
 }
-# probe: 10 pairs p0..p9 (p0..p3 HumanEvalFix, bug types alternating); experiment -> how many of
-# the first pairs have margin +0.5 (the rest -0.5)
-PROBED = {"base": 5, "sft": 3, "fgit": 9, "fgit@seed=1": 7, "fgit@seed=2": 8}
+# probe: 10 pairs p0..p9 (p0..p3 HumanEvalFix, bug types alternating); experiment -> (how many of
+# the first pairs have margin +0.5, the rest -0.5; the held-out NLL of pair i's correct program is
+# that number + 0.01 * i)
+PROBED = {"base": (5, 1.0), "sft": (3, 1.0), "fgit": (9, 0.8), "fgit@seed=1": (7, 0.7),
+          "fgit@seed=2": (8, 0.9)}
 BUG_TYPES = ("missing logic", "operator misuse")
 # budget.json: (train_tasks, train_examples, train_steps, train_tokens); units 8, batch 4
 BUDGETS = {
@@ -101,7 +107,7 @@ def score_json(benchmark: str, passed: set[int], tasks: int) -> dict[str, Any]:
     }
 
 
-def probe_json(n_positive: int) -> dict[str, Any]:
+def probe_json(n_positive: int, nll: float) -> dict[str, Any]:
     """A probe result as faulttune.sensitivity writes it, from hand-made per-pair rows."""
     rows = []
     for i in range(10):
@@ -109,9 +115,10 @@ def probe_json(n_positive: int) -> dict[str, Any]:
         fix = i < 4
         rows.append({
             "task_id": f"T/{i}", "pair_id": f"p{i}", "family": "humanevalfix" if fix else "mutation",
-            "bug_type": BUG_TYPES[i % 2] if fix else "", "margin_region": margin,
-            "margin_mean": margin, "margin_sum": -margin,  # the sum disagrees: shorter buggy side
-            "n_tokens_correct": 20, "n_tokens_buggy": 19,
+            "bug_type": BUG_TYPES[i % 2] if fix else "", "margin_diff": margin,
+            "margin_diff_sum": 2 * margin, "margin_region": margin, "margin_mean": margin,
+            "margin_sum": -margin,  # the sum disagrees: shorter buggy side
+            "nll_correct": nll + 0.01 * i, "n_tokens_correct": 20, "n_tokens_buggy": 19,
         })
     return {"n_pairs": 10, **sensitivity.report(rows), "per_task": rows}
 
@@ -209,9 +216,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
         for bench, (passed, tasks) in benches.items():
             path = root / "eval" / exp / f"{bench}.json"
             inputs["scores"].append(write_json(path, score_json(bench, passed, tasks)))
-    for exp, n_positive in PROBED.items():
+    for exp, (n_positive, nll) in PROBED.items():
         path = root / "eval" / exp / "bug_sensitivity.json"
-        inputs["sensitivity"].append(write_json(path, probe_json(n_positive)))
+        inputs["sensitivity"].append(write_json(path, probe_json(n_positive, nll)))
     inputs["pairs"] = write_pairs(root)
     trajectories = root / "codeflow" / "trajectories.parquet"
     write_parquet(
@@ -282,26 +289,37 @@ def test_summary_merges_base_and_plus_and_flags_the_demo_split(report_dir: Path)
     assert rows[("humaneval", "base")]["demo_split"] == "False"
 
 
-def test_summary_gives_the_difference_to_the_baseline_with_its_interval(
-    report_dir: Path,
-) -> None:
+def _passes(passed: set[int], tasks: int = HE) -> dict[str, float]:
+    return {f"T/{i}": float(i in passed) for i in range(tasks)}
+
+
+def test_summary_gives_the_pooled_difference_to_the_baseline(report_dir: Path) -> None:
     rows = summary_by_key(report_dir)
     fgit = rows[("humaneval", "fgit")]
     assert fgit["baseline"] == "sft"
-    low, high = float(fgit["delta_low"]), float(fgit["delta_high"])
-    assert float(fgit["delta_vs_baseline"]) == pytest.approx(0.6)
-    assert 0 < low < 0.6 < high <= 1 and fgit["significant"] == "True"
-    assert fgit["exceeds_seed_spread"] == "True"  # 0.6 > max(0.1, 0.173)
-    # plus tests: -1, +1, +1 over 10 tasks = +0.1, an interval across 0
-    assert float(fgit["delta_plus_vs_baseline"]) == pytest.approx(0.1)
-    assert float(fgit["delta_plus_low"]) < 0 < float(fgit["delta_plus_high"])
-    assert fgit["significant_plus"] == "False"
-    sweep = rows[("humaneval", "fgit~lambda=3.0")]
-    assert (sweep["baseline"], sweep["significant"], sweep["exceeds_seed_spread"]) == (
-        "sft", "False", "False")  # +0.1 < the sft seeds' 0.173
-    replica = rows[("humaneval", "fgit@seed=2")]  # its same-seed baseline: 0.7 - 0.2
+    # the same comparison, computed here from the fixture's passes, seed by seed
+    expected = stats.pooled_difference(
+        {s: _passes(SCORES[f"fgit{r}"]["humaneval"][0]) for s, r in enumerate(REPLICAS)},
+        {s: _passes(SCORES[f"sft{r}"]["humaneval"][0]) for s, r in enumerate(REPLICAS)})
+    assert expected.estimate == pytest.approx(0.4) and expected.n_seeds == 3
+    assert expected.seed_spread == pytest.approx(math.sqrt(0.07))
+    assert float(fgit["delta_vs_baseline"]) == pytest.approx(0.4)
+    assert float(fgit["delta_low"]) == pytest.approx(expected.low, abs=1e-4)
+    assert float(fgit["delta_high"]) == pytest.approx(expected.high, abs=1e-4)
+    assert float(fgit["p_value"]) == pytest.approx(expected.p_value, abs=1e-4)
+    assert float(fgit["p_value"]) <= float(fgit["p_holm"])  # Holm only raises a p-value
+    assert fgit["significant"] == str(float(fgit["p_holm"]) < 0.05)
+    assert fgit["exceeds_seed_spread"] == "True"  # 0.4 > 0.265
+    # every replica row repeats its family's pooled numbers
+    replica = rows[("humaneval", "fgit@seed=2")]
     assert replica["baseline"] == "sft@seed=2"
-    assert float(replica["delta_vs_baseline"]) == pytest.approx(0.5)
+    assert replica["delta_vs_baseline"] == fgit["delta_vs_baseline"]
+    # plus tests, one seed: +0.1, 2 tasks up and 1 down: the exact sign test's p is 1
+    assert float(fgit["delta_plus_vs_baseline"]) == pytest.approx(0.1)
+    assert float(fgit["p_plus"]) == 1.0 and fgit["significant_plus"] == "False"
+    sweep = rows[("humaneval", "fgit~lambda=3.0")]  # one seed scored: no seed spread
+    assert (sweep["baseline"], sweep["significant"], sweep["exceeds_seed_spread"]) == (
+        "sft", "False", "")
     assert rows[("mbpp", "fgit")]["delta_vs_baseline"] == ""  # sft has no mbpp score
     base = rows[("humaneval", "base")]
     assert (base["baseline"], base["delta_vs_baseline"], base["significant"]) == ("", "", "")
@@ -330,6 +348,8 @@ def test_summary_carries_budget_parameters_sweeps_pairs_and_the_probe(report_dir
     assert float(fgit["sens_mean_margin"]) == pytest.approx(0.4)
     assert float(fgit["sens_prefer_correct_sum"]) == pytest.approx(0.1)
     assert float(fgit["sens_mean_margin_sum"]) == pytest.approx(-0.4)
+    assert float(fgit["sens_nll"]) == pytest.approx(0.8 + 0.045)  # 0.8 + 0.01 * mean(0..9)
+    assert float(fgit["sens_nll_low"]) < 0.845 < float(fgit["sens_nll_high"])
     assert swept["sens_prefer_correct"] == ""
 
 
@@ -346,29 +366,56 @@ def test_experiment_columns_come_from_the_resolved_experiments(settings: ReportS
 # report.md: against the baseline, seeds, budget, probe, timings
 
 
-def test_report_compares_every_experiment_with_its_baseline(text: str) -> None:
-    part = section(text, "Against the baseline")
-    assert "significant only when the interval excludes 0" in part  # README's reading note
-    rows = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in part.splitlines()}
-    fgit = rows[("fgit", "sft", "humaneval")]
-    assert "| +0.600 [+0." in fgit and "| yes | 10 | yes (0.173) |" in fgit
-    plus = rows[("fgit", "sft", "humaneval_plus")]
-    assert "| +0.100 [-0." in plus and "| no | 10 | - |" in plus  # one seed on the plus tests
-    assert "| no | 10 | no (0.173) |" in rows[("fgit~lambda=3.0", "sft", "humaneval")]
-    assert "| baseline not scored |" in rows[("fgit", "sft", "mbpp")]
-    assert ("sft", "base", "humaneval") in rows and ("fgit@seed=1", "sft@seed=1", "humaneval") in rows
-    assert not any(key[:1] == ("base",) for key in rows)  # base is untrained: no baseline
+def comparison_rows(text: str) -> dict[tuple[str, str, str], dict[str, str]]:
+    """(experiment, baseline, measure) -> the cells of the comparisons table, by header."""
+    lines = section(text, "Against the baseline").splitlines()
+    header = next(line for line in lines if line.startswith("| experiment | baseline | measure"))
+    names = [c.strip() for c in header.split("|")[1:-1]]
+    rows = {}
+    for line in lines[lines.index(header) + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(names, (c.strip() for c in line.split("|")[1:-1])))
+        rows[(cells["experiment"], cells["baseline"], cells["measure"])] = cells
+    return rows
 
 
-def test_report_compares_the_probe_with_the_baseline_over_pairs(text: str) -> None:
+def test_report_compares_every_experiment_family_with_its_baseline_pooled(text: str) -> None:
     part = section(text, "Against the baseline")
-    rows = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in part.splitlines()}
-    # fgit prefers the correct program on 9 of 10 pairs, sft on 3: +0.6, the margin +0.6 as well
-    assert "| +0.600 [+0." in rows[("fgit", "sft", "prefer_correct")]
-    assert "| yes | 10 |" in rows[("fgit", "sft", "prefer_correct")]
-    assert "| +0.600 [+0." in rows[("fgit", "sft", "mean_margin")]
-    assert "| -0.200 [" in rows[("sft", "base", "prefer_correct")]  # 3 of 10 vs 5 of 10
-    assert "| baseline not probed |" in rows[("fgit@seed=1", "sft@seed=1", "prefer_correct")]
+    assert "pooled over its training seeds" in part and "Holm-adjusted" in part
+    rows = comparison_rows(text)
+    fgit = rows[("fgit", "sft", "pass@1 humaneval")]
+    assert fgit["Δ pooled [95 % CI]"].startswith("+0.400 [")
+    assert (fgit["seeds × tasks"], fgit["seed sd of Δ"]) == ("3 × 10", "0.265")
+    plus = rows[("fgit", "sft", "pass@1 humaneval_plus")]
+    assert plus["Δ pooled [95 % CI]"].startswith("+0.100 [")
+    assert (plus["p"], plus["significant (Holm)"], plus["seeds × tasks"], plus["seed sd of Δ"]) == (
+        "1.0000", "no", "1 × 10", "-")
+    assert rows[("fgit", "sft", "pass@1 mbpp")]["note"] == "baseline not evaluated (sft)"
+    # sft against the untrained base, which is the baseline of every seed: 0.1, 0.4, 0.1
+    assert rows[("sft", "base", "pass@1 humaneval")]["Δ pooled [95 % CI]"].startswith("+0.200 [")
+    assert not any(e == "base" or "@seed=" in e for e, _, _ in rows)  # families only
+    tested = [r for r in rows.values() if r["p (Holm)"]]
+    assert f"{len(tested)} comparisons in the Holm family." in part
+    for r in tested:
+        holm, raw = (1e-5 if r[k].startswith("<") else float(r[k]) for k in ("p (Holm)", "p"))
+        assert holm >= raw and (r["significant (Holm)"] == "**yes**") == (holm < 0.05)
+
+
+def test_report_compares_the_probe_with_the_baseline_per_part(text: str) -> None:
+    rows = comparison_rows(text)
+    # twins p4..p9: fgit seed 0 prefers the correct program on 5 of 6, sft on none
+    twins = rows[("fgit", "sft", "probe twins: prefer_correct")]
+    assert twins["Δ pooled [95 % CI]"].startswith("+0.833 [") and twins["seeds × tasks"] == "1 × 6"
+    # sft's other seeds are not probed: fgit's are left out, and the note says so
+    assert twins["note"] == "seeds without a baseline value left out: sft@seed=1, sft@seed=2"
+    fix = rows[("fgit", "sft", "probe humanevalfix: mean_margin")]  # 4 of 4 vs 3 of 4
+    assert fix["Δ pooled [95 % CI]"].startswith("+0.250 [") and fix["seeds × tasks"] == "1 × 4"
+    nll = rows[("fgit", "sft", "probe twins: nll")]  # 0.8 vs 1.0 on every task: lower is better
+    assert nll["Δ pooled [95 % CI]"].startswith("-0.200")
+    # base prefers p0..p4 (twins: p4, 1 of 6), sft p0..p2 (twins: none)
+    assert rows[("sft", "base", "probe twins: prefer_correct")]["Δ pooled [95 % CI]"].startswith(
+        "-0.167 [")
 
 
 def test_report_gives_mean_and_sd_over_seeds(text: str) -> None:
@@ -379,6 +426,7 @@ def test_report_gives_mean_and_sd_over_seeds(text: str) -> None:
     # the probe's headline over fgit's seeds: 0.9, 0.7, 0.8 and margins 0.4, 0.2, 0.3
     assert "| fgit | 3 | prefer_correct | 0.800 ± 0.100 |" in part
     assert "| fgit | 3 | mean_margin | 0.300 ± 0.100 |" in part
+    assert "| fgit | 3 | nll | 0.845 ± 0.100 |" in part  # 0.8, 0.7, 0.9 + 0.045
 
 
 def test_seed_spreads_are_mean_and_sample_sd(settings: ReportSettings) -> None:
@@ -390,14 +438,19 @@ def test_seed_spreads_are_mean_and_sample_sd(settings: ReportSettings) -> None:
     assert spreads[("sft", "he")].std == pytest.approx(math.sqrt(0.03))
 
 
-def test_report_lists_every_budget_and_warns_below_twenty_steps(text: str) -> None:
+def test_report_lists_every_budget_names_each_difference_and_warns_below_twenty_steps(
+    text: str,
+) -> None:
     part = section(text, "Training budget")
-    assert "| fgit | fgit | sft | 8 | 96 | 24 | 5000 | 8 | 2 | 4 | 1 | yes |" in part
-    assert "| cct | cct | sft | 8 | 288 | 24 | 9000 | 8 | 2 | 4 | 1 | yes |" in part
-    assert "| fgit~lambda=3.0 | fgit | sft | 8 | 48 | 12 | 2500 | 8 | 2 | 4 | 1 | **no**: " \
-           "optimiser steps 12 vs 24 |" in part
-    assert "| sft | sft | base | 8 | 96 | 24 | 4800 | 8 | 2 | 4 | 1 | - (baseline base is " \
-           "untrained) |" in part
+    assert "| fgit | fgit | sft | 8 | 96 | 24 | 5000 | 8 | 2 | 4 | 1 | yes | loss tokens 1.04x " \
+           "(5000 vs 4800) |" in part
+    assert "| cct | cct | sft | 8 | 288 | 24 | 9000 | 8 | 2 | 4 | 1 | yes | examples 3.00x " \
+           "(288 vs 96); loss tokens 1.88x (9000 vs 4800) |" in part
+    assert "| fgit~lambda=3.0 | fgit | sft | 8 | 48 | 12 | 2500 | 8 | 2 | 4 | 1 | **no** | " \
+           "examples 0.50x (48 vs 96); optimiser steps 0.50x (12 vs 24); loss tokens 0.52x " \
+           "(2500 vs 4800) |" in part
+    assert "| sft | sft | base | 8 | 96 | 24 | 4800 | 8 | 2 | 4 | 1 | - | baseline base is " \
+           "untrained |" in part
     assert f"| {NO_BUDGET} | sft | base | no budget.json |" in part
     warnings = [line for line in part.splitlines() if "**Warning:**" in line]
     expected = ("- **Warning:** `fgit~lambda=3.0` trains for 12 optimiser steps, under 20: it "
@@ -409,8 +462,8 @@ def test_report_shows_the_probe_headline_with_intervals_per_part_and_bug_type(te
     part = section(text, "Fault sensitivity")
     # fgit: 9 of 10 pairs; HumanEvalFix pairs p0..p3 all prefer the correct program
     assert "| fgit | overall | 10 | 0.900 [" in part
-    assert "| fgit | humanevalfix | 4 | 1.000 [1.000, 1.000] | 0.500 [0.500, 0.500] | 0 | " \
-           "-0.5 | 1 |" in part
+    assert "| fgit | humanevalfix | 4 | 1.000 [1.000, 1.000] | 0.500 [0.500, 0.500] | 0.815 [" in part
+    assert "| 0 | -0.5 | 1 |" in part.split("| fgit | humanevalfix |")[1].splitlines()[0]
     assert "| fgit | twins | 6 | 0.833 [" in part
     # sft: p0, p1, p2 positive: missing logic (p0, p2) 1.0, operator misuse (p1, p3) 0.5
     header = next(line for line in part.splitlines() if line.startswith("| bug type |"))
@@ -579,17 +632,25 @@ def test_items_measured_on_different_tasks_are_not_compared(settings: ReportSett
     score = readers.Score
     a = score("fgit", "humaneval", 1.0, 2, 2, {"T/0": 1.0, "T/1": 1.0})
     b = score("sft", "humaneval", 0.0, 2, 2, {"T/0": 0.0, "T/9": 0.0})
-    deltas = comparisons.score_deltas(settings.experiments, [a, b], {})
-    (delta,) = [d for d in deltas if d.experiment == "fgit"]
-    assert delta.difference is None and delta.note.startswith("not compared: ")
-    assert "T/1" in delta.note and "T/9" in delta.note
+    pooled = comparisons.pooled_comparisons(settings.experiments, [a, b], {})
+    (row,) = [p for p in pooled if p.experiment == "fgit"]
+    assert row.comparison is None and row.note.startswith("not compared: ")
+    assert "T/1" in row.note and "T/9" in row.note and row.p_holm is None
 
 
 def test_a_probe_without_per_pair_rows_is_not_compared(settings: ReportSettings) -> None:
     probes = {e: {"overall": {"prefer_correct": 0.5}} for e in ("fgit", "sft")}
-    deltas = comparisons.probe_deltas(settings.experiments, probes, {})
-    assert [(d.experiment, d.benchmark, d.note) for d in deltas if d.experiment == "fgit"] == [
-        ("fgit", "prefer_correct", "no per-pair rows"), ("fgit", "mean_margin", "no per-pair rows")]
+    assert comparisons.pooled_comparisons(settings.experiments, [], probes) == []
+
+
+def test_a_measure_at_its_floor_is_labelled(settings: ReportSettings) -> None:
+    zero = {"T/0": 0.0, "T/1": 0.0}
+    scores = [readers.Score(e, "humaneval", 0.0, 2, 2, zero) for e in ("fgit", "sft")]
+    (row,) = [p for p in comparisons.pooled_comparisons(settings.experiments, scores, {})
+              if p.experiment == "fgit"]
+    assert row.note == "at floor: 0 on every task, both sides"
+    assert row.comparison is not None and row.comparison.estimate == 0.0
+    assert row.comparison.p_value == 1.0 and row.significant is False
 
 
 def test_a_budget_without_a_key_names_the_file(tmp_path: Path) -> None:

@@ -50,9 +50,9 @@ GENERATION = ("generate", "codeflow")
 READERS: dict[str, tuple[str, ...]] = {
     "run": ("*",),
     "seed": ("prepare_train", "prepare_benchmark", "mutate", "teacher_variants", "codeflow",
-             "masks", "train", "heldout_twins", "contamination"),
+             "masks", "train", "heldout_twins", "probe_pairs", "contamination"),
     "seeds": (),
-    "student.model": ("masks", "train", "codeflow", "probe_pairs",
+    "student.model": ("masks", "train", "codeflow",
                       f"{R}/eval/base/humaneval-split-heldout.samples.jsonl",
                       f"{R}/eval/base/bug_sensitivity.json"),
     "student.precision": GENERATION,
@@ -76,7 +76,6 @@ READERS: dict[str, tuple[str, ...]] = {
     "data.codeflow_train": ("codeflow",),
     "data.decontaminate": ("prepare_train",),
     "data.bigcodebench.source": (),  # no BigCodeBench benchmark in the demo
-    "data.bigcodebench.scorer": (),
     "generation.backend": GENERATION,
     "generation.max_new_tokens": GENERATION,
     "generation.batch_size": GENERATION,
@@ -84,14 +83,18 @@ READERS: dict[str, tuple[str, ...]] = {
     "bugs.max_per_task": ("mutate",),
     "bugs.verify": ("mutate", "select_pairs"),
     "codeflow.enabled": (),  # no experiment of the demo trains on CodeFlow's pairs: report only
+    "codeflow.tasks": ("codeflow",),  # synthesize (set_key starts from the solution): new jobs
+    "codeflow.debugger": ("codeflow",),
+    "codeflow.judge": ("codeflow",),
+    "shards": ("teacher_variants", "codeflow", "generate", "score"),  # shard jobs and gathers
     "codeflow.max_iters": ("codeflow",),
     "codeflow.start": ("codeflow",),
     "codeflow.rejected": ("codeflow",),
     "codeflow.max_length": ("codeflow",),
     "sensitivity.enabled": (),
-    "sensitivity.limit": ("probe_pairs", "sensitivity"),
-    "sensitivity.candidates": ("probe_pairs",),
-    "sensitivity.batch_size": ("probe_pairs", "sensitivity"),
+    "sensitivity.limit": ("heldout_twins", "probe_pairs", "sensitivity"),
+    "sensitivity.batch_size": ("sensitivity",),
+    "sensitivity.humanevalfix": (),  # read only when a benchmark folder is set
     "train.max_length": ("masks", "train"),
     **{f"train.{key}": ALL_TRAIN for key in (
         "lr", "max_steps", "micro_batch_size", "grad_accum", "precision", "epochs", "lora",
@@ -187,6 +190,8 @@ def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     for part in parents:
         node = node.setdefault(part, {})
     node[last] = value
+    if key == "codeflow.tasks":  # synthesized tasks have no mutants: start from their solution
+        node["start"] = "solution"
     if key.endswith(".method") and value == "focused_dpo":  # keep only the keys it takes
         for param in list(node):
             if param not in ("method", "bugs"):

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,50 @@ def test_sigterm_requests_a_stop_that_keeps_the_state(tmp_path):
         job.check_stop()
     assert (state_dir(out, {"k": 1}) / "part").is_file()
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_the_slurm_deadline_stops_a_job_before_its_time_limit():
+    """Half the job's time at least, else the margin (the profile's --signal=TERM@300) before
+    its end; the end time is read again until then."""
+    from faulttune.resume import SlurmDeadline, stop_time
+
+    assert stop_time(1000.0, 5000.0, 300.0) == 4700.0
+    assert stop_time(0.0, 120.0, 300.0) == 60.0  # a short job keeps half its time
+    now, reasons, windows = [0.0], [], []
+
+    def window(job_id):
+        windows.append(job_id)
+        return (0.0, 120.0)
+
+    watcher = SlurmDeadline("7", reasons.append, margin_s=300.0, poll_s=0.01, window=window,
+                            clock=lambda: now[0])
+    watcher.thread.start()
+    time.sleep(0.2)
+    assert reasons == [] and len(windows) > 1 and set(windows) == {"7"}
+    now[0] = 60.5
+    watcher.thread.join(timeout=5)
+    end = datetime.fromtimestamp(120.0).isoformat(timespec="seconds")
+    assert reasons == [f"SLURM job 7 reaches its time limit at {end}; stopping 60 s before it"]
+
+
+def test_a_job_in_slurm_stops_before_its_limit_without_a_signal(tmp_path, monkeypatch):
+    """Inside a SLURM job (the first task of an array job, which --signal never reaches) the
+    job's own end time, by squeue, requests the stop; the Preempted error names why."""
+    now = time.time()
+    fake = tmp_path / "bin" / "squeue"
+    fake.parent.mkdir()
+    start, end = (datetime.fromtimestamp(t).isoformat(timespec="seconds") for t in (now - 100, now + 10))
+    fake.write_text(f"#!/bin/sh\n[ \"$3\" = 42 ] && echo '{start} {end}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    with pytest.raises(Preempted, match=r"SLURM job 42 reaches its time limit"), \
+            Resumable(tmp_path / "out", {"k": 1}) as job:
+        for _ in range(100):
+            if job.stop_requested:
+                break
+            time.sleep(0.05)
+        job.check_stop()
 
 
 # ---------------------------------------------------------------------------------------------

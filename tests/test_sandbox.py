@@ -263,3 +263,46 @@ def test_hash_seed_is_fixed_so_identical_rows_agree():
     first = seeded.stdout.strip()
     results = run_many([(program, f"assert solve() == {first!r}\n")] * 6, progress=False)
     assert [r.status for r in results] == ["pass"] * 6
+
+
+# --- issue 27: what a program can do to the process that judges it -----------------------------
+
+
+def test_hash_flood_answers_fail_and_the_programs_beside_them_keep_their_clock(no_leftovers):
+    good = ("def solve(*args):\n    return 2\n", "assert solve() == 2\n")
+    floods = [(hostile("hash_flood", COUNT=count, FORM=form), "assert solve() == 2\n")
+              for count in (70_000, 5_000) for form in (0, 1)]
+    jobs = [job for flood in floods for job in (flood, good)]
+    results = run_many(jobs, limits=Limits(timeout_s=3.0), workers=2, progress=False)
+    assert [r.status for r in results[1::2]] == ["pass"] * 4, [r.detail for r in results]
+    details = [r.detail for r in results[::2]]
+    assert [r.status for r in results[::2]] == ["fail"] * 4, details
+    assert all(d.startswith("`solve` returned a value that cannot cross the sandbox boundary: ")
+               for d in details), details
+    assert "share one hash value" in details[0] and "pickle's own opcodes" in details[1]
+
+
+def test_an_exception_too_large_to_repeat_is_the_programs_failure(no_leftovers):
+    result = run_program(hostile("huge_exception", SIZE=5_000_000), "assert solve() == 2\n",
+                         limits=FAST)
+    assert result.status == "error" and result.detail.startswith("EEEE"), result.detail[:200]
+    assert len(result.detail) <= 600 and "sandbox failure" not in result.detail
+    result = run_program(hostile("huge_exception", SIZE=20_000_000), "assert solve() == 2\n",
+                         limits=FAST)
+    assert (result.status, result.detail) == ("fail", ("answer too large: the program answered "
+                                                      "in call #1: solve() with more than 16 MiB"))
+
+
+def test_forged_module_names_are_not_imported_by_the_judge(no_leftovers):
+    result = run_program(hostile("forged_module_names"), "assert solve() == 2\n", limits=FAST)
+    assert (result.status, result.detail) == ("pass", "")
+    uses = "assert solve() == 2\nassert json.dumps(1) == '1'\n"  # reads json without importing it
+    result = run_program(hostile("forged_module_names"), uses, limits=FAST)
+    assert result.status == "error", result.detail
+    assert result.detail.startswith("NameError: name 'json' is not defined (at <tests> line 2")
+
+
+def test_a_big_answer_is_refused_by_size(no_leftovers):
+    result = run_program(hostile("big_answer", MB=40), "assert solve() == []\n", limits=FAST)
+    assert (result.status, result.detail) == ("fail", ("answer too large: the program answered "
+                                                      "in call #1: solve() with more than 16 MiB"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from argparse import Namespace
 from collections import defaultdict
@@ -159,12 +161,74 @@ def test_an_out_that_cannot_be_written_is_refused_before_anything_runs(tmp_path,
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     for out, reason in ((tmp_path, "--out is a folder"),
-                        (blocker / "results.json", "cannot write RESULTS there")):
+                        (blocker / "results.json", "--out: cannot write there")):
         with pytest.raises(DataError, match=reason):
             score_samples("humaneval", samples, out, data_dir=data_dir)
     args = Namespace(benchmark="humaneval", samples=str(samples), out=str(tmp_path),
                      data_dir=str(data_dir), workers=1)
     assert score_command(args) == 2
+
+
+def refuse_to_run(monkeypatch):
+    """Any program run fails the test: the refusals below come before the first one."""
+    from faulttune import evaluate
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a program ran")
+
+    monkeypatch.setattr(evaluate, "run_in_pool", no_run)
+
+
+def test_an_out_that_is_not_a_regular_file_is_refused_naming_why(tmp_path, data_dir, monkeypatch):
+    refuse_to_run(monkeypatch)
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "solution": "x"}])
+    kept = samples.read_bytes()
+    target = tmp_path / "earlier.json"
+    target.write_text("earlier")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    hard = tmp_path / "hard.jsonl"
+    os.link(samples, hard)
+    cases = [(link, "--out is a symbolic link (to "), (fifo, "--out is a FIFO (named pipe)"),
+             (Path("/dev/null"), "--out is a character device, not a file"),
+             (samples, f"--out is the input file {samples} itself"),
+             (hard, f"--out is the input file {samples} itself"),
+             (tmp_path, "--out is a folder")]
+    for out, reason in cases:
+        with pytest.raises(DataError, match=re.escape(f"{out}: {reason}")):
+            score_samples("humaneval", samples, out, data_dir=data_dir)
+        args = Namespace(benchmark="humaneval", samples=str(samples), out=str(out),
+                         data_dir=str(data_dir), workers=1)
+        assert score_command(args) == 2
+    assert link.is_symlink() and target.read_text() == "earlier" and fifo.is_fifo()
+    assert samples.read_bytes() == kept and Path("/dev/null").is_char_device()
+
+
+def test_results_replace_a_regular_file_whole(tmp_path, data_dir):
+    out = tmp_path / "results.json"
+    out.write_text("earlier results")
+    os.chmod(out, 0o600)
+    rows = [{"task_id": "HumanEval/0", "solution": "def has_close_elements(n, t):\n    return 1\n"}]
+    summary = score(tmp_path, data_dir, "humaneval", rows)
+    assert json.loads((tmp_path / "humaneval.json").read_text()) == summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["humaneval.json", "humaneval.jsonl",
+                                                          "results.json"]
+
+
+def test_generate_refuses_the_same_outputs_before_loading_a_model(tmp_path, monkeypatch):
+    from faulttune.generate import run
+
+    monkeypatch.setattr(run, "load_tasks", lambda *a, **k: pytest.fail("tasks were loaded"))
+    fifo = tmp_path / "samples.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="--out is a FIFO"):
+        run.run_generation("tiny-random", "humaneval", fifo, generation={})
+    out = tmp_path / "other.jsonl"
+    run.raw_path(out).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"other\.raw\.jsonl: --out \(its raw file\) is a symbolic"):
+        run.run_generation("tiny-random", "humaneval", out, generation={})
 
 
 def test_results_are_written_atomically(tmp_path, data_dir, monkeypatch):
@@ -201,6 +265,49 @@ def test_unreadable_samples_stop_with_the_file_and_line(content, message, tmp_pa
     with pytest.raises(DataError, match=message):
         score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_line_nested_too_deeply_is_named(tmp_path, data_dir):
+    samples = tmp_path / "s.jsonl"
+    deep = "[" * 100_000 + "]" * 100_000
+    samples.write_text('{"task_id": "HumanEval/0", "solution": "x"}\n{"x": ' + deep + "}\n")
+    with pytest.raises(DataError, match=r"s\.jsonl line 2: JSON nested too deeply to read"):
+        score_samples("humaneval", samples, tmp_path / "out.json", data_dir=data_dir)
+
+
+def test_a_device_as_samples_stops_at_the_line_limit(tmp_path, data_dir):
+    with pytest.raises(DataError, match=r"/dev/zero line 1: longer than 16 MiB"):
+        score_samples("humaneval", "/dev/zero", tmp_path / "out.json", data_dir=data_dir)
+    assert not (tmp_path / "out.json").exists()
+
+
+def corrupt_copy(data_dir: Path, folder: Path, damage) -> Path:
+    """The data folder with HumanEval+'s archive damaged by ``damage(bytes) -> bytes``."""
+    import shutil
+
+    copy = folder / "data"
+    shutil.copytree(data_dir, copy)
+    archive = copy / "humanevalplus" / "HumanEvalPlus.jsonl.gz"
+    os.chmod(archive.parent, 0o755)
+    os.chmod(archive, 0o644)
+    archive.write_bytes(damage(archive.read_bytes()))
+    return copy
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda data: data[: len(data) // 2], r"line \d+: the archive is corrupt or truncated \(EOFError"),
+    (lambda data: data[:10] + bytes(200) + data[210:], r"line 1: the archive is corrupt or truncated"),
+    (lambda data: b"not gzip at all" + data, (r"line 1: the archive is corrupt or truncated "
+                                             r"\(BadGzipFile")),
+])
+def test_a_corrupt_benchmark_archive_is_named(damage, reason, tmp_path, data_dir):
+    broken = corrupt_copy(data_dir, tmp_path, damage)
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/0", "solution": "x"}])
+    with pytest.raises(ValueError, match=r"HumanEvalPlus\.jsonl\.gz " + reason):
+        score_samples("humaneval_plus", samples, tmp_path / "out.json", data_dir=broken)
+    args = Namespace(benchmark="humaneval_plus", samples=str(samples),
+                     out=str(tmp_path / "o.json"), data_dir=str(broken), workers=1)
+    assert score_command(args) == 2
 
 
 def test_a_model_that_answers_nothing_scores_zero_instead_of_failing_the_run(tmp_path, data_dir):
@@ -400,3 +507,120 @@ def test_humanevalfix_canonical_pass_and_buggy_do_not(tmp_path, data_dir):
     by_id = {r["task_id"]: r["status"] for r in buggy}
     assert by_id["Python/156"] == "timeout"  # labelled "infinite loop"
     assert by_id["Python/10"] in ("timeout", "error")  # labelled "stackoverflow"
+
+
+# --- issue 27: the scorer's own process --------------------------------------------------------
+
+
+def test_hash_flood_answers_fail_while_the_canonical_beside_them_pass(tmp_path, data_dir):
+    from jail_checks import hostile
+
+    task = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/0"]
+    canonical = {"task_id": "HumanEval/0", "solution": task.canonical_solution}
+    floods = [{"task_id": "HumanEval/0", "solution": hostile("hash_flood", COUNT=count, FORM=form)
+               + "\nhas_close_elements = solve\n"} for count in (70_000, 5_000) for form in (0, 1)]
+    rows = [row for flood in floods for row in (flood, canonical)]
+    results = score(tmp_path, data_dir, "humaneval_plus", rows)["results"]
+    assert [r["status"] for r in results[1::2]] == ["pass"] * 4, results
+    assert [r["status"] for r in results[::2]] == ["fail"] * 4, results
+    assert "share one hash value" in results[0]["detail"]  # checked by the checker (0.8 MB)
+    assert "share one hash value" in results[4]["detail"]  # checked here (60 KB)
+    assert "pickle's own opcodes" in results[2]["detail"]
+
+
+def scorer_peak_growth_mb(action) -> tuple[object, float]:
+    """``action()`` and by how much this process's resident memory grew meanwhile (sampled)."""
+    import threading
+
+    import psutil
+
+    me, peaks, stop = psutil.Process(), [], threading.Event()
+    base = me.memory_info().rss
+
+    def sample():
+        while not stop.is_set():
+            peaks.append(me.memory_info().rss)
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=sample)
+    watcher.start()
+    try:
+        result = action()
+    finally:
+        stop.set()
+        watcher.join()
+    return result, (max(peaks, default=base) - base) / 2**20
+
+
+def test_a_large_answer_is_decoded_outside_the_scorer(tmp_path, data_dir):
+    from jail_checks import hostile
+
+    from faulttune.data.benchmarks import dataset_path
+    from faulttune.evaluate import diff_job, expected_outputs
+    from faulttune.sandbox import run_differential
+
+    # HumanEval/130's largest canonical output is 9 MB: its answer limit is 4 x that. A wrong
+    # answer of 20 MB (about 150 MB decoded) is checked by the checker, not in this process,
+    # which holds the bytes of a few answers at most (the program answers inputs ahead).
+    tasks = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}
+    expected = expected_outputs("humaneval_plus", list(tasks.values()),
+                                dataset_path("humaneval_plus", data_dir))
+    program = hostile("big_answer", MB=20) + "\ntri = solve\n"
+    job = diff_job("humaneval_plus", tasks["HumanEval/130"], program, expected["HumanEval/130"])
+    result, growth = scorer_peak_growth_mb(lambda: run_differential(job))
+    assert result.status == "fail" and result.detail.startswith("wrong output on base input #0")
+    assert growth < 4 * 20 + 20, growth  # never the decoded value (about 150 MB)
+    rows = [{"task_id": "HumanEval/0", "solution": program + "\nhas_close_elements = solve\n"}]
+    [result] = score(tmp_path, data_dir, "humaneval_plus", rows)["results"]
+    assert result["status"] == "fail" and result["detail"].startswith(
+        "answer too large: on base input #0: has_close_elements(")
+    assert result["detail"].endswith("the program answered more than 1024 KiB (the task's answer "
+                                     "limit)")
+
+
+def test_sigterm_ends_the_scorer_while_a_large_answer_is_checked(tmp_path, data_dir):
+    import signal
+    import subprocess
+    import sys
+
+    from jail_checks import jail_processes, leftovers, needs_jail
+
+    needs_jail()
+    from jail_checks import hostile
+
+    program = hostile("big_answer", MB=25) + "\ntri = solve\n"
+    samples = write_samples(tmp_path / "s.jsonl", [{"task_id": "HumanEval/130", "solution": program}])
+    out = tmp_path / "r.json"
+    scorer = subprocess.Popen([sys.executable, "-m", "faulttune.cli", "score", "humaneval_plus",
+                               str(samples), "--out", str(out), "--data-dir", str(data_dir)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            "checker" in p.cmdline() for p in jail_processes(scorer.pid)):
+        time.sleep(0.02)
+    assert scorer.poll() is None, "the scorer ended before its checker started"
+    scorer.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    scorer.wait(timeout=20)
+    assert time.monotonic() - start < 5
+    assert leftovers(scorer.pid) == {} and not out.exists()
+
+
+def test_a_run_whose_sandbox_breaks_is_its_rows_error_and_the_others_are_scored():
+    import pickle
+
+    from faulttune.sandbox import DiffJob, Limits, OutputCheck, Stage, run_differential, run_in_pool
+
+    def cases(broken: bool):
+        yield (1,), 2
+        if broken:  # an expected-outputs file cut short or damaged
+            raise pickle.UnpicklingError("pickle data was truncated")
+        yield (2,), 3
+
+    jobs = [DiffJob("def f(x):\n    return x + 1\n", "f", (Stage("base", (1.0, 1.0), 5.0),),
+                    OutputCheck("humaneval", "f", 0.0), lambda broken=broken: cases(broken),
+                    Limits(timeout_s=8.0)) for broken in (True, False)]
+    first, second = run_in_pool(run_differential, jobs, workers=2, progress=False)
+    assert (first.status, first.detail) == (
+        "error", "sandbox failure: UnpicklingError: pickle data was truncated")
+    assert second.passed

@@ -11,17 +11,18 @@ import torch
 from faulttune.io import DataError, write_parquet
 from faulttune.models import TINY_RANDOM, load_model, load_tokenizer
 from faulttune.sensitivity import (
-    Bootstrap,
     encode_response,
     humanevalfix_pairs,
     pair_row,
-    paired_difference,
     probe_loaded,
-    region_start,
+    sample_probe_pairs,
     summarise,
+    task_values,
     twin_pairs,
+    write_probe_pairs,
     write_sensitivity,
 )
+from faulttune.sensitivity.regions import Region, differing_region, region_start
 
 # Hand-made pairs: each buggy twin differs from the correct program by one operator.
 PAIRS = [
@@ -71,25 +72,37 @@ def test_per_token_accounting_matches_a_manual_forward(tiny, shared_prompt):
                       "incorrect": "def add(a, b):\n    # wrong\n    return a - b\n"}]
     result = probe_loaded(model, tokenizer, pairs, batch_size=3, shared_prompt=shared_prompt)
     for pair, row in zip(pairs, result["per_task"]):
-        encoded = {}
+        encoded, manual_logps = {}, {}
         for program, key in ((pair["correct"], "correct"), (pair["incorrect"], "buggy")):
             ids, start = encoded[key] = encode_response(tokenizer, pair["instruction"], program)
             manual = _manual_response_logps(model, ids, start)
             assert row[f"n_tokens_{key}"] == len(ids) - start == len(manual)
             assert row[f"logp_{key}"] == pytest.approx(sum(manual), abs=1e-3)
-            region = row["region_start"]
-            assert row[f"n_region_{key}"] == len(manual) - region
-            assert row[f"logp_region_{key}"] == pytest.approx(sum(manual[region:]), abs=1e-3)
+            start, end = row["diff_start"], row["diff_start"] + row[f"n_diff_{key}"]
+            assert row[f"logp_diff_{key}"] == pytest.approx(sum(manual[start:end]), abs=1e-3)
+            manual_logps[key] = manual
         (a, sa), (b, sb) = encoded["correct"], encoded["buggy"]
-        # the region starts at the first differing response token; before it, both sides agree
-        assert a[sa:sa + region] == b[sb:sb + region] and a[sa + region] != b[sb + region]
-        assert region == region_start(encoded["correct"], encoded["buggy"])
+        diff = differing_region(a[sa:], b[sb:])
+        assert (row["diff_start"], row["n_diff_correct"], row["n_diff_buggy"]) == (
+            diff.start, diff.n_correct, diff.n_buggy)
+        # the region: tokens before and after it are the same on both sides
+        assert a[sa:sa + diff.start] == b[sb:sb + diff.start]
+        assert a[sa + diff.end_correct:] == b[sb + diff.end_buggy:]
+        assert row["margin_diff"] == pytest.approx(
+            row["logp_diff_correct"] / row["n_diff_correct"]
+            - row["logp_diff_buggy"] / row["n_diff_buggy"])
+        assert row["margin_diff_sum"] == pytest.approx(
+            row["logp_diff_correct"] - row["logp_diff_buggy"])
+        assert row["nll_correct"] == pytest.approx(-sum(manual_logps["correct"])
+                                                   / len(manual_logps["correct"]), abs=1e-4)
+        region = region_start(a[sa:], b[sb:])
+        assert row["region_start"] == region
+        assert row["margin_region"] == pytest.approx(
+            sum(manual_logps["correct"][region:]) / (len(a) - sa - region)
+            - sum(manual_logps["buggy"][region:]) / (len(b) - sb - region), abs=1e-4)
         assert row["margin_sum"] == pytest.approx(row["logp_correct"] - row["logp_buggy"])
         assert row["margin_mean"] == pytest.approx(
             row["logp_correct"] / row["n_tokens_correct"] - row["logp_buggy"] / row["n_tokens_buggy"])
-        assert row["margin_region"] == pytest.approx(
-            row["logp_region_correct"] / row["n_region_correct"]
-            - row["logp_region_buggy"] / row["n_region_buggy"])
     # the prompt is excluded: the long instruction changes the context, not the token count
     assert result["per_task"][3]["n_tokens_correct"] == result["per_task"][0]["n_tokens_correct"]
     assert result["per_task"][3]["logp_correct"] != pytest.approx(result["per_task"][0]["logp_correct"])
@@ -131,34 +144,85 @@ def test_probe_follows_a_controlled_output_bias(tiny):
         assert up["margin_sum"] > b["margin_sum"] + 5 > down["margin_sum"] + 10
         assert up["margin_mean"] > b["margin_mean"] > down["margin_mean"]
         assert up["margin_region"] > b["margin_region"] > down["margin_region"]
+        assert up["margin_diff"] > b["margin_diff"] > down["margin_diff"]
     assert set(toward_correct["by_family"]) == {"operator", "compare"}
     assert toward_correct["by_family"]["operator"]["n"] == 2
     assert toward_correct["humanevalfix"] is None and toward_correct["twins"]["n"] == 3
 
 
-# A deletion bug ("missing logic"): the buggy program lacks the correct program's 2-token guard.
-# Both responses share 3 tokens (log-probs -0.1 each); then the correct program spends 2 tokens on
-# the guard (-1.0 each) and predicts the common end well (-0.2 x 3), while after the deletion the
-# buggy program's end is less likely (-0.6 x 3).
-DELETION = {"task_id": "t/del", "family": "cct", "bug_type": "missing logic"}
-DELETION_CORRECT = [-0.1] * 3 + [-1.0] * 2 + [-0.2] * 3
-DELETION_BUGGY = [-0.1] * 3 + [-0.6] * 3
+# Token ids of hand-made responses: 1-3 the shared start, 7/8 the operator, 4-6 the shared end.
+SUBSTITUTION = ([1, 2, 3, 7, 4, 5, 6], [1, 2, 3, 8, 4, 5, 6])
 
 
-def test_a_deletion_bug_fools_the_summed_statistic_but_not_the_headline():
-    row = pair_row(DELETION, DELETION_CORRECT, DELETION_BUGGY, region=3)
-    # summed: correct -0.3 - 2.0 - 0.6 = -2.9 < buggy -0.3 - 1.8 = -2.1: the sum "prefers" the
-    # bug only because it has two tokens fewer
-    assert row["margin_sum"] == pytest.approx(-0.8)
-    # region means: correct (-2.0 - 0.6) / 5 = -0.52 > buggy -1.8 / 3 = -0.6: the correct one wins
-    assert (row["n_region_correct"], row["n_region_buggy"]) == (5, 3)
-    assert row["margin_region"] == pytest.approx(0.08)
-    # the whole-response mean is diluted by the shared start: -2.9 / 8 < -2.1 / 6
-    assert row["margin_mean"] == pytest.approx(-2.9 / 8 + 2.1 / 6)
+@pytest.mark.parametrize(("correct", "buggy", "expected"), [
+    # substitution: each side keeps its own token, the shared start and end are dropped
+    (*SUBSTITUTION, Region(3, 4, 4)),
+    # a multi-token substitution of different lengths
+    ([1, 2, 7, 7, 4, 5], [1, 2, 8, 4, 5], Region(2, 4, 3)),
+    # deletion (the buggy side lacks 7, 8): the correct side keeps 7, 8 and both take back the
+    # first shared-suffix token 4, the one the buggy side meets right after the edit point
+    ([1, 2, 3, 7, 8, 4, 5], [1, 2, 3, 4, 5], Region(3, 6, 4)),
+    # insertion (the buggy side has an extra 9): the mirror image
+    ([1, 2, 4, 5], [1, 2, 9, 4, 5], Region(2, 3, 4)),
+    # no common suffix and one side a prefix of the other: the last shared token is taken back
+    ([1, 2, 3], [1, 2, 3, 4], Region(2, 3, 4)),
+    # the whole sequence differs
+    ([7], [8], Region(0, 1, 1)),
+    # identical: nothing differs
+    ([1, 2], [1, 2], Region(2, 2, 2)),
+])
+def test_differing_region_by_hand(correct, buggy, expected):
+    region = differing_region(correct, buggy)
+    assert region == expected
+    if correct != buggy:
+        assert region.n_correct > 0 and region.n_buggy > 0
+        assert correct[:region.start] == buggy[:region.start]
+        assert correct[region.end_correct:] == buggy[region.end_buggy:]
+
+
+def test_the_shared_suffix_does_not_count_even_when_its_log_probs_differ():
+    """After a substitution the shared end has a different context on each side: the old region
+    statistic counts it, the headline does not."""
+    correct_logps = [-0.1, -0.1, -0.1, -2.0, -0.1, -0.1, -0.1]
+    buggy_logps = [-0.1, -0.1, -0.1, -1.0, -0.9, -0.9, -0.9]
+    row = pair_row(PAIR, correct_logps, buggy_logps, *SUBSTITUTION)
+    # differing tokens only: correct -2.0 vs buggy -1.0: the model prefers the bug
+    assert (row["diff_start"], row["n_diff_correct"], row["n_diff_buggy"]) == (3, 1, 1)
+    assert row["margin_diff"] == pytest.approx(-1.0)
+    assert row["margin_diff_sum"] == pytest.approx(-1.0)
+    # the old region (first difference to the end) is swayed by the shared end:
+    # (-2.0 - 0.3) / 4 - (-1.0 - 2.7) / 4 = -0.575 + 0.925 = 0.35
+    assert row["margin_region"] == pytest.approx(0.35)
+    assert row["nll_correct"] == pytest.approx(2.6 / 7)
+    assert summarise([row])["prefer_correct"] == 0.0
+
+
+PAIR = {"task_id": "t/x", "pair_id": "t/x#0", "family": "cct"}
+
+
+def test_a_deletion_bug_by_hand():
+    """The buggy program lacks the correct program's 2-token guard (7, 8). Both share 1-3 (log-prob
+    -0.1 each) and 4, 5. Correct: the guard costs -0.5 each, then 4 -0.2, 5 -0.2; buggy: 4 right
+    after 3 is a surprise (-1.5), then 5 -0.2."""
+    correct_ids, buggy_ids = [1, 2, 3, 7, 8, 4, 5], [1, 2, 3, 4, 5]
+    correct = [-0.1] * 3 + [-0.5, -0.5, -0.2, -0.2]
+    buggy = [-0.1] * 3 + [-1.5, -0.2]
+    row = pair_row(PAIR, correct, buggy, correct_ids, buggy_ids)
+    # region: correct 7, 8, 4 (-1.2 over 3 tokens) vs buggy 4 (-1.5 over 1)
+    assert (row["n_diff_correct"], row["n_diff_buggy"]) == (3, 1)
+    assert row["margin_diff"] == pytest.approx(-0.4 + 1.5)
+    assert row["margin_diff_sum"] == pytest.approx(-1.2 + 1.5)
+    # summed over the whole responses: -1.7 vs -2.0
+    assert row["margin_sum"] == pytest.approx(0.3)
+    assert row["margin_mean"] == pytest.approx(-1.7 / 7 + 2.0 / 5)
     summary = summarise([row])
-    assert summary["prefer_correct"] == 1.0 and summary["prefer_correct_sum"] == 0.0
-    assert summary["mean_margin"] == pytest.approx(0.08)
-    assert summary["buggy_shorter"] == 1.0
+    assert summary["prefer_correct"] == 1.0 and summary["buggy_shorter"] == 1.0
+    assert summary["mean_margin"] == pytest.approx(1.1)
+
+
+def test_pair_row_rejects_misaligned_inputs():
+    with pytest.raises(ValueError, match="differ in length"):
+        pair_row(PAIR, [-0.1], [-0.1, -0.2], [1, 2], [1, 2])
 
 
 def test_a_model_that_knows_nothing_is_neutral_on_the_headline_but_not_on_the_sum(tiny):
@@ -177,53 +241,39 @@ def test_a_model_that_knows_nothing_is_neutral_on_the_headline_but_not_on_the_su
     assert row["n_tokens_buggy"] < row["n_tokens_correct"]
     assert row["margin_sum"] < -10  # "prefers the bug": it only has fewer tokens
     assert row["margin_region"] == pytest.approx(0.0, abs=1e-5)
+    assert row["margin_diff"] == pytest.approx(0.0, abs=1e-5)
     assert result["overall"]["prefer_correct_sum"] == 0.0
     assert result["overall"]["prefer_correct"] == 0.0  # a tie is not a preference
 
 
-def test_summarise_by_hand():
-    rows = [{"margin_sum": 2.0, "margin_mean": -0.5, "margin_region": 0.5,
-             "n_tokens_correct": 10, "n_tokens_buggy": 9},
-            {"margin_sum": -1.0, "margin_mean": 0.25, "margin_region": -0.25,
-             "n_tokens_correct": 10, "n_tokens_buggy": 10},
-            {"margin_sum": 0.0, "margin_mean": 1.0, "margin_region": 1.0,
-             "n_tokens_correct": 10, "n_tokens_buggy": 12}]
+def _row(task: str, pair: str, margin: float, nll: float, n_correct: int = 10,
+         n_buggy: int = 10) -> dict:
+    return {"task_id": task, "pair_id": pair, "family": "cct", "margin_diff": margin,
+            "nll_correct": nll, "margin_diff_sum": 2 * margin, "margin_sum": margin,
+            "margin_region": margin, "margin_mean": margin, "n_tokens_correct": n_correct,
+            "n_tokens_buggy": n_buggy}
+
+
+def test_summarise_averages_the_pairs_of_a_task_first():
+    # task A has two pairs (margins 0.5 and -0.25: A's preference 1/2, margin 0.125), B and C one
+    rows = [_row("A", "A#0", 0.5, 1.0, n_buggy=9), _row("A", "A#1", -0.25, 1.0),
+            _row("B", "B#0", 1.0, 2.0, n_buggy=12), _row("C", "C#0", -1.0, 3.0)]
     summary = summarise(rows)
-    expected = {"n": 3, "prefer_correct": 2 / 3, "mean_margin": 1.25 / 3,
-                "prefer_correct_sum": 1 / 3, "mean_margin_sum": 1 / 3,
-                "prefer_correct_mean": 2 / 3, "mean_margin_mean": 0.25, "buggy_shorter": 1 / 3}
+    expected = {"n": 4, "n_tasks": 3, "prefer_correct": (0.5 + 1 + 0) / 3,
+                "mean_margin": (0.125 + 1.0 - 1.0) / 3, "nll": 2.0,
+                "mean_margin_diff_sum": 2 * 0.125 / 3, "buggy_shorter": (0.5 + 0 + 0) / 3}
     assert {k: summary[k] for k in expected} == pytest.approx(expected)
-    # intervals: resampled fractions of three 0/1 values range over {0, 1/3, 2/3, 1}
+    # intervals resample the three tasks: nll ranges over means of {1, 2, 3}
+    assert summary["nll_low"] == pytest.approx(1.0) and summary["nll_high"] == pytest.approx(3.0)
     assert summary["prefer_correct_low"] == 0.0 and summary["prefer_correct_high"] == 1.0
-    assert summary["mean_margin_low"] == pytest.approx(-0.25)
-    assert summary["mean_margin_high"] == pytest.approx(1.0)
     assert summary == summarise(rows)  # seeded
     assert summarise([]) is None
-
-
-def _result(margins: dict[str, float], fix_margin: float) -> dict:
-    rows = [{"pair_id": k, "family": "cct", "margin_region": v, "margin_sum": v}
-            for k, v in margins.items()]
-    return {"per_task": [*rows, {"pair_id": "Python/0", "family": "humanevalfix",
-                                 "margin_region": fix_margin, "margin_sum": fix_margin}]}
-
-
-def test_paired_difference_between_two_probes_on_the_same_pairs():
-    base = _result({f"p{i}": -0.1 for i in range(30)}, fix_margin=1.0)
-    better = _result({f"p{i}": 0.2 for i in range(30)}, fix_margin=-1.0)
-    same = paired_difference(base, base)
-    assert (same.difference, same.significant) == (0.0, False)
-    gain = paired_difference(better, base, families={"cct"})
-    assert (gain.difference, gain.low, gain.high, gain.significant, gain.n) == (1.0, 1.0, 1.0,
-                                                                                True, 30)
-    assert paired_difference(better, base).difference == pytest.approx(29 / 31)
-    margin = paired_difference(better, base, "mean_margin", families={"cct"},
-                               bootstrap=Bootstrap(n_resamples=100))
-    assert margin.difference == pytest.approx(0.3)
-    with pytest.raises(ValueError, match="item sets differ"):
-        paired_difference(base, _result({"p0": 1.0}, fix_margin=0.0))
+    assert task_values(rows, "prefer_correct") == {"A": 0.5, "B": 1.0, "C": 0.0}
+    assert task_values(rows, "nll", families={"other"}) == {}
+    with pytest.raises(DataError, match="pair_id 'A#0' appears twice"):
+        task_values([*rows, rows[0]], "nll")
     with pytest.raises(ValueError, match="key must be one of"):
-        paired_difference(base, base, "margin")
+        task_values(rows, "margin")
 
 
 def test_twin_pairs_filter_and_errors(tmp_path):
@@ -246,17 +296,16 @@ def test_write_sensitivity_round_trip(tiny, tmp_path):
     assert loaded["per_task"][0]["task_id"] == "t/add"
     assert set(loaded["per_task"][0]) == {
         "task_id", "pair_id", "family", "bug_type", "logp_correct", "logp_buggy",
-        "n_tokens_correct", "n_tokens_buggy", "margin_sum", "margin_mean", "region_start",
-        "logp_region_correct", "logp_region_buggy", "n_region_correct", "n_region_buggy",
-        "margin_region"}
-    assert loaded["headline"] == "margin_region"
+        "n_tokens_correct", "n_tokens_buggy", "diff_start", "n_diff_correct", "n_diff_buggy",
+        "logp_diff_correct", "logp_diff_buggy", "margin_diff", "margin_diff_sum", "nll_correct",
+        "margin_sum", "margin_mean", "region_start", "margin_region"}
+    assert loaded["headline"] == "margin_diff"
     assert loaded["bootstrap"] == {"confidence": 0.95, "n_resamples": 10000, "seed": 0}
     assert {"prefer_correct", "prefer_correct_low", "prefer_correct_high", "mean_margin",
-            "mean_margin_low", "mean_margin_high"} <= set(loaded["overall"])
+            "mean_margin_low", "mean_margin_high", "nll", "nll_low", "nll_high",
+            "n_tasks"} <= set(loaded["overall"])
     with pytest.raises(ValueError, match="missing"):
         write_sensitivity({"overall": {}}, tmp_path / "x.json")
-
-
 
 
 def _candidate(task: str, k: int) -> dict:
@@ -264,38 +313,64 @@ def _candidate(task: str, k: int) -> dict:
             "incorrect": f"b{k}", "family": "cct", "bug_type": ""}
 
 
-def _base(margins: dict[str, float]) -> dict:
-    return {"per_task": [{"pair_id": k, "margin_region": v} for k, v in margins.items()]}
-
-
-def test_selection_keeps_the_pairs_the_base_model_is_weakest_on_one_per_task():
-    from faulttune.sensitivity import select_probe_pairs
-
-    candidates = [_candidate(t, k) for t in ("A", "B", "C") for k in range(2)]
-    margins = {"cct:A:0": 0.3, "cct:A:1": -0.2, "cct:B:0": 0.1, "cct:B:1": 0.4,
-               "cct:C:0": -0.5, "cct:C:1": -0.3}
-    picked = select_probe_pairs(candidates, _base(margins), limit=2)
-    # C's second pair (-0.3) is lower than A's best (-0.2) but C already has its weakest pair
-    assert [(p["id"], p["base_margin"]) for p in picked] == [("cct:C:0", -0.5), ("cct:A:1", -0.2)]
+def test_probe_sample_is_seeded_spread_over_tasks_and_chosen_by_no_model():
+    candidates = [_candidate(t, k) for t in "ABCDEFGH" for k in range(3)]
+    picked = sample_probe_pairs(candidates, limit=5, seed=0)
+    assert len(picked) == 5 and len({p["task_id"] for p in picked}) == 5  # one per task
     assert set(picked[0]) == {"id", "task_id", "instruction", "correct", "incorrect", "family",
-                              "bug_type", "base_margin"}
-    assert select_probe_pairs(candidates[::-1], _base(margins), limit=2) == picked
-    assert len(select_probe_pairs(candidates, _base(margins), limit=10)) == 3
-    with pytest.raises(DataError, match="cct:A:0.*no base-model score"):
-        select_probe_pairs(candidates, _base({}), limit=2)
+                              "bug_type"}
+    assert sample_probe_pairs(candidates[::-1], limit=5, seed=0) == picked  # order-free
+    assert sample_probe_pairs(candidates, limit=5, seed=1) != picked
+    # more pairs than tasks: every task gives one, some a second, none a third
+    per_task = Counter(p["task_id"] for p in sample_probe_pairs(candidates, limit=12, seed=0))
+    assert set(per_task) == set("ABCDEFGH") and sorted(per_task.values()) == [1] * 4 + [2] * 4
+    assert len(sample_probe_pairs(candidates, limit=100, seed=0)) == 24
+    # every pair of a task is as likely: over seeds, each of A's three pairs is drawn
+    drawn = {sample_probe_pairs(candidates, limit=8, seed=s)[0]["id"] for s in range(30)}
+    assert drawn == {"cct:A:0", "cct:A:1", "cct:A:2"}
+    with pytest.raises(DataError, match="pair_id 'cct:A:0' appears twice"):
+        sample_probe_pairs([*candidates, candidates[0]], limit=2, seed=0)
     with pytest.raises(ValueError, match="limit must be >= 1"):
-        select_probe_pairs(candidates, _base(margins), limit=0)
+        sample_probe_pairs(candidates, limit=0, seed=0)
 
 
-def test_selected_probe_pairs_round_trip_through_twin_pairs(tmp_path):
-    from faulttune.sensitivity import select_probe_pairs, write_probe_pairs
-
+def test_probe_pairs_round_trip_through_twin_pairs(tmp_path):
     candidates = [{**_candidate(t, k), "family": "humanevalfix", "bug_type": "missing logic"}
                   for t in ("A", "B") for k in range(2)]
-    margins = {c["pair_id"]: 0.1 * i for i, c in enumerate(candidates)}
-    rows = select_probe_pairs(candidates, _base(margins), limit=2)
+    rows = sample_probe_pairs(candidates, limit=2, seed=0)
     path = write_probe_pairs(rows, tmp_path / "bugs" / "probe_pairs.parquet")
     pairs = twin_pairs(path)
-    assert [p["pair_id"] for p in pairs] == ["cct:A:0", "cct:B:0"]
+    assert [p["pair_id"] for p in pairs] == [r["id"] for r in rows]
+    assert [p["task_id"] for p in pairs] == ["A", "B"]
     assert pairs[0]["bug_type"] == "missing logic" and pairs[0]["family"] == "humanevalfix"
-    assert pairs[0]["incorrect"] == "b0"
+
+
+def test_heldout_tasks_are_the_split_s_held_out_half_sampled_down_to_the_limit():
+    from faulttune.data.sources import humaneval_split
+    from faulttune.settings import HeldoutSettings
+    from faulttune.stages.sensitivity import heldout_tasks
+
+    _, heldout = humaneval_split(0, 32)
+    every = heldout_tasks(HeldoutSettings(seed=0, split=(0, 32), data_dir=None))
+    assert [t["task_id"] for t in every] == heldout  # no limit: all, in HumanEval's order
+    some = heldout_tasks(HeldoutSettings(seed=0, split=(0, 32), data_dir=None, limit=24))
+    ids = [t["task_id"] for t in some]
+    assert len(ids) == 24 and set(ids) <= set(heldout)
+    assert ids == sorted(ids, key=lambda t: int(t.split("/")[1]))
+    assert ids == [t["task_id"] for t in heldout_tasks(
+        HeldoutSettings(seed=0, split=(0, 32), data_dir=None, limit=24))]  # seeded
+    assert ids != [t["task_id"] for t in heldout_tasks(
+        HeldoutSettings(seed=1, split=(0, 32), data_dir=None, limit=24))]
+    assert len(heldout_tasks(HeldoutSettings(seed=0, split=None, data_dir=None, limit=500))) == 164
+
+
+def test_humanevalfix_pairs_are_those_of_the_probe_s_tasks(data_dir):
+    from faulttune.settings import SensitivitySettings
+    from faulttune.stages.sensitivity import humanevalfix_probe_pairs
+
+    twins = [{**_candidate(f"HumanEval/{i}", k), "task_id": f"HumanEval/{i}"}
+             for i in (5, 0, 5) for k in range(1)]
+    settings = SensitivitySettings(model="tiny-random", batch_size=2, data_dir=str(data_dir))
+    fix = humanevalfix_probe_pairs(settings, twins)
+    assert [p["task_id"] for p in fix] == ["Python/0", "Python/5"]
+    assert {p["family"] for p in fix} == {"humanevalfix"}

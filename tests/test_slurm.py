@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from faulttune.config import expand_experiments, validate_config
+from faulttune.resume import STOP_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_CI = REPO / "ci" / "slurm"
@@ -45,7 +46,8 @@ SNAKEMAKE_TIMEOUT_S = 420
 
 
 def run_snakemake(
-    args: list[str], cwd: Path, timeout_s: int = SNAKEMAKE_TIMEOUT_S
+    args: list[str], cwd: Path, timeout_s: int = SNAKEMAKE_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`snakemake ARGS` in ``cwd`` under `timeout -s INT`, stdout and stderr together."""
     command = ["timeout", "-s", "INT", "-k", "30", str(timeout_s), SNAKEMAKE, *args]
@@ -56,7 +58,7 @@ def run_snakemake(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
 
 
@@ -288,3 +290,67 @@ def test_smoke_dag_runs_through_the_slurm_profile(slurm_cluster: None, checkout_
     dry = run_snakemake(["all", "-n", *profile], cwd=checkout_copy, timeout_s=120)
     assert_ok(dry)
     assert "Nothing to be done" in dry.stdout
+
+
+# --- a SLURM time limit, for real ----------------------------------------------------------------
+
+# The teacher's variants of MBPP's train split (374 tasks) in two shards, each 12 chunks of 16
+# tasks at ~10 s a chunk (the scripted teacher takes 5 s an answer, 8 at a time): the first
+# attempt (2 minutes) must stop, the retry (4 minutes) finishes.
+TEACHER_DELAY_S = 5.0
+STOP_BEFORE_LIMIT_S = 30  # the job's own watch; the signal comes at 60 s (--signal=TERM@60)
+
+
+def time_limit_profile(copy: Path) -> str:
+    """profiles/slurm with the teacher's jobs at 2 minutes x attempt, SIGTERM 60 s before."""
+    profile = yaml.safe_load((copy / "profiles" / "slurm" / "config.yaml").read_text())
+    profile["set-resources"]["teacher_variants"].update(
+        runtime="2 * attempt", slurm_extra="'--signal=TERM@60'", mem_mb=2000)
+    folder = copy / "profiles" / "slurm-time-limit"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(profile))
+    return str(folder.relative_to(copy))
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_shard_at_its_time_limit_saves_its_state_and_the_retry_resumes(
+        slurm_cluster: None, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> None:
+    """Two shards of the teacher's variants go to SLURM as one array job with a 2-minute limit.
+    Each stops before the limit and saves the chunks it has (SIGTERM from --signal reaches the
+    array task that runs in a job step; the first array task runs in the batch step, which the
+    signal never reaches, and stops by watching its own end time); Snakemake's retry (twice the
+    time) continues from that state: no prompt is asked twice."""
+    from fake_teacher import FakeTeacher, serve
+
+    import faulttune.io as ftio
+
+    copy = tmp_path_factory.mktemp("slurm-time-limit") / "repo"
+    shutil.copytree(REPO, copy, symlinks=True, ignore=COPY_IGNORE)
+    profile = time_limit_profile(copy)
+    teacher = FakeTeacher([], delay_s=TEACHER_DELAY_S, fallback="```python\npass\n```")
+    with serve(teacher, host="127.0.0.1") as served:
+        config = merged(yaml.safe_load((copy / "config" / "config.yaml").read_text()),
+                        yaml.safe_load((copy / SMOKE_CONFIG).read_text()))
+        config.update(run="timelimit", shards={"teacher_variants": 2},
+                      teacher={"backend": "openai", "model": "fake-teacher", "n_variants": 1,
+                               "base_url": served.base_url, "max_new_tokens": 32})
+        config["data"] = {**config["data"], "train": {"source": "mbpp-train"},
+                          "data_dir": str(data_dir)}
+        (copy / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        target = "results/timelimit/bugs/teacher.parquet"
+        result = run_snakemake([target, "--profile", profile], cwd=copy, timeout_s=900,
+                               env={STOP_ENV: str(STOP_BEFORE_LIMIT_S)})
+    assert_ok(result)
+    tasks = ftio.read_parquet(copy / "results/timelimit/data/train.parquet")
+    assert len(ftio.read_parquet(copy / target)) == len(tasks)
+    assert len(teacher.requests) == len(set(teacher.requests)) == len(tasks)  # none asked twice
+    assert result.stdout.count("Error in rule teacher_variants") == 2, result.stdout[-5000:]
+    stopped = [log.read_text() for log in (copy / ".snakemake/slurm_logs/rule_teacher_variants")
+               .rglob("*.log") if "Preempted" in log.read_text()]
+    reasons = {why for text in stopped
+               for why in re.findall(r"\((received SIGTERM|SLURM job \d+ reaches its time limit)",
+                                     text)}
+    assert len(stopped) == 2, stopped
+    assert {why.split(" job")[0] for why in reasons} == {"received SIGTERM", "SLURM"}, reasons

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -227,8 +228,8 @@ def pipeline_masks(folder: Path, tasks: list[dict], **cct_options) -> dict[str, 
 def test_cct_units_are_the_tasks_of_the_real_pipeline(tmp_path, cct_options):
     tasks = train_table(6)
     paths = pipeline_masks(tmp_path, tasks, **cct_options)
-    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024)[0], "sft")
-    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024)[0], "cct")
+    sft_units = group_units(load_rows([paths["sft"]], "sft", EOS, 1024).rows, "sft")
+    units = group_units(load_rows([paths["sft"], paths["cct"]], "cct", EOS, 1024).rows, "cct")
     assert len(units) == len(sft_units) == len(tasks)  # one unit per task, as for SFT
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     pairs_per_task = 3 if cct_options else 1  # per_family=1: one twin of each family
@@ -253,7 +254,7 @@ def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
     rows, rejected = build_fgit_rows(tasks, pairs, load_tokenizer(TINY_RANDOM))
     assert rejected == []
     write_masks(rows, tmp_path / "fgit.parquet", TINY_RANDOM)
-    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024)[0], "fgit")
+    units = group_units(load_rows([str(tmp_path / "fgit.parquet")], "fgit", EOS, 1024).rows, "fgit")
     assert [u.task_id for u in units] == [t["task_id"] for t in tasks]
     assert [u.rows[0].rejected is not None for u in units] == [True, True, False, False]
     # one micro-batch per unit: some micro-batches hold plain rows only (no y_i forward pass)
@@ -262,6 +263,120 @@ def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
         config = tiny_config("fgit", batch_size=4, micro_batch_size=1, params={"weighting": weighting})
         train_experiment([str(tmp_path / "fgit.parquet")], TINY_RANDOM, str(out), config)
         assert all(math.isfinite(json.loads(l)["loss"]) for l in (out / "train_log.jsonl").read_text().splitlines())
+
+
+# A twin far longer than the correct code: a few lines the correct code does not have.
+LONG_TAIL = "".join(f"    unused_{k} = [{k}, {k + 1}, {k + 2}, {k + 3}]\n" for k in range(12))
+
+
+def longest(rows: list[dict], side: str) -> int:
+    return max(len(row[f"{side}_ids"]) for row in rows if row[f"{side}_ids"] is not None)
+
+
+def run_budget_of(paths: list[str], method: str, max_length: int) -> tuple[dict, list[str], list[str]]:
+    """The budget an epoch at batch 2 gives the rows of ``paths`` that fit ``max_length``."""
+    loaded = load_rows(paths, method, EOS, max_length)
+    units = group_units(loaded.rows, method)
+    config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=1.0)
+    budget = run_budget(units, config, total_steps(len(units), 2, 1.0, None),
+                        len(loaded.too_long), len(loaded.plain))
+    return budget, [u.task_id for u in units], [r.id for r in loaded.rows]
+
+
+def test_fgit_keeps_every_sft_task_at_its_own_max_length(tmp_path):
+    """paper.yaml builds the masks files at the run's longest max_length (2048, the DPO family's)
+    while FGit and its SFT baseline train at 1024. A task whose y_i exceeds FGit's max_length
+    while y_c fits trains as a plain row, exactly as in a masks file built at that max_length;
+    FGit's budget keeps every task SFT's keeps."""
+    from faulttune.config import load_config
+    from faulttune.mask_table import build_fgit_rows, build_mask_rows
+    from faulttune.models import load_tokenizer
+    from faulttune.settings import Plan
+
+    paper = Plan(load_config(Path(__file__).parents[1] / "config/paper.yaml"), environ={})
+    assert paper.masks("fgit-hybrid").max_length == 2048 > paper.train("fgit").max_length == 1024
+
+    tokenizer = load_tokenizer(TINY_RANDOM)
+    tasks = train_table(4)
+    twins = {0: LONG_TAIL, 1: "", 2: LONG_TAIL}  # tasks 0 and 2: a twin longer than max_length
+    pairs = [{"id": f"teacher:{t['task_id']}", "task_id": t["task_id"], "instruction": t["instruction"],
+              "correct": t["solution"],
+              "incorrect": t["solution"].replace("+ y", "- y") + twins[k]}
+             for k, t in enumerate(tasks[:3])]
+    sft, _ = build_mask_rows(tasks, tokenizer, "sft", max_length=2048)
+    fgit, rejected = build_fgit_rows(tasks, pairs, tokenizer, max_length=2048)
+    assert rejected == [] and all(row["rejected_ids"] for row in fgit[:3])
+    max_length = max(longest(sft, "chosen"), len(fgit[1]["rejected_ids"]))
+    assert len(fgit[0]["rejected_ids"]) > max_length and len(fgit[2]["rejected_ids"]) > max_length
+    paths = {}
+    for name, rows in (("sft", sft), ("fgit", fgit),
+                       ("fgit_at_max_length", build_fgit_rows(tasks, pairs, tokenizer,
+                                                              max_length=max_length)[0])):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        write_masks(rows, paths[name], TINY_RANDOM)
+
+    sft_budget, sft_tasks, _ = run_budget_of([paths["sft"]], "sft", max_length)
+    fgit_budget, fgit_tasks, fgit_ids = run_budget_of([paths["fgit"]], "fgit", max_length)
+    assert fgit_tasks == sft_tasks == [t["task_id"] for t in tasks]
+    assert fgit_budget["train_tasks"] == sft_budget["train_tasks"] == 4
+    assert fgit_budget["train_steps"] == sft_budget["train_steps"]
+    assert (fgit_budget["left_out_too_long"], fgit_budget["plain_twin_too_long"]) == (0, 2)
+    # the same rows as a masks file built at the run's own max_length
+    shared = load_rows([paths["fgit"]], "fgit", EOS, max_length).rows
+    own = load_rows([paths["fgit_at_max_length"]], "fgit", EOS, max_length).rows
+    assert fgit_ids == [r.id for r in own] == ["T/0", "teacher:T/1", "T/2", "T/3"]
+    for a, b in zip(shared, own):
+        assert (a.rejected is None) == (b.rejected is None)
+        assert torch.equal(a.chosen.ids, b.chosen.ids) and torch.equal(a.chosen.mask, b.chosen.mask)
+    assert [r.rejected is not None for r in shared] == [False, True, False, False]
+    # and the trainer writes it into budget.json
+    run = loop.setup_run([paths["fgit"]], TINY_RANDOM, str(tmp_path / "run"),
+                         tiny_config("fgit", max_steps=None, epochs=1.0, max_length=max_length))
+    assert (run.budget["train_tasks"], run.budget["plain_twin_too_long"]) == (4, 2)
+
+
+def test_cct_keeps_the_tasks_l_lm_row_when_its_comparison_rows_are_too_long(tmp_path):
+    """CCT at a max_length its bug-fix samples (prompt = the buggy code) exceed: the cct_seq rows
+    are left out and counted, every task keeps its L_lm row, so CCT's units are SFT's."""
+    paths = pipeline_masks(tmp_path, train_table(4))
+    sft_rows = load_rows([paths["sft"]], "sft", EOS, 1024).rows
+    max_length = max(len(r.chosen.ids) for r in sft_rows)
+    sft_budget, sft_tasks, _ = run_budget_of([paths["sft"]], "sft", max_length)
+    cct_budget, cct_tasks, cct_ids = run_budget_of([paths["sft"], paths["cct"]], "cct", max_length)
+    assert cct_tasks == sft_tasks and cct_budget["train_tasks"] == sft_budget["train_tasks"] == 4
+    assert cct_budget["train_steps"] == sft_budget["train_steps"]
+    assert cct_budget["train_tokens_by_kind"]["sft"] == sft_budget["train_tokens"]
+    assert "cct_seq" not in cct_budget["train_tokens_by_kind"]
+    assert cct_budget["left_out_too_long"] >= 4 and cct_budget["plain_twin_too_long"] == 0
+    assert set(cct_ids) >= set(sft_tasks)
+
+
+def test_dpo_and_its_comparisons_leave_out_the_same_pairs(tmp_path):
+    """The DPO family's units are pairs: a pair with a side over max_length is left out and
+    counted, identically for DPO, Target-DPO and Focused-DPO (one pairs table, one tokenisation)."""
+    from faulttune.mask_table import build_mask_rows
+    from faulttune.models import load_tokenizer
+
+    tokenizer = load_tokenizer(TINY_RANDOM)
+    pairs = [{"id": f"cf:{t['task_id']}", "task_id": t["task_id"], "instruction": t["instruction"],
+              "chosen": t["solution"],
+              "rejected": t["solution"].replace("+ y", "- y") + (LONG_TAIL if k % 2 else "")}
+             for k, t in enumerate(train_table(6))]
+    paths, lengths = {}, {}
+    for kind in ("dpo", "target_dpo", "focused_dpo"):
+        rows, rejected = build_mask_rows(pairs, tokenizer, kind, max_length=2048)
+        assert rejected == []
+        paths[kind] = str(tmp_path / f"{kind}.parquet")
+        write_masks(rows, paths[kind], TINY_RANDOM)
+        lengths[kind] = [len(r["rejected_ids"]) for r in rows]
+    assert lengths["dpo"] == lengths["target_dpo"] == lengths["focused_dpo"]
+    max_length = max(n for n, pair in zip(lengths["dpo"], pairs) if not pair["rejected"].endswith(LONG_TAIL))
+    budgets = {kind: run_budget_of([paths[kind]], kind, max_length) for kind in paths}
+    for budget, tasks, ids in budgets.values():
+        assert ids == [p["id"] for p in pairs[0::2]] and tasks == [p["task_id"] for p in pairs[0::2]]
+        assert (budget["units"], budget["left_out_too_long"], budget["plain_twin_too_long"]) == (3, 3, 0)
+    steps = {kind: b["train_steps"] for kind, (b, _, _) in budgets.items()}
+    assert len(set(steps.values())) == 1
 
 
 def test_fgit_plain_row_with_a_segment_is_an_error(tmp_path):
@@ -314,9 +429,11 @@ def test_a_kind_the_method_does_not_use_names_file_row_and_field(tmp_path):
 
 def test_rows_longer_than_the_runs_max_length_are_left_out_and_counted(tmp_path):
     paths = write_examples(tmp_path, "sft", count=4)
-    rows, _ = load_rows(paths, "sft", EOS, 1024)
+    rows = load_rows(paths, "sft", EOS, 1024).rows
     lengths = sorted(len(r.chosen.ids) for r in rows)
-    kept, too_long = load_rows(paths, "sft", EOS, lengths[1])
+    loaded = load_rows(paths, "sft", EOS, lengths[1])
+    kept, too_long = loaded.rows, loaded.too_long
+    assert loaded.plain == []
     assert len(kept) == sum(n <= lengths[1] for n in lengths) and len(too_long) == 4 - len(kept)
     assert all(len(r.chosen.ids) <= lengths[1] for r in kept)
     assert too_long[0].startswith(f"{paths[0]} row ")
@@ -409,7 +526,7 @@ def test_the_trainer_writes_the_budget_and_warns_about_few_steps(tmp_path, caplo
     assert budget == {"method": "sft", "train_tasks": 8, "train_examples": 8, "train_steps": 2,
                       "train_tokens": tokens, "train_tokens_by_kind": {"sft": tokens}, "units": 8,
                       "steps_per_epoch": 2, "batch_size": 4, "few_steps": True,
-                      "left_out_too_long": 0}
+                      "left_out_too_long": 0, "plain_twin_too_long": 0}
     assert "sft trains for only 2 optimiser steps (< 20)" in caplog.text
 
 
@@ -417,7 +534,7 @@ def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
     paths = pipeline_masks(tmp_path, train_table(6))
 
     def budget(method: str, files: list[str], epochs: float) -> dict:
-        units = group_units(load_rows(files, method, EOS, 1024)[0], method)
+        units = group_units(load_rows(files, method, EOS, 1024).rows, method)
         config = TrainConfig(method=method, batch_size=2, micro_batch_size=2, epochs=epochs)
         return run_budget(units, config, total_steps(len(units), 2, epochs, None))
 
@@ -428,6 +545,27 @@ def test_cct_and_sft_budgets_match_on_the_real_pipeline(tmp_path):
         assert cct["train_tokens_by_kind"]["sft"] == sft["train_tokens"]  # the same L_lm budget
         assert cct["train_examples"] == 3 * sft["train_examples"]         # + a pair and a bug fix
     assert (sft["train_tasks"], sft["train_steps"], sft["train_examples"]) == (6, 8, 16)
+
+
+def test_a_loss_term_weighted_zero_trains_no_rows(tmp_path):
+    """CCT at beta 0 (cct~beta=0.0) does not train its bug-fix samples: they would add nothing
+    to the loss, only compute and 'loss tokens' to its budget; alpha 0 likewise its pairs."""
+    paths = pipeline_masks(tmp_path, train_table(6))
+    files = [paths["sft"], paths["cct"]]
+
+    def kinds(params: dict) -> dict[str, int]:
+        rows = load_rows(files, "cct", EOS, 1024, params).rows
+        return dict(Counter(row.kind for row in rows))
+
+    full = kinds({})
+    assert set(full) == {"sft", "cct", "cct_seq"}
+    assert kinds({"beta": 0.0}) == {k: n for k, n in full.items() if k != "cct_seq"}
+    assert kinds({"alpha": 0, "beta": 0.5}) == {k: n for k, n in full.items() if k != "cct"}
+    assert kinds({"alpha": 0.0, "beta": 0.0}) == {"sft": full["sft"]}
+    units = group_units(load_rows(files, "cct", EOS, 1024, {"beta": 0.0}).rows, "cct")
+    config = TrainConfig(method="cct", params={"beta": 0.0}, batch_size=2, micro_batch_size=2)
+    budget = run_budget(units, config, total_steps(len(units), 2, 1.0, None))
+    assert set(budget["train_tokens_by_kind"]) == {"sft", "cct"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,6 +615,22 @@ def test_precomputed_reference_equals_a_frozen_reference_model(tmp_path, method)
     a, b = saved_weights(tmp_path / "True"), saved_weights(tmp_path / "False")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+
+
+def test_the_reference_is_precomputed_only_for_the_units_the_run_draws(tmp_path):
+    """8 pairs, 2 steps of 2: the run draws 4 units; the reference of the other 4 is never
+    needed (a study's DPO draws 128 of ~470 pairs), and training is unchanged."""
+    paths = write_examples(tmp_path, "dpo", count=8)
+    for precompute in (True, False):
+        config = tiny_config("dpo", batch_size=2, micro_batch_size=1, precompute_ref=precompute)
+        train_experiment(paths, TINY_RANDOM, str(tmp_path / str(precompute)), config)
+    stored = torch.load(tmp_path / "True" / "ref_logps.pt")["logps"]
+    drawn = {i for step in range(2) for i in step_units(step, 8, 2, 0)}
+    assert stored.shape == (8, 2) and len(drawn) == 4
+    assert sorted(torch.isfinite(stored[:, 0]).nonzero().flatten().tolist()) == sorted(drawn)
+    logs = [[json.loads(l)["loss"] for l in (tmp_path / p / "train_log.jsonl").read_text().splitlines()]
+            for p in ("True", "False")]
+    assert logs[0] == pytest.approx(logs[1], rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------

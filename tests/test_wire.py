@@ -48,6 +48,8 @@ class Box:
     (type("C", (Counter,), {})(), "a C (a subclass of dict)"),
     ((x for x in ()), "a generator"),
     (len, "a builtin_function_or_method"),
+    (bytearray(b"x"), "a bytearray"),
+    ([{1: 2}, bytearray(b"x")], "a bytearray"),
     (os, "a module"),
 ])
 def test_anything_else_is_refused_by_name(value, what):
@@ -92,8 +94,11 @@ def self_containing() -> list:
 
 @pytest.mark.parametrize("data, reason", [
     (pickle.dumps(os.system), "the value names posix.system, which is not allowed"),
-    (pickle.dumps(Lying(1.0)), "which is not allowed"),
+    (pickle.dumps(Lying(1.0)), r"opcode b'\\x81', which this format never uses|not allowed"),
     (pickle.dumps(bytearray(b"x"), protocol=5), "the value is a bytearray"),
+    (pickle.dumps({1: 2}), "builds sets or dicts with pickle's own opcodes"),
+    (pickle.dumps(frozenset({1})), "builds sets or dicts with pickle's own opcodes"),
+    (pickle.dumps(Counter("ab")), "builds sets or dicts"),
     (pickle.dumps(self_containing()), "nested deeper than"),
     (pickle.dumps(nested(wire.MAX_DEPTH + 5)), "nested deeper than"),
     (pickle.dumps(shared(64)), "the value has more than"),
@@ -105,16 +110,70 @@ def test_hostile_bytes_give_a_wire_error(data, reason):
         wire.loads(data)
 
 
-class CounterWithState:
-    """Pickles as Counter({"a": 1}) followed by BUILD, which sets instance attributes."""
+class Items:
+    """Pickles as one of wire's builders applied to ``items``, as a hostile sender may write it
+    (without building the set here: building it would be the quadratic part)."""
+
+    def __init__(self, builder, items):
+        self.builder, self.items = builder, items
 
     def __reduce__(self):
-        return Counter, ({"a": 1},), {"most_common": "lies"}
+        return self.builder, (self.items,)
 
 
-def test_a_counter_with_attributes_is_refused():
-    with pytest.raises(wire.WireError, match="with attributes"):
-        wire.loads(pickle.dumps(CounterWithState()))
+P = 2**61 - 1  # ints that differ by a multiple of P hash alike
+
+
+@pytest.mark.parametrize("value, reason", [
+    (Items(wire._frozenset, [k * P for k in range(1, 2000)]), ("1999 set elements or mapping keys "
+                                                              "share one hash value")),
+    (Items(wire._set, [complex(1000003 * k, -k) for k in range(2, 500)]), "share one hash value"),
+    (Items(wire._dict, [((k * P,), None) for k in range(1, 100)]), "share one hash value"),
+    (Items(wire._set, [shared(40)]), "the value has more than"),
+    (Items(wire._set, [[1, 2]]), "unhashable"),
+    (Items(wire._dict, [1, 2]), r"must be \(key, value\) pairs"),
+    (Items(wire._counter, "ab"), "needs a list of items"),
+])
+def test_sets_and_mappings_are_checked_before_they_are_built(value, reason):
+    with pytest.raises(wire.WireError, match=reason):
+        wire.loads(pickle.dumps(value, protocol=5))
+
+
+def shared_long_int_set(copies: int) -> bytes:
+    """A set holding one tuple of ``copies`` references to one 10**3000 (memoised once: the
+    pickler never shares ints, a hostile sender can): hashing it costs copies x its length."""
+    def text(s: str) -> bytes:
+        return b"\x8c" + bytes([len(s)]) + s.encode()
+
+    big = (10**3000).to_bytes(1300, "little", signed=True)
+    return (b"\x80\x05" + text("faulttune.sandbox.wire") + text("_set") + b"\x93]("
+            + b"\x8b" + len(big).to_bytes(4, "little") + big + b"\x94" + b"h\x00" * copies
+            + b"ta\x85R.")
+
+
+def test_hashing_shared_long_ints_has_a_budget():
+    assert wire.loads(shared_long_int_set(3)) == {(10**3000,) * 4}
+    with pytest.raises(wire.WireError, match="cost more to hash than its size allows"):
+        wire.loads(shared_long_int_set(10_000))
+
+
+def test_a_few_equal_hashes_are_legitimate():
+    value = {-1, -2, P, 1, 2 * P + 2, 2}  # -1 and -2 hash alike, so do 1, P + 1 ...
+    assert wire.loads(wire.dumps(value)) == value
+    nested_value = {frozenset({(1, 2), (3, 4)}): [{"a": Counter("xyz")}], (5, (6,)): set()}
+    back = wire.loads(wire.dumps([nested_value, nested_value]))
+    assert back == [nested_value, nested_value] and back[0] is back[1]
+    assert type(back[0][(5, (6,))]) is set
+
+
+def test_large_values_decode_through_the_fast_scan():
+    value = [list(range(50_000)), [(i, str(i)) for i in range(20_000)], {i: i for i in range(30_000)},
+             b"x" * 300_000, 10**5000]
+    assert len(wire.dumps(value)) > 2**18
+    assert wire.loads(wire.dumps(value)) == value
+    with pytest.raises(wire.WireError, match="share one hash value"):
+        wire.loads(pickle.dumps([b"x" * 300_000, Items(wire._set, [k * P for k in range(1, 50)])],
+                                protocol=5))
 
 
 def test_frames_cross_a_pipe():

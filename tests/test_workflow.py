@@ -7,6 +7,7 @@ Each test runs Snakemake in a copy of the workflow files, so results of differen
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -142,19 +143,47 @@ BCB_TASKS = [
 ]
 
 
-def test_bigcodebench_goes_through_generate_and_score(workdir):
+FAKE_OFFICIAL = """#!/usr/bin/env python3
+# stands in for bigcodebench.evaluate (its own environment, not installed here): every sample passes
+import json, sys
+samples = sys.argv[sys.argv.index("--samples") + 1]
+rows = [json.loads(line) for line in open(samples) if line.strip()]
+results = {}
+for row in rows:
+    results.setdefault(row["task_id"], []).append({**row, "status": "pass", "details": {}})
+out = samples[: -len(".jsonl")] + "_eval_results.json"
+json.dump({"date": "", "eval": results, "argv": sys.argv[1:]}, open(out, "w"))
+"""
+
+
+def test_bigcodebench_goes_through_generate_and_the_official_scorer(workdir, monkeypatch):
     source = workdir / "bcb.jsonl"
     source.write_text("".join(json.dumps(t) + "\n" for t in BCB_TASKS))
+    fake = workdir / "bin" / "bigcodebench.evaluate"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_OFFICIAL)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     config = {**SMOKE, "experiments": {"base": {"method": "base"}}, "sweeps": {},
               "sensitivity": {"enabled": False}}
     config["data"] = {**SMOKE["data"], "benchmarks": ["bigcodebench-hard-instruct"],
-                      "bigcodebench": {"source": str(source), "scorer": "sandbox"}}
+                      "bigcodebench": {"source": str(source)}}
     target = "results/smoke/eval/base/bigcodebench-hard-instruct.json"
     result = run_snakemake(workdir, config, target)
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads((workdir / target).read_text())
-    assert [r["task_id"] for r in scores["results"]] == ["BigCodeBench/0"]
-    assert scores["results"][0]["status"] in {"pass", "fail", "error", "timeout"}
+    assert scores["scorer"] == "bigcodebench.evaluate --execution local"
+    assert scores["results"] == [{"task_id": "BigCodeBench/0", "status": "pass", "detail": ""}]
+    official = next((workdir / "results").rglob("*_eval_results.json"))
+    argv = json.loads(official.read_text())["argv"]
+    assert argv[:2] == ["--execution", "local"] and "--selective_evaluate" in argv
+
+
+def test_a_config_asking_for_the_removed_sandbox_scorer_is_refused(workdir):
+    config = {**SMOKE, "data": {**SMOKE["data"], "bigcodebench": {"scorer": "sandbox"}}}
+    result = run_snakemake(workdir, config, "-n", "all")
+    assert result.returncode != 0
+    assert "scorer" in result.stdout + result.stderr and not (workdir / "results").exists()
 
 
 @pytest.mark.slow

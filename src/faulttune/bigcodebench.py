@@ -7,7 +7,8 @@ Tasks are dicts in BigCodeBench's own format (one JSON object per line)::
      "libs": str | list}          # ``test`` defines a unittest ``TestCases`` class
 
 They come from a local JSONL (:func:`read_tasks_jsonl`) or the hub datasets
-``bigcode/bigcodebench`` / ``bigcode/bigcodebench-hard`` (:func:`load_hub_tasks`, needs network).
+``bigcode/bigcodebench`` / ``bigcode/bigcodebench-hard`` (:func:`load_hub_tasks`, needs network),
+for generation and for the contamination check alike (:func:`benchmark_tasks`).
 
 Benchmark names: ``bigcodebench-{subset}-{split}``, subset in ``full|hard``, split in
 ``complete|instruct`` (BigCodeBench's CLI calls the first ``--subset`` and the second ``--split``).
@@ -15,8 +16,8 @@ The model sees ``complete_prompt`` (complete) or ``instruct_prompt`` (instruct) 
 ``prompts.solve_messages`` like every other benchmark; samples are ``{"task_id", "solution"}``
 with a self-contained program, which is BigCodeBench's own sample format.
 
-Scoring. The numbers to report come ONLY from the official package's local execution, run in its
-own environment (``envs/bigcodebench.yaml``): :func:`evaluate_command` builds
+Scoring comes ONLY from the official package's local execution, run in its own environment
+(``envs/bigcodebench.yaml``): :func:`evaluate_command` builds
 ``bigcodebench.evaluate --execution local ...`` (never its remote ``gradio`` default, never
 ``e2b``) and :func:`parse_official_results` turns its ``<samples>_eval_results.json`` into our
 RESULTS.json shape (``evaluate.score_samples``'s)::
@@ -25,11 +26,10 @@ RESULTS.json shape (``evaluate.score_samples``'s)::
      "n_tasks": int, "results": [{"task_id": str, "status": "pass|fail|timeout|error",
                                   "detail": str}, ...]}
 
-:func:`score_with_sandbox` is a fallback that runs each ``TestCases`` class with unittest in
-``faulttune.sandbox``'s judge, calling the program by proxy (used by the offline tests, where
-``bigcodebench`` is not installed). It approximates the official harness (no per-task ground-truth
-time limits, no reliability guard, our memory limit, and only plain values cross between tests and
-program), so its numbers are for smoke tests only; its RESULTS say so in ``scorer``.
+There is no fallback through ``faulttune.sandbox``: BigCodeBench's tests check DataFrames,
+arrays, plots and files that the tests and the program share, which cannot cross between a judge
+and a program in separate jails (only plain values do), so such a scorer would fail correct
+programs.
 """
 
 from __future__ import annotations
@@ -51,9 +51,7 @@ SPLITS = ("complete", "instruct")
 HUB_DATASETS = {"full": "bigcode/bigcodebench", "hard": "bigcode/bigcodebench-hard"}
 HUB_VERSION = "v0.1.4"  # the split name of the hub datasets that bigcodebench 0.2.x evaluates
 OFFICIAL_SCORER = "bigcodebench.evaluate --execution local"
-FALLBACK_SCORER = "faulttune sandbox + unittest (fallback; not comparable to the paper numbers)"
-# prepended by the official harness when calibrated=True (its default), reproduced by the fallback
-_CALIBRATION_STUB = "\n    pass\n"
+NOT_EVALUATED = "not evaluated by bigcodebench (task not in the selected subset)"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -66,6 +64,13 @@ def benchmark_name(subset: str, split: str) -> str:
         raise ValueError(f"BigCodeBench subset must be one of {SUBSETS} and split one of {SPLITS}, "
                          f"got {subset!r} / {split!r}")
     return f"bigcodebench-{subset}-{split}"
+
+
+def subset_name(subset: str) -> str:
+    """``bigcodebench-full`` / ``bigcodebench-hard``: a subset's tasks under both prompts (what
+    the contamination check compares training data with)."""
+    benchmark_name(subset, "complete")
+    return f"bigcodebench-{subset}"
 
 
 def parse_benchmark_name(name: str) -> tuple[str, str]:
@@ -110,6 +115,29 @@ def load_tasks(source: str | os.PathLike[str] | None = None, subset: str = "full
                version: str = HUB_VERSION) -> list[dict[str, Any]]:
     """A local JSONL when ``source`` is given, else the hub dataset of ``subset``."""
     return read_tasks_jsonl(source) if source is not None else load_hub_tasks(subset, version)
+
+
+def benchmark_tasks(name: str, source: str | os.PathLike[str] | None = None) -> list[Any]:
+    """The tasks of ``bigcodebench-{subset}-{split}`` (or of a whole subset,
+    ``bigcodebench-{subset}``) as :class:`faulttune.data.benchmarks.BenchmarkTask` rows, from
+    the same place :func:`load_tasks` reads them for generation (``source``, else the hub): the
+    prompt the model sees (a whole subset: ``complete_prompt``, with ``instruct_prompt`` in
+    ``extra["instruct_prompt"]``) and the reference program ``complete_prompt +
+    canonical_solution``. For the contamination check."""
+    from faulttune.data.benchmarks import BenchmarkTask
+
+    parts = name.split("-")
+    if len(parts) == 2 and parts[0] == "bigcodebench":
+        subset, split = parts[1], None
+        subset_name(subset)
+    else:
+        subset, split = parse_benchmark_name(name)
+    return [BenchmarkTask(
+        task_id=t["task_id"], benchmark=name,
+        prompt=task_prompt(t, split) if split else t["complete_prompt"],
+        entry_point=t["entry_point"], canonical_solution=t["complete_prompt"] + t["canonical_solution"],
+        test=t["test"], extra={} if split else {"instruct_prompt": t["instruct_prompt"]})
+        for t in load_tasks(source, subset)]
 
 
 def write_tasks_jsonl(tasks: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -254,7 +282,7 @@ def _in_sample_order(per_task: dict[str, list[dict[str, Any]]], samples: str | o
         queue = queues.get(row["task_id"])
         results.append(queue.pop(0) if queue else {
             "task_id": row["task_id"], "status": "error",
-            "detail": "not evaluated by bigcodebench (task not in the selected subset)"})
+            "detail": NOT_EVALUATED})
     return results
 
 
@@ -281,73 +309,3 @@ def _write_json(data: dict[str, Any], out: str | os.PathLike[str]) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-
-
-# ------------------------------------------------------------------------------------------------
-# fallback scoring through our sandbox
-
-
-# Runs after the program and the task's test code, in the tests namespace (where TestCases lives).
-UNITTEST_RUNNER = '''
-import unittest as _ft_unittest
-_ft_result = _ft_unittest.TestResult()
-_ft_unittest.TestLoader().loadTestsFromTestCase(TestCases).run(_ft_result)
-_ft_problems = [(_t.id().split(".")[-1], _tb.strip().splitlines()[-1])
-                for _t, _tb in _ft_result.failures + _ft_result.errors]
-if _ft_problems:
-    raise AssertionError(f"{len(_ft_problems)}/{_ft_result.testsRun} tests failed: "
-                         + "; ".join(f"{_n}: {_m}" for _n, _m in _ft_problems))
-'''
-
-
-def sandbox_job(task: Mapping[str, Any], solution: str, calibrated: bool = True) -> Any:
-    """A ``sandbox.TestJob``: the official harness's calibration stub and the solution as the
-    program; the task's ``TestCases`` run by :data:`UNITTEST_RUNNER` in the judge, calling
-    ``task_func`` by proxy (values that are not plain, such as a DataFrame, cannot cross: such a
-    test ends in an ``error`` that says so)."""
-    from faulttune.sandbox import TestJob, prompt_helpers
-
-    program = task["code_prompt"] + _CALIBRATION_STUB + solution if calibrated else solution
-    return TestJob(program, task["test"].rstrip("\n") + "\n" + UNITTEST_RUNNER,
-                   prompt_helpers(task["code_prompt"]), task.get("entry_point") or "")
-
-
-def _libraries(tasks: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
-    """The packages the tasks name in ``libs`` (importable in the jail besides numpy)."""
-    import ast
-
-    names = {"numpy"}
-    for task in tasks:
-        libs = task.get("libs") or []
-        if isinstance(libs, str):
-            try:
-                libs = ast.literal_eval(libs)
-            except (ValueError, SyntaxError):
-                libs = []
-        names.update(str(lib) for lib in libs)
-    return tuple(sorted(names))
-
-
-def score_with_sandbox(tasks: Sequence[Mapping[str, Any]], samples: str | os.PathLike[str],
-                       benchmark: str, out: str | os.PathLike[str] | None = None, *,
-                       workers: int | None = None, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Fallback scorer (see the module docstring); RESULTS rows in sample order."""
-    from faulttune.evaluate import summarise
-    from faulttune.sandbox import Limits, isolation, run_many
-
-    by_id = {t["task_id"]: t for t in tasks}
-    rows = read_jsonl(samples, required=("task_id", "solution"))
-    unknown = [i + 1 for i, r in enumerate(rows) if r["task_id"] not in by_id]
-    if unknown:
-        raise DataError(f"{samples} line {unknown[0]}: unknown task_id {rows[unknown[0] - 1]['task_id']!r}")
-    jobs = [sandbox_job(by_id[r["task_id"]], r["solution"]) for r in rows]
-    limits = Limits(timeout_s=timeout_s, memory_mb=4096, packages=_libraries(tasks))
-    outcomes = run_many(jobs, limits=limits, workers=workers, progress=False,
-                        desc=f"score {benchmark}")
-    results = [{"task_id": r["task_id"], "status": o.status, "detail": o.detail}
-               for r, o in zip(rows, outcomes)]
-    summary = {"benchmark": benchmark, "scorer": FALLBACK_SCORER, "isolation": isolation().label(),
-               **summarise(results, set(by_id)), "results": results}
-    if out is not None:
-        _write_json(summary, out)
-    return summary

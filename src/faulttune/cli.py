@@ -16,6 +16,7 @@ _HANDLERS = {
     "convert-model": "faulttune.models:convert_command",
     "methods": "faulttune.methods:methods_command",
     "timings": "faulttune.timings:timings_command",
+    "plan": "faulttune.plan:plan_command",
 }
 
 
@@ -66,11 +67,20 @@ def _add_timings(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slowest", type=int, default=None, help="only the N slowest rules")
 
 
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="each trained experiment's examples and optimiser steps, before "
+                       "any GPU is used (rc 1 when one would train fewer than 20 steps)")
+    p.add_argument("--configfile", default="config/config.yaml", help="the run's config")
+    p.add_argument("--results", default="results",
+                   help="where the run's files live (counts are exact once they exist)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faulttune", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_score, _add_generate, _add_show_mask, _add_convert, _add_methods, _add_timings):
+    for add in (_add_score, _add_generate, _add_show_mask, _add_convert, _add_methods, _add_timings,
+                _add_plan):
         add(sub)
     return parser
 

@@ -182,6 +182,8 @@ def _check_models(config: Mapping[str, Any], source: str) -> None:
     from faulttune.models import check_model_name
 
     for key in ("student", "teacher"):
+        if config[key].get("backend") == "openai":
+            continue  # whatever name the endpoint serves (gpt-4o, a vLLM server's model)
         try:
             check_model_name(config[key]["model"])
         except ValueError as e:

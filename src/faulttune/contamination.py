@@ -32,8 +32,8 @@ Report per benchmark (:func:`contamination_report`)::
                            "top_matches": [MATCH, ...]}}}   # flagged first, then near misses
 
     MATCH = {"row": int, "row_id": str, "field": str, "benchmark": str, "task_id": str,
-             "part": "prompt" | "solution" | "code", "kinds": [str], "flagged": bool,
-             "shared_ngrams": int, "containment": float, "similarity": float}
+             "part": "prompt" | "instruct_prompt" | "solution" | "code", "kinds": [str],
+             "flagged": bool, "shared_ngrams": int, "containment": float, "similarity": float}
 
 :func:`decontaminate` keeps the rows without a match and rejects the others with a ``reason``
 naming the benchmark, the task, the part, the field and the kind of overlap (for
@@ -127,10 +127,14 @@ class BenchmarkIndex:
 def benchmark_items(name: str, tasks: Iterable[Any]) -> list[Item]:
     """Items of ``tasks`` (``BenchmarkTask``-like: task_id, prompt, canonical_solution): the
     ``prompt``, the ``solution`` and its ``code`` (the solution without docstrings or comments,
-    which is what a training row that copies the code but not the docstring shares with it)."""
+    which is what a training row that copies the code but not the docstring shares with it), and
+    the ``instruct_prompt`` of a BigCodeBench subset (``extra["instruct_prompt"]``: its tasks
+    are asked with either prompt)."""
     items = []
     for task in tasks:
+        instruct = (getattr(task, "extra", None) or {}).get("instruct_prompt")
         for part, tokens in (("prompt", code_tokens(task.prompt)),
+                             ("instruct_prompt", code_tokens(instruct) if instruct else []),
                              ("solution", code_tokens(task.canonical_solution)),
                              ("code", code_tokens(task.canonical_solution, docstrings=False))):
             if tokens:

@@ -7,9 +7,12 @@ silently: they go to ``<output>.rejected.parquet`` (see :func:`rejected_path`) w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import stat
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,8 @@ def parse_jsonl_line(path: str | os.PathLike[str], lineno: int, line: str) -> di
         row = json.loads(line)
     except json.JSONDecodeError as e:
         raise DataError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+    except RecursionError:
+        raise DataError(f"{path} line {lineno}: JSON nested too deeply to read") from None
     if not isinstance(row, dict):
         raise DataError(f"{path} line {lineno}: expected a JSON object, got {type(row).__name__}")
     return row
@@ -160,3 +165,74 @@ def write_rejected(
         schema = schema.append(pa.field("stage", pa.string()))
     write_parquet(enriched, path, schema)
     return path
+
+
+# --- output paths the command line takes -----------------------------------------------------
+
+_NOT_A_FILE = {stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket",
+               stat.S_IFDIR: "a folder"}
+
+
+def output_problem(path: Path, inputs: Sequence[Path] = ()) -> str:
+    """Why ``path`` may not be written as an output ('' when it may): only a new file, or a
+    regular file that is none of ``inputs``, is ever replaced."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # a new file (or a parent that is no folder)
+        return ""
+    except OSError as e:
+        return f"cannot be looked at ({e.strerror or e})"
+    if stat.S_ISLNK(st.st_mode):
+        return (f"is a symbolic link (to {os.readlink(path)}); name the file itself: the link "
+                "would be replaced, not what it points to")
+    if not stat.S_ISREG(st.st_mode):
+        return f"is {_NOT_A_FILE.get(stat.S_IFMT(st.st_mode), 'not a regular file')}, not a file"
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, source):
+                return f"is the input file {source} itself: writing it would destroy the input"
+    return ""
+
+
+def check_output_file(path: str | os.PathLike[str], flag: str = "--out",
+                      inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """``path`` as a Path if an output may be written there, else a :class:`DataError` naming
+    why: a symlink, a device, a FIFO, a socket, a folder or one of ``inputs`` is refused, and so
+    is a folder that cannot be written (checked by creating and removing a file in it)."""
+    path = Path(path)
+    problem = output_problem(path, [Path(p) for p in inputs])
+    if problem:
+        raise DataError(f"{path}: {flag} {problem}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataError(f"{path}: {flag}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
+def replace_file(path: Path, data: bytes, flag: str = "--out") -> None:
+    """Write ``data`` to a new temporary file beside ``path`` and rename it over ``path``
+    (atomic); ``path`` is checked again just before, so a link or device put there meanwhile is
+    refused rather than replaced."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        problem = output_problem(path)
+        if problem:
+            raise DataError(f"{path}: {flag} {problem}")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

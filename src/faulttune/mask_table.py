@@ -358,9 +358,17 @@ def build_fgit_rows(
         except RowRejected as e:
             rejected.append(_rejected_entry(task, e.reason, e.detail))
             continue
-        plain = {**chosen, "kind": "fgit", "chosen_mask": [0] * len(chosen["chosen_ids"])}
-        rows.append({"id": task.id, "task_id": task.task_id, **plain})
+        rows.append(plain_fgit_row({"id": task.id, "task_id": task.task_id, **chosen}))
     return rows, rejected
+
+
+def plain_fgit_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The plain ``fgit`` row of a task from a row holding its correct code on the chosen side
+    (an ``sft`` row, or an ``fgit`` pair row, whose chosen side is the task's solution in the same
+    prompt): id = the task id, no rejected side, all-zero H_c (ordinary SFT at weight 1)."""
+    return {**row, "id": row["task_id"], "kind": "fgit",
+            "chosen_mask": [0] * len(row["chosen_ids"]), "rejected_ids": None,
+            "rejected_start": None, "rejected_mask": None, "first_diff": None}
 
 
 def _rejected_entry(pair: PairInput, reason: str, detail: str) -> dict[str, Any]:

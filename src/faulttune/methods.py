@@ -44,7 +44,9 @@ class Method:
     makes its pairs rows (None: it reads the training table only); ``preference``: a DPO-family
     loss on (chosen, rejected), whose units are pairs (the others' units are the tasks of the
     training table); ``baseline``: the method it is compared against at equal data and budget;
-    ``objective``: ``"module:function"`` of its objective in :mod:`faulttune.training`."""
+    ``objective``: ``"module:function"`` of its objective in :mod:`faulttune.training`;
+    ``row_weights``: row kind -> the parameter that weighs its loss term (a run whose weight is 0
+    does not train those rows: they add nothing to the loss, only compute and budget)."""
 
     name: str
     help: str
@@ -54,6 +56,7 @@ class Method:
     preference: bool = False
     baseline: str | None = None
     objective: str | None = None
+    row_weights: tuple[tuple[str, str], ...] = ()
 
     @property
     def trained(self) -> bool:
@@ -68,6 +71,13 @@ class Method:
             if p.name == name:
                 return p
         raise KeyError(f"method {self.name!r} has no parameter {name!r}")
+
+    def trained_row_kinds(self, params: Mapping[str, Any]) -> tuple[str, ...]:
+        """The row kinds a run with these parameters trains on: ``row_kinds`` without those whose
+        weight (``row_weights``) is 0, e.g. CCT's bug-fix samples at ``beta: 0``."""
+        zero = {kind for kind, param in self.row_weights
+                if params.get(param, self.param(param).default) == 0}
+        return tuple(k for k in self.row_kinds if k not in zero)
 
     def accepted_keys(self) -> tuple[str, ...]:
         """Every key an experiment of this method may set (besides ``method``)."""
@@ -150,7 +160,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
                    Param("margin", 1.0, "hinge margin of L_token", _NONNEG),
                    _bugs("cct")),
            row_kinds=("sft", "cct", "cct_seq"), mask_kind="cct", baseline="sft",
-           objective=f"{_OBJ}:cct_objective"),
+           objective=f"{_OBJ}:cct_objective", row_weights=(("cct", "alpha"), ("cct_seq", "beta"))),
     Method("fgit", "Fault-Guided fine-tuning: SFT whose error-sensitive tokens get a dynamic "
            "weight in (1, lambda]",
            params=(Param("lambda", 2.0, "upper end of the dynamic weight range (1, lambda]",

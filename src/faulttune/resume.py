@@ -18,6 +18,13 @@ removed then. One helper for every resumable rule::
 SIGTERM (SLURM sends it at the time limit, earlier with ``--signal``) and SIGINT set
 ``stop_requested``; a loop that sees it saves what it has and raises :class:`Preempted`, so the
 job exits non-zero quickly and its retry continues from the saved state.
+
+Inside a SLURM job (``$SLURM_JOB_ID``) the job also watches its own time limit (``squeue``'s end
+time) and requests the stop ``$FAULTTUNE_STOP_BEFORE_LIMIT_S`` (300, the profile's
+``--signal=TERM@300``; at most half the job's time) before it, signal or not: the Snakemake SLURM
+plugin runs the first task of an array job in the batch step, which ``--signal=TERM@N`` never
+reaches (only steps are signalled; ``B:`` signals the batch shell, which dies without passing it
+on), and snakemake/snakemake#3241 reports worker jobs that miss SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ import logging
 import os
 import shutil
 import signal
-from collections.abc import Mapping
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -37,6 +48,11 @@ from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 STATE_FOLDER = ".resume"
+
+
+STOP_ENV = "FAULTTUNE_STOP_BEFORE_LIMIT_S"
+STOP_BEFORE_LIMIT_S = 300.0  # profiles/slurm: --signal=TERM@300
+POLL_S = 30.0
 
 
 class Preempted(RuntimeError):
@@ -69,7 +85,9 @@ class Resumable:
         self.output = Path(output)
         self.state = state_dir(output, settings)
         self.stop_requested = False
+        self.stop_reason = ""
         self._previous: dict[int, Any] = {}
+        self._deadline: SlurmDeadline | None = None
 
     def __enter__(self) -> Self:
         self._drop_stale_states()
@@ -79,10 +97,13 @@ class Resumable:
                  "resuming" if resumed else "starting")
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._previous[signum] = signal.signal(signum, self._request_stop)
+        self._deadline = SlurmDeadline.for_this_job(self._stop_at_deadline)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         if exc_type is None:
@@ -92,9 +113,17 @@ class Resumable:
                 parent.rmdir()
         elif exc_type is Preempted:
             log.warning("stopped on request; state kept in %s: rerun the job to continue", self.state)
+            if exc is not None and self.stop_reason:  # the job's stderr (a SLURM log) says why
+                exc.args = (f"{exc.args[0] if exc.args else 'stopped'} ({self.stop_reason})",)
 
     def _request_stop(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("received %s: saving state and stopping", signal.Signals(signum).name)
+        self.stop_reason = f"received {signal.Signals(signum).name}"
+        log.warning("%s: saving state and stopping", self.stop_reason)
+        self.stop_requested = True
+
+    def _stop_at_deadline(self, why: str) -> None:
+        log.warning("%s: saving state and stopping", why)
+        self.stop_reason = self.stop_reason or why
         self.stop_requested = True
 
     def check_stop(self) -> None:
@@ -114,3 +143,73 @@ class Resumable:
             if other != self.state and other.name.rsplit(".", 1)[0] == self.output.name:
                 log.info("removing the state of other settings %s", other)
                 shutil.rmtree(other, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the SLURM job's own time limit
+
+
+def slurm_job_window(job_id: str) -> tuple[float, float] | None:
+    """(start, end) of a SLURM job in epoch seconds, by ``squeue``; None when it cannot say."""
+    try:
+        done = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%S %e"], capture_output=True,
+                              text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    fields = done.stdout.split()
+    if done.returncode != 0 or len(fields) != 2:
+        return None
+    try:
+        start, end = (datetime.fromisoformat(f).timestamp() for f in fields)
+    except ValueError:  # N/A, Unknown (no time limit)
+        return None
+    return start, end
+
+
+def stop_time(start: float, end: float, margin_s: float) -> float:
+    """When to stop a job that runs from ``start`` to ``end``: ``margin_s`` before its end, but
+    never before half its time."""
+    return end - min(margin_s, (end - start) / 2)
+
+
+class SlurmDeadline:
+    """A daemon thread that calls ``on_deadline(why)`` once at :func:`stop_time` of the job
+    (its end time read again every ``poll_s``: an administrator may change it)."""
+
+    def __init__(self, job_id: str, on_deadline: Callable[[str], None], margin_s: float,
+                 poll_s: float = POLL_S,
+                 window: Callable[[str], tuple[float, float] | None] = slurm_job_window,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.job_id, self.on_deadline, self.margin_s = job_id, on_deadline, margin_s
+        self.poll_s, self.window, self.clock = poll_s, window, clock
+        self._cancelled = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="slurm-deadline", daemon=True)
+
+    @classmethod
+    def for_this_job(cls, on_deadline: Callable[[str], None]) -> SlurmDeadline | None:
+        """The watcher of the SLURM job this process runs in (started), or None outside one."""
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if not job_id or shutil.which("squeue") is None:
+            return None
+        margin = float(os.environ.get(STOP_ENV) or STOP_BEFORE_LIMIT_S)
+        watcher = cls(job_id, on_deadline, margin)
+        watcher.thread.start()
+        return watcher
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def _watch(self) -> None:
+        wait = 0.0
+        while not self._cancelled.wait(wait):
+            window = self.window(self.job_id)
+            if window is None:
+                wait = self.poll_s
+                continue
+            at = stop_time(*window, self.margin_s)
+            if self.clock() >= at:
+                end = datetime.fromtimestamp(window[1]).isoformat(timespec="seconds")
+                self.on_deadline(f"SLURM job {self.job_id} reaches its time limit at {end}; "
+                                 f"stopping {window[1] - at:.0f} s before it")
+                return
+            wait = min(self.poll_s, at - self.clock())

@@ -27,7 +27,11 @@ from faulttune.config import ConfigError, Experiment, expand_experiments
 DEMO_SPLIT = "humaneval-split"
 DEMO_BENCHMARK = "humaneval-split-heldout"
 # Training sources read from the benchmark folder (the rest come from packages or the hub).
-SOURCES_IN_DATA_DIR = ("mbpp-train",)
+SOURCES_IN_DATA_DIR = ("mbpp", "mbpp-train")
+# A benchmark scored on another's tasks: the contamination check compares with those once.
+_CONTAMINATION_BASE = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
+# The heavy stages that config key `shards` splits into one job per shard (faulttune.shards).
+SHARDED_STAGES = ("teacher_variants", "synthesize_tasks", "codeflow", "generate", "score")
 # Benchmarks made of HumanEval's tasks, which the demo split trains on.
 HUMANEVAL_BENCHMARKS = ("humaneval", "humaneval_plus", "humanevalfix")
 
@@ -140,8 +144,19 @@ class SelectSettings(Settings):
 
 
 @dataclass(frozen=True)
+class SynthesisSettings(Settings):
+    """synthesize_tasks: the teacher writes a solution and a unittest file per instruction."""
+
+    backend: BackendSettings
+    max_new_tokens: int
+    seed: int
+
+
+@dataclass(frozen=True)
 class CodeflowSettings(Settings):
-    """codeflow: the student debugs until the tests pass; IterPref pairs."""
+    """codeflow: the debugger (``backend``: the student's or the teacher's) debugs until the tests
+    pass; IterPref pairs, measured in the student's ``tokenizer``, judged by ``judge`` (the
+    teacher's backend) when set."""
 
     backend: BackendSettings
     max_new_tokens: int
@@ -150,16 +165,19 @@ class CodeflowSettings(Settings):
     rejected: str
     max_length: int
     seed: int
+    tokenizer: str
+    judge: BackendSettings | None = None
 
 
 @dataclass(frozen=True)
 class CodeflowPairsSettings(Settings):
-    """codeflow_pairs: IterPref pairs with another rejected-version rule."""
+    """codeflow_pairs: IterPref pairs with another rejected-version rule (judged as codeflow's)."""
 
     rejected: str
     tokenizer: str
     max_length: int
     seed: int
+    judge: BackendSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -206,40 +224,47 @@ class ScoreSettings(Settings):
     """score: the sandbox (or BigCodeBench's own scorer) on one samples file."""
 
     data_dir: str | None
-    bigcodebench_scorer: str | None = None
     bigcodebench_source: str | None = None
 
 
 @dataclass(frozen=True)
+class GatherSettings(Settings):
+    """gather_<stage>: the shards of a sharded stage as the files one job writes; a score's gather
+    recomputes the summary as its scorer does (``score``)."""
+
+    stage: str
+    score: ScoreSettings | None = None
+
+
+@dataclass(frozen=True)
 class HeldoutSettings(Settings):
-    """heldout_twins: verified twins of the HumanEval tasks no experiment trains on."""
+    """heldout_twins: verified twins of the HumanEval tasks no experiment trains on, of at most
+    ``limit`` of them (a seeded sample: the probe draws ``limit`` pairs spread over tasks)."""
 
     seed: int
     split: tuple[int, int] | None
     data_dir: str | None
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
 class ProbePairsSettings(Settings):
-    """probe_pairs: the held-out twins the untouched student tells apart worst, chosen once so
-    that every experiment is probed on the same pairs."""
+    """probe_pairs: a seeded random sample of the held-out twins, chosen by no model, so that
+    every experiment is probed on the same pairs."""
 
-    model: str
     limit: int
-    candidates: int | None
-    batch_size: int
+    seed: int
 
 
 @dataclass(frozen=True)
 class SensitivitySettings(Settings):
     """sensitivity: the fault-sensitivity probe of one model on the probe pairs, plus HumanEvalFix's
-    pairs when a benchmark folder is set (the demo split's held-out tasks only: ``split``)."""
+    pairs of the same tasks when a benchmark folder is set and ``sensitivity.humanevalfix`` is on
+    (``data_dir``)."""
 
     model: str
-    limit: int | None
     batch_size: int
     data_dir: str | None
-    split: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +300,7 @@ class Plan:
         self.trained = [n for n, e in self.experiments.items() if e.trained]
         self.benchmarks = self._benchmarks()
         self._check_demo_split()
+        self._check_codeflow()
 
     def _check_demo_split(self) -> None:
         """The demo split trains on half of HumanEval: a benchmark of all HumanEval tasks would
@@ -287,6 +313,15 @@ class Plan:
                 f"config: {DEMO_SPLIT} trains on HumanEval tasks: it cannot be scored on "
                 f"{', '.join(overlap)} (their tasks include its training tasks); evaluate "
                 f"{DEMO_BENCHMARK}, or train on another source")
+
+    def _check_codeflow(self) -> None:
+        """Mutants are twins of the training table's tasks, never of synthesized ones."""
+        cf = self.config["codeflow"]
+        if cf["tasks"] == "synthesize" and cf["start"] == "mutant":
+            raise ConfigError(
+                "config: codeflow.start mutant debugs twins of the training table's tasks; with "
+                "codeflow.tasks synthesize start from the teacher's solution (start: solution) or "
+                "the debugger's own attempt (start: model)")
 
     def _benchmarks(self) -> list[str]:
         names = list(self.config["data"]["benchmarks"])
@@ -308,11 +343,21 @@ class Plan:
             bigcodebench_source=self.config["data"]["bigcodebench"]["source"] if bcb else None)
 
     def contamination_sources(self) -> tuple[BenchmarkSource, ...]:
-        """The evaluated benchmarks training must not overlap (a plus variant shares its base
-        set's tasks; BigCodeBench is not checked)."""
-        base = {"humaneval_plus": "humaneval", "mbpp_plus": "mbpp"}
-        names = sorted({base.get(b, b) for b in self.benchmarks if not b.startswith("bigcodebench-")})
-        return tuple(self.benchmark_source(n) for n in names)
+        """The evaluated benchmarks training must not overlap, each set of tasks once: a plus
+        variant shares its base set's tasks; BigCodeBench's complete and instruct splits share
+        their subset's (``bigcodebench-{subset}``: both prompts are checked), and the hard
+        subset's tasks are tasks of the full set. The probe's HumanEval twins are evaluated data
+        too: ``humaneval`` is checked whenever the probe runs (the demo split's held-out half
+        is disjoint from its training half by construction)."""
+        names = {_CONTAMINATION_BASE.get(b, b) for b in self.benchmarks}
+        probe = self.config["sensitivity"]["enabled"]
+        if probe and self.config["data"]["train"]["source"] != DEMO_SPLIT:
+            names.add("humaneval")
+        names = {"bigcodebench-" + b.split("-")[1] if b.startswith("bigcodebench-") else b
+                 for b in names}
+        if "bigcodebench-full" in names:
+            names.discard("bigcodebench-hard")
+        return tuple(self.benchmark_source(n) for n in sorted(names))
 
     def train_table(self, section: str = "train") -> TrainTableSettings:
         source = self.config["data"][section]
@@ -358,15 +403,40 @@ class Plan:
 
     # -- codeflow --------------------------------------------------------------------------
 
+    def shards_of(self, stage: str) -> int:
+        """Jobs a heavy stage (:data:`SHARDED_STAGES`) is split into: ``shards`` when it is a
+        number, else its entry for the stage (or its ``default``, else 1)."""
+        if stage not in SHARDED_STAGES:
+            raise ValueError(f"stage {stage!r} is not sharded; sharded: {', '.join(SHARDED_STAGES)}")
+        shards = self.config["shards"]
+        if isinstance(shards, int):
+            return shards
+        return shards.get(stage, shards.get("default", 1))
+
+    def teacher_backend(self) -> BackendSettings:
+        return self.backend(self.config["teacher"], self.config["teacher"]["model"])
+
+    def synthesis(self) -> SynthesisSettings:
+        return SynthesisSettings(self.teacher_backend(), self.config["teacher"]["max_new_tokens"],
+                                 self.config["seed"])
+
     def codeflow(self) -> CodeflowSettings:
         cf = self.config["codeflow"]
-        return CodeflowSettings(self.student_backend(), self.config["generation"]["max_new_tokens"],
-                                cf["max_iters"], cf["start"], cf["rejected"], cf["max_length"],
-                                self.config["seed"])
+        if cf["debugger"] == "teacher":
+            debugger, max_new = self.teacher_backend(), self.config["teacher"]["max_new_tokens"]
+        else:
+            debugger, max_new = self.student_backend(), self.config["generation"]["max_new_tokens"]
+        return CodeflowSettings(debugger, max_new, cf["max_iters"], cf["start"], cf["rejected"],
+                                cf["max_length"], self.config["seed"],
+                                self.config["student"]["model"], self.codeflow_judge())
+
+    def codeflow_judge(self) -> BackendSettings | None:
+        return self.teacher_backend() if self.config["codeflow"]["judge"] else None
 
     def codeflow_pairs(self, rejected: str) -> CodeflowPairsSettings:
         return CodeflowPairsSettings(rejected, self.config["student"]["model"],
-                                     self.config["codeflow"]["max_length"], self.config["seed"])
+                                     self.config["codeflow"]["max_length"], self.config["seed"],
+                                     self.codeflow_judge())
 
     # -- training --------------------------------------------------------------------------
 
@@ -376,7 +446,9 @@ class Plan:
 
     def max_mask_length(self) -> int:
         """Masks files are shared by experiments: they keep every example that the longest
-        ``max_length`` of any experiment admits; each run leaves out what its own exceeds."""
+        ``max_length`` of any experiment admits; each run leaves out what its own exceeds, but
+        trains an fgit pair whose y_i alone exceeds it as the task's plain row
+        (``training.data.load_rows``)."""
         own = [e.overrides.get("max_length") for e in self.experiments.values()]
         return max([self.config["train"]["max_length"], *[m for m in own if m]])
 
@@ -429,23 +501,24 @@ class Plan:
     def score(self, benchmark: str) -> ScoreSettings:
         if benchmark.startswith("bigcodebench-"):
             bcb = self.config["data"]["bigcodebench"]
-            return ScoreSettings(None, bcb["scorer"], bcb["source"])
+            return ScoreSettings(None, bcb["source"])
         return ScoreSettings(self.data_dir)
+
+    def gather(self, stage: str, benchmark: str | None = None) -> GatherSettings:
+        return GatherSettings(stage, self.score(benchmark) if benchmark else None)
 
     def heldout_twins(self) -> HeldoutSettings:
         split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
-        return HeldoutSettings(self.config["seed"], split, self.data_dir)
+        return HeldoutSettings(self.config["seed"], split, self.data_dir,
+                               self.config["sensitivity"]["limit"])
 
     def probe_pairs(self) -> ProbePairsSettings:
-        s = self.config["sensitivity"]
-        return ProbePairsSettings(self.config["student"]["model"], s["limit"], s["candidates"],
-                                  s["batch_size"])
+        return ProbePairsSettings(self.config["sensitivity"]["limit"], self.config["seed"])
 
     def sensitivity(self, model: str) -> SensitivitySettings:
         s = self.config["sensitivity"]
-        split = self.demo_split if self.config["data"]["train"]["source"] == DEMO_SPLIT else None
-        return SensitivitySettings(model, s["limit"], s["batch_size"], self.data_dir,
-                                   split if self.data_dir else None)
+        return SensitivitySettings(model, s["batch_size"],
+                                   self.data_dir if s["humanevalfix"] else None)
 
     def report(self) -> ReportSettings:
         experiments = {n: {**e.values(), "seed": e.seed, "baseline": e.baseline,

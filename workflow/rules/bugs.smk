@@ -24,20 +24,38 @@ rule teacher_variants:
     input:
         train=f"{R}/data/train.parquet",
     output:
-        f"{R}/bugs/teacher.parquet",
+        shard_file(f"{R}/bugs/teacher.parquet", "teacher_variants"),
     log:
-        f"{R}/logs/teacher_variants.log",
+        per_shard(f"{R}/logs/teacher_variants", ".log", "teacher_variants"),
     benchmark:
-        f"{R}/benchmarks/teacher_variants.tsv",
+        per_shard(f"{R}/benchmarks/teacher_variants", ".tsv", "teacher_variants"),
     params:
         settings=PLAN.teacher().to_params(),
     threads: 2
     resources:
-        gpu=1,
+        gpu=model_gpus(PLAN.teacher_backend()),
     conda:
-        "../../envs/vllm.yaml" if PLAN.teacher().backend.backend == "vllm" else "../../envs/train.yaml"
+        model_env(PLAN.teacher_backend())
     script:
         "../scripts/teacher_variants.py"
+
+
+if sharded("teacher_variants"):
+
+    rule gather_teacher_variants:
+        input:
+            parts=shard_files(f"{R}/bugs/teacher.parquet", "teacher_variants"),
+        output:
+            f"{R}/bugs/teacher.parquet",
+        log:
+            f"{R}/logs/gather/teacher_variants.log",
+        params:
+            settings=PLAN.gather("teacher_variants").to_params(),
+        localrule: True
+        conda:
+            "../../envs/cpu.yaml"
+        script:
+            "../scripts/gather.py"
 
 
 rule select_pairs:

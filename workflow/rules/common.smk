@@ -7,6 +7,7 @@ import re
 from faulttune import methods
 from faulttune.config import read_yaml, validate_config
 from faulttune.data.bench_table import PROMPT_SET
+from faulttune.plan import few_step_warning, format_plan, plan_training
 from faulttune.settings import Plan
 
 for _path in workflow.configfiles:
@@ -19,13 +20,64 @@ PLAN = Plan(config)
 for _mismatch in PLAN.budget_mismatches():
     logger.warning(f"faulttune: not an equal-budget comparison: {_mismatch}")
 R = f"results/{config['run']}"
+if workflow.is_main_process:
+    # Each experiment's examples and optimiser steps, before any job runs (faulttune plan).
+    _RUNS = plan_training(PLAN, R)
+    logger.info(f"faulttune: planned training (exact once the run's files exist)\n{format_plan(_RUNS)}")
+    if few_step_warning(_RUNS):
+        _BAR = "!" * 100
+        logger.warning(f"\n{_BAR}\n{few_step_warning(_RUNS)}\n{_BAR}")
 EXPERIMENTS = PLAN.experiments
 BENCHMARKS = PLAN.benchmarks
 TRAINED = PLAN.trained
 CODEFLOW_MUTANTS = f"{R}/bugs/pairs_mutation.parquet"
-CODEFLOW_TASKS = (
+# The tasks CodeFlow debugs: a task table with its tests, or the tasks the teacher synthesizes from
+# that table's instructions (codeflow.tasks: synthesize).
+CODEFLOW_SOURCE = (
     f"{R}/data/codeflow_train.parquet" if config["data"]["codeflow_train"] else f"{R}/data/train.parquet"
 )
+SYNTHESIZE = config["codeflow"]["tasks"] == "synthesize"
+CODEFLOW_TASKS = f"{R}/codeflow/tasks.parquet" if SYNTHESIZE else CODEFLOW_SOURCE
+# Scatter and gather (faulttune.shards): a stage with shards > 1 runs once per shard "<k>-of-<n>"
+# (Snakemake's scatter item names) and a local gather rule writes the file one job would have
+# written; with 1, the rule writes that file itself.
+
+
+def sharded(stage):
+    return PLAN.shards_of(stage) > 1
+
+
+def shard_file(final, stage):
+    """What one shard job of ``stage`` writes for ``final`` (``final`` itself when unsharded):
+    <folder>/.shards/<stem>/<shard>.<suffix>."""
+    if not sharded(stage):
+        return final
+    folder, name = final.rsplit("/", 1)
+    stem, _, suffix = name.partition(".")
+    return f"{folder}/.shards/{stem}/{{shard}}.{suffix}"
+
+
+def shard_files(final, stage):
+    """The gather rule's input: every shard's file for ``final`` (its other wildcards kept)."""
+    pattern = shard_file(final, stage)
+    n = PLAN.shards_of(stage)
+    return lambda w: [pattern.format(shard=f"{k}-of-{n}", **w) for k in range(1, n + 1)]
+
+
+def per_shard(path, suffix, stage):
+    """A rule's log or benchmark file: ``<path><suffix>``, or ``<path>/<shard><suffix>`` sharded."""
+    return f"{path}/{{shard}}{suffix}" if sharded(stage) else f"{path}{suffix}"
+
+
+def model_gpus(backend):
+    """GPUs a model job holds: vLLM's tensor-parallel size, else one."""
+    return backend.options.get("tensor_parallel_size", 1) if backend.backend == "vllm" else 1
+
+
+def model_env(backend):
+    """The conda environment of a model job on ``backend``."""
+    return "../../envs/vllm.yaml" if backend.backend == "vllm" else "../../envs/train.yaml"
+
 PAIR_SOURCES = ["train", "mutation", "cct", "teacher", "codeflow"] + [
     f"codeflow-{r}" for r in ("random", "first", "last")
 ]
@@ -44,6 +96,7 @@ wildcard_constraints:
     source=one_of(PAIR_SOURCES),
     mut_source="mutation|cct",
     rejected_rule="random|first|last",
+    shard=r"\d+-of-\d+",
 
 
 def pairs_file(source):
@@ -77,7 +130,7 @@ def samples_for(wildcards):
 
 def score_env(wildcards):
     """BigCodeBench's official scorer runs in its own environment."""
-    if wildcards.benchmark.startswith("bigcodebench-") and config["data"]["bigcodebench"]["scorer"] == "official":
+    if wildcards.benchmark.startswith("bigcodebench-"):
         return "../../envs/bigcodebench.yaml"
     return "../../envs/cpu.yaml"
 

@@ -6,11 +6,11 @@ rule generate:
         bench=f"{R}/data/bench/{{prompt_set}}.parquet",
         model=trained_model_input,
     output:
-        f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl",
+        shard_file(f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl", "generate"),
     log:
-        f"{R}/logs/generate/{{experiment}}/{{prompt_set}}.log",
+        per_shard(f"{R}/logs/generate/{{experiment}}/{{prompt_set}}", ".log", "generate"),
     benchmark:
-        f"{R}/benchmarks/generate/{{experiment}}/{{prompt_set}}.tsv",
+        per_shard(f"{R}/benchmarks/generate/{{experiment}}/{{prompt_set}}", ".tsv", "generate"),
     params:
         settings=lambda w: PLAN.generate(model_for(w.experiment)).to_params(),
     threads: 2
@@ -27,11 +27,11 @@ rule score:
         samples=samples_for,
         bench=lambda w: f"{R}/data/bench/{PROMPT_SET[w.benchmark]}.parquet",
     output:
-        f"{R}/eval/{{experiment}}/{{benchmark}}.json",
+        shard_file(f"{R}/eval/{{experiment}}/{{benchmark}}.json", "score"),
     log:
-        f"{R}/logs/score/{{experiment}}/{{benchmark}}.log",
+        per_shard(f"{R}/logs/score/{{experiment}}/{{benchmark}}", ".log", "score"),
     benchmark:
-        f"{R}/benchmarks/score/{{experiment}}/{{benchmark}}.tsv",
+        per_shard(f"{R}/benchmarks/score/{{experiment}}/{{benchmark}}", ".tsv", "score"),
     params:
         settings=lambda w: PLAN.score(w.benchmark).to_params(),
     threads: 2
@@ -39,3 +39,40 @@ rule score:
         score_env
     script:
         "../scripts/score.py"
+
+
+if sharded("generate"):
+
+    rule gather_generate:
+        input:
+            parts=shard_files(f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl", "generate"),
+        output:
+            f"{R}/eval/{{experiment}}/{{prompt_set}}.samples.jsonl",
+        log:
+            f"{R}/logs/gather/generate/{{experiment}}/{{prompt_set}}.log",
+        params:
+            settings=PLAN.gather("generate").to_params(),
+        localrule: True
+        conda:
+            "../../envs/cpu.yaml"
+        script:
+            "../scripts/gather.py"
+
+
+if sharded("score"):
+
+    rule gather_score:
+        input:
+            parts=shard_files(f"{R}/eval/{{experiment}}/{{benchmark}}.json", "score"),
+            bench=lambda w: f"{R}/data/bench/{PROMPT_SET[w.benchmark]}.parquet",
+        output:
+            f"{R}/eval/{{experiment}}/{{benchmark}}.json",
+        log:
+            f"{R}/logs/gather/score/{{experiment}}/{{benchmark}}.log",
+        params:
+            settings=lambda w: PLAN.gather("score", w.benchmark).to_params(),
+        localrule: True
+        conda:
+            "../../envs/cpu.yaml"
+        script:
+            "../scripts/gather.py"

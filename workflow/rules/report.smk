@@ -33,6 +33,9 @@ rule report:
         sensitivity=report(
             f"{R}/report/plots/sensitivity.png", caption="../report/sensitivity.rst", category="Fault sensitivity"
         ),
+        comparisons=report(
+            f"{R}/report/plots/comparisons.png", caption="../report/comparisons.rst", category="Summary"
+        ),
         masks=report(f"{R}/report/masks.html", caption="../report/masks.rst", category="Training"),
         manifest=report(f"{R}/report/manifest.json", caption="../report/manifest.rst", category="Provenance"),
         made=f"{R}/report/plots/made.json",

@@ -23,18 +23,14 @@ rule probe_pairs:
         twins=f"{R}/bugs/heldout_twins.parquet",
     output:
         pairs=f"{R}/bugs/probe_pairs.parquet",
-        base=f"{R}/bugs/probe_candidates.json",
     log:
         f"{R}/logs/probe_pairs.log",
     benchmark:
         f"{R}/benchmarks/probe_pairs.tsv",
     params:
         settings=PLAN.probe_pairs().to_params(),
-    threads: 2
-    resources:
-        gpu=1,
     conda:
-        "../../envs/train.yaml"
+        "../../envs/cpu.yaml"
     script:
         "../scripts/probe_pairs.py"
 

@@ -1,11 +1,9 @@
-"""Rule codeflow: iterative debugging until the tests pass; IterPref pairs (resumable)."""
-from pathlib import Path
-
+"""Rule codeflow: iterative debugging until the tests pass; IterPref pairs (resumable, sharded)."""
 from faulttune.settings import CodeflowSettings
 from faulttune.stages import log_to
 from faulttune.stages.codeflow import codeflow
 
 with log_to(snakemake.log[0]):
     codeflow(CodeflowSettings.from_params(snakemake.params.settings), snakemake.input.train,
-             snakemake.input.mutants or None, str(Path(snakemake.output.trajectories).parent),
-             threads=snakemake.threads)
+             snakemake.input.mutants or None, dict(snakemake.output.items()),
+             threads=snakemake.threads, shard=snakemake.wildcards.get("shard"))

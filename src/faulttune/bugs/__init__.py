@@ -6,7 +6,8 @@ Submodules: :mod:`~faulttune.bugs.mutation` (universalmutator), :mod:`~faulttune
 pairs / rejected tables and their verification in the sandbox).
 
 The two checks every source shares live here: a twin must compile and must differ from the
-correct code in its AST (docstrings ignored, so a mutated docstring is no bug).
+correct code in its AST (docstrings ignored, so a mutated docstring is no bug). So does the span a
+bug may go into (:func:`completion_start`): only code the model writes.
 """
 
 from __future__ import annotations
@@ -49,3 +50,19 @@ def ast_key(source: str) -> str | None:
     except (SyntaxError, ValueError):
         return None
     return ast.dump(_without_docstrings(tree))
+
+
+def completion_start(instruction: str, solution: str) -> int:
+    """Where the code the model writes starts in ``solution``; a bug goes there or after, never
+    before.
+
+    HumanEval-style tasks give the model the start of the program as its prompt (imports, helper
+    functions, the signature and the docstring) and their solution is prompt + completion: the
+    model writes what follows the prompt, the entry point's body. A twin that broke a helper of
+    the prompt (HumanEval/38's ``encode_cyclic``) would leave the model's code intact, and the
+    benchmark, which runs the prompt's own helper, would pass it. Every other task (a prose
+    instruction: MBPP, Evol-Instruct) has the whole program written by the model: 0.
+    """
+    if instruction.strip() and solution.startswith(instruction):
+        return len(instruction)
+    return 0

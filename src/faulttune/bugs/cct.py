@@ -337,15 +337,17 @@ _GENERATORS = {
 }
 
 
-def candidate_edits(source: str, family: str) -> list[Edit]:
-    """Every single-edit candidate of ``family`` in ``source`` (source order, deterministic).
+def candidate_edits(source: str, family: str, start: int = 0) -> list[Edit]:
+    """Every single-edit candidate of ``family`` in ``source`` (source order, deterministic)
+    whose edited span starts at or after character ``start`` (the code the model writes:
+    :func:`faulttune.bugs.completion_start`; the text before it stays byte-identical).
 
     Raises ``ValueError`` for an unknown family or a source that does not parse.
     """
     if family not in _GENERATORS:
         raise ValueError(f"unknown CCT family {family!r}; choose one of {', '.join(FAMILIES)}")
     tree = ast.parse(source)
-    return _GENERATORS[family](source, tree)
+    return [edit for edit in _GENERATORS[family](source, tree) if edit.start >= start]
 
 
 def is_valid_twin(original: str, twin: str) -> bool:
@@ -353,12 +355,14 @@ def is_valid_twin(original: str, twin: str) -> bool:
     return compile_error(twin) is None and ast_key(twin) != ast_key(original)
 
 
-def inject(source: str, family: str, rng: random.Random, k: int = 1) -> list[tuple[Edit, str]]:
-    """Up to ``k`` distinct twins of ``source``, one edit each, drawn in ``rng`` order.
+def inject(source: str, family: str, rng: random.Random, k: int = 1, start: int = 0
+           ) -> list[tuple[Edit, str]]:
+    """Up to ``k`` distinct twins of ``source``, one edit each at or after ``start``, drawn in
+    ``rng`` order.
 
     Returns ``(edit, twin_source)`` pairs; twins with the same AST are counted once.
     """
-    candidates = candidate_edits(source, family)
+    candidates = candidate_edits(source, family, start)
     rng.shuffle(candidates)
     chosen: list[tuple[Edit, str]] = []
     seen: set[str | None] = set()
@@ -375,17 +379,19 @@ def inject(source: str, family: str, rng: random.Random, k: int = 1) -> list[tup
 
 
 def twins(source: str, seed: int | str, per_family: int,
-          families: Sequence[str] = FAMILIES) -> list[tuple[Edit, str]]:
-    """``per_family`` twins per family, seeded by ``seed`` (pass e.g. ``f"{seed}:{task_id}"``)."""
+          families: Sequence[str] = FAMILIES, start: int = 0) -> list[tuple[Edit, str]]:
+    """``per_family`` twins per family, seeded by ``seed`` (pass e.g. ``f"{seed}:{task_id}"``),
+    each edit at or after character ``start``."""
     out = []
     for family in families:
-        out += family_twins(source, seed, family, per_family)
+        out += family_twins(source, seed, family, per_family, start)
     return out
 
 
-def family_twins(source: str, seed: int | str, family: str, k: int) -> list[tuple[Edit, str]]:
+def family_twins(source: str, seed: int | str, family: str, k: int, start: int = 0
+                 ) -> list[tuple[Edit, str]]:
     """Up to ``k`` twins of one family; the same draw as :func:`twins` makes for that family."""
-    return inject(source, family, random.Random(f"{seed}:{family}"), k)
+    return inject(source, family, random.Random(f"{seed}:{family}"), k, start)
 
 
 def family_order(seed: int | str, families: Sequence[str] = FAMILIES) -> list[str]:

@@ -115,21 +115,39 @@ def string_only_lines(source: str) -> set[int]:
     return masked
 
 
-def mutate_source(source: str) -> MutationResult:
-    """All checked mutants of one program (call inside :func:`scratch_workdir` for batches)."""
+def _changed_at(old: str, new: str) -> int:
+    """Index of the first character where ``new`` differs from ``old``."""
+    return next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+
+
+def mutate_source(source: str, start: int = 0) -> MutationResult:
+    """All checked mutants of one program whose change starts at or after character ``start``
+    (the code the model writes: :func:`faulttune.bugs.completion_start`; the lines before it are
+    not offered to the rules). Call inside :func:`scratch_workdir` for batches."""
     lines = source.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"  # the rules match whole lines ending in a newline, as read from a file
     skipped = string_only_lines("".join(lines))
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    skipped |= {i for i in range(1, len(lines) + 1) if offsets[i] <= start}
     # Blank lines are skipped by the rule engine; line numbers stay those of the real source.
     visible = ["\n" if i in skipped else line for i, line in enumerate(lines, start=1)]
-    return check_mutants("".join(lines), _rule_mutants(visible))
+    raw = [(n, new, rule) for n, new, rule in _rule_mutants(visible)
+           if offsets[n - 1] + _changed_at(lines[n - 1], new) >= start]
+    return check_mutants("".join(lines), raw)
 
 
-def mutate_many(sources: Sequence[str]) -> list[MutationResult]:
-    """Checked mutants of every source, in input order, in this process."""
+def mutate_many(sources: Sequence[str], starts: Sequence[int] | None = None
+                ) -> list[MutationResult]:
+    """Checked mutants of every source, in input order, in this process; ``starts[i]``: where
+    the code the model writes starts in ``sources[i]`` (default 0, the whole program)."""
+    starts = [0] * len(sources) if starts is None else starts
+    if len(starts) != len(sources):
+        raise ValueError(f"{len(sources)} sources but {len(starts)} starts")
     with scratch_workdir():
-        return [mutate_source(source) for source in sources]
+        return [mutate_source(source, start) for source, start in zip(sources, starts)]
 
 
 def sample_mutants(valid: Sequence[Mutant], max_per_task: int, seed: int | str) -> list[Mutant]:

@@ -23,6 +23,10 @@ Pairs (``results/{run}/bugs/pairs_{source}.parquet``, :data:`PAIRS_SCHEMA`), one
 | edit | str | human-readable edit, e.g. ``swap_operator 6:23 '*' -> '%'`` ("" for teacher) |
 | detail | str | sandbox verdict of the failing run, "<status>: <detail>"; "" when not run |
 
+Mutation and CCT edit only the code the model writes (:func:`faulttune.bugs.completion_start`):
+for a HumanEval-style task (the solution is the prompt + the completion) the text after the prompt,
+never the imports, helpers, signature or docstring the prompt gives; else the whole program.
+
 Rejected (``*.rejected.parquet``, :data:`REJECTED_SCHEMA`): the same columns plus ``reason`` (one
 of :data:`REASONS`) and ``raw`` (the teacher's full answer; "" for the other sources).
 A twin "fails" when the sandbox says ``fail``, ``timeout`` (a twin that hangs is wrong) or
@@ -40,7 +44,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from faulttune.bugs import ast_key, compile_error
+from faulttune.bugs import ast_key, compile_error, completion_start
 from faulttune.bugs.cct import FAMILIES, family_order, family_twins, twins
 from faulttune.bugs.mutation import mutate_many, sample_mutants
 from faulttune.bugs.similarity import levenshtein_similarity, make_scorer
@@ -181,6 +185,11 @@ def _apply_verdicts(rows: Sequence[dict[str, Any]], verdicts: Sequence[Verdict]
 # mutation and CCT
 
 
+def _written(task: dict[str, Any]) -> int:
+    """Where the code the model writes starts in the task's solution: bugs go only there."""
+    return completion_start(task["instruction"], task["solution"])
+
+
 def _broken_solution(source: str, task: dict[str, Any]) -> dict[str, Any] | None:
     """A rejected row when the task's own solution does not compile, else ``None``."""
     error = compile_error(task["solution"])
@@ -201,7 +210,8 @@ def mutation_pairs(tasks: Sequence[dict[str, Any]], seed: int, max_per_task: int
         broken = _broken_solution("mutation", task)
         rejected += [broken] if broken else []
         usable += [] if broken else [task]
-    for task, result in zip(usable, mutate_many([t["solution"] for t in usable])):
+    results = mutate_many([t["solution"] for t in usable], [_written(t) for t in usable])
+    for task, result in zip(usable, results):
         tid = task["task_id"]
         for j, (mutant, reason) in enumerate(result.rejected):
             row = _pair("mutation", task, f"mutation:{tid}:r{j}", mutant.code, mutant.rule,
@@ -231,7 +241,7 @@ def _no_edit(task: dict[str, Any], family: str) -> dict[str, Any]:
 def _cct_task(task: dict[str, Any], seed: int, per_family: int, families: Sequence[str]
               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     tid = task["task_id"]
-    made = twins(task["solution"], f"{seed}:{tid}", per_family, families)
+    made = twins(task["solution"], f"{seed}:{tid}", per_family, families, _written(task))
     rows = [_cct_row(task, k, edit, twin) for k, (edit, twin) in enumerate(made)]
     missing = [f for f in families if not any(e.family == f for e, _ in made)]
     return rows, [_no_edit(task, f) for f in missing]
@@ -260,7 +270,8 @@ def _drawn_family_pairs(usable: Sequence[dict[str, Any]], index: dict[str, dict[
         candidates = []
         for tid, count in wanted.items():
             family = orders[tid][round_index]
-            made = family_twins(index[tid]["solution"], f"{seed}:{tid}", family, count)
+            made = family_twins(index[tid]["solution"], f"{seed}:{tid}", family, count,
+                                _written(index[tid]))
             candidates += [_cct_row(index[tid], k, e, twin) for k, (e, twin) in enumerate(made)]
             rejected += [] if made else [_no_edit(index[tid], family)]
         good, bad = _apply_verdicts(candidates, verify_twins(candidates, index, **verify))

@@ -40,12 +40,14 @@ CHUNK = 16
 def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_variants: int = 3,
                        temperature: float = 0.8, seed: int = 0, max_new_tokens: int = 768, *,
                        state: str | Path | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+                       should_stop: Callable[[], bool] | None = None,
+                       first_chunk: int = 0) -> list[dict[str, Any]]:
     """``n_variants`` raw teacher answers per task, one row each (schema in the module doc).
 
     ``state``: a JSONL file the rows of every finished chunk are appended to; chunks already in
     it are not asked again. ``should_stop()`` (SIGTERM) ends the run after a chunk with
-    ``resume.Preempted``."""
+    ``resume.Preempted``. ``first_chunk``: the index of the first task's chunk in the whole table
+    (a shard's, :mod:`faulttune.shards`), which seeds each chunk as a whole run would."""
     for i, task in enumerate(tasks):
         _require(task, i, ("task_id", "instruction", "solution"))
     done = _finished_chunks(state, tasks, n_variants)
@@ -57,7 +59,8 @@ def teacher_candidates(tasks: Sequence[dict[str, Any]], backend: Backend, n_vari
         if index in done:
             rows += done[index]
             continue
-        new = _ask(chunk, backend, n_variants, temperature, seed * 1_000_003 + index, max_new_tokens)
+        new = _ask(chunk, backend, n_variants, temperature,
+                   seed * 1_000_003 + first_chunk + index, max_new_tokens)
         if state is not None:
             _append_chunk(state, new, index)
         rows += new

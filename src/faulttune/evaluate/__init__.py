@@ -30,7 +30,8 @@ with what judges it):
   the canonical's time) and each stage (base, plus) at most min(60 s, sum of its limits) + 1 s of
   the program's time; the program runs under EvalPlus's reliability guard (no ``open``,
   ``os.remove``, ...) with a 4 GiB address-space limit. A sample passes ``*_plus`` only if it passes
-  base and plus.
+  base and plus. An answer may take max(1 MiB, 4 x the task's largest canonical output) on the wire
+  (:func:`answer_limit_kb`); a larger one fails ("answer too large").
 
 Known deviation: EvalPlus 0.3.1 fails every HumanEval/32 (``find_zero``) sample, the canonical
 solution included (its special oracle ``continue``s past the per-input bookkeeping, so the run
@@ -128,28 +129,31 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def score_samples(benchmark: str, samples: str | Path, out: str | Path, *, data_dir: Any = None,
-                  workers: int | None = None) -> dict[str, Any]:
-    """Score every row of ``samples`` (see the module docstring), write and return RESULTS."""
-    out = check_writable(out)
-    rows = read_samples(samples)
+                  workers: int | None = None, rows: tuple[int, int] | None = None) -> dict[str, Any]:
+    """Score every row of ``samples`` (see the module docstring), write and return RESULTS.
+    ``rows``: only the rows [start, stop) (a shard's; the file as a whole must be scorable)."""
+    out = check_writable(out, samples)
+    all_rows = read_samples(samples)
     tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
-    if not rows:
+    if not all_rows:
         raise DataError(f"{samples}: no sample rows (the file is empty)")
-    problems = [row_problem(r.row, set(tasks), benchmark) for r in rows]
-    if all(p and p != EMPTY_SOLUTION for p in problems):
-        raise DataError(f"{samples}: no scorable row in {len(rows)} ({_count(problems)})")
+    all_problems = [row_problem(r.row, set(tasks), benchmark) for r in all_rows]
+    if all(p and p != EMPTY_SOLUTION for p in all_problems):
+        raise DataError(f"{samples}: no scorable row in {len(all_rows)} ({_count(all_problems)})")
+    part = slice(*rows) if rows else slice(None)
+    rows_of, problems = all_rows[part], all_problems[part]
     expected = _expected_if_needed(benchmark, tasks, data_dir, workers)
     plans: list[Any] = [
         SandboxResult("error", f"{samples} line {r.lineno}: {problem}") if problem
         else _plan(benchmark, tasks[r.row["task_id"]], r, expected)
-        for r, problem in zip(rows, problems)]
+        for r, problem in zip(rows_of, problems)]
     runnable = [i for i, p in enumerate(plans) if not isinstance(p, SandboxResult)]
     outcomes = run_in_pool(_run_plan, [plans[i] for i in runnable], workers=workers,
                            desc=f"score {benchmark}")
     for i, outcome in zip(runnable, outcomes):
         plans[i] = outcome
     results = [{"task_id": r.task_id_text(), "status": p.status, "detail": p.detail}
-               for r, p in zip(rows, plans)]
+               for r, p in zip(rows_of, plans)]
     summary = {"benchmark": benchmark, "isolation": isolation().label(),
                **summarise(results, set(tasks)), "results": results}
     write_atomically(summary, out)
@@ -202,6 +206,19 @@ def _plan(benchmark: str, task: BenchmarkTask, sample: SampleRow,
     return diff_job(benchmark, task, program, expected[task.task_id])
 
 
+ANSWER_FLOOR_KB = 1024  # no task's answer limit is below 1 MiB ...
+ANSWER_FACTOR = 4  # ... nor below 4 x its largest canonical output (ints may come back as floats)
+ANSWER_CAP_KB = 1024 * 1024  # ... nor above 1 GiB (Mbpp/255's largest output is 261 MB)
+
+
+def answer_limit_kb(largest_output_bytes: int) -> int:
+    """The most one answer of a task may take on the wire: the canonical outputs of HumanEval+
+    and MBPP+ are tiny (median 23 bytes; 8 tasks exceed 64 KiB), so the limit follows each
+    task's own largest output rather than one size for all."""
+    wanted = ANSWER_FACTOR * largest_output_bytes // 1024 + 1
+    return min(ANSWER_CAP_KB, max(ANSWER_FLOOR_KB, wanted))
+
+
 def _stage(name: str, times: list[float]) -> Stage:
     limits = tuple(max(MIN_TIME_LIMIT_S, GT_TIME_LIMIT_FACTOR * t) for t in times)
     return Stage(name, limits, min(STAGE_CAP_S, sum(limits)) + 1.0)
@@ -217,7 +234,7 @@ def diff_job(benchmark: str, task: BenchmarkTask, program: str,
         stages.append(_stage("plus", expected["plus_time"]))
     timeout = sum(s.budget_s for s in stages) + 5.0
     limits = Limits(timeout_s=timeout, memory_mb=MEMORY_MB, stack_mb=MEMORY_MB, cpu_s=timeout,
-                    max_processes=1, max_value_mb=1024)
+                    max_processes=1, max_answer_kb=answer_limit_kb(expected["largest"]))
     path = expected["file"]
     return DiffJob(program, task.entry_point, tuple(stages),
                    OutputCheck(dataset, task.entry_point, task.extra["atol"]),

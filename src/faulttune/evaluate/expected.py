@@ -1,10 +1,12 @@
 """The canonical solutions' outputs on every base and plus input, computed once and cached.
 
-``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v2/`` (default ``~/.cache/faulttune``):
-``index.pkl`` maps task_id to ``{"file", "base_time", "plus_time", "needs_numpy"}``, and each task
-file is a pickle stream of ``(input, expected_output)`` pairs, base inputs then plus inputs. The
-scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255 holds ~800 MB). This
-folder lives outside every jail: programs never see it.
+``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v3/`` (default ``~/.cache/faulttune``):
+``index.pkl`` maps task_id to ``{"file", "base_time", "plus_time", "needs_numpy", "largest"}``
+(``largest``: the bytes of the largest pickled output, which sets the task's answer limit), and
+each task file is a pickle stream of ``(input, pickled expected output)`` pairs, base inputs then
+plus inputs. The scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255
+holds ~800 MB) and unpickles an expected output only to compare it itself. This folder lives
+outside every jail: programs never see it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from faulttune.data.benchmarks import BenchmarkTask
+from faulttune.sandbox.differential import Pickled
 
 log = logging.getLogger(__name__)
 
 DIFF_BENCHMARKS = {"humaneval_plus": ("humaneval", True), "mbpp": ("mbpp", False),
                    "mbpp_plus": ("mbpp", True)}  # name -> (EvalPlus dataset, with plus inputs)
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def cache_dir() -> Path:
@@ -51,14 +54,16 @@ def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
     return {tid: {**entry, "file": str(folder / entry["file"])} for tid, entry in index.items()}
 
 
-def read_cases(path: str) -> Iterator[tuple[Any, Any]]:
-    """The ``(input, expected)`` pairs of one task file, in order (the file closes with it)."""
+def read_cases(path: str) -> Iterator[tuple[Any, Pickled]]:
+    """The ``(input, expected)`` pairs of one task file, in order (the file closes with it); the
+    expected output stays pickled until a comparison needs it (the checker gets it as it is)."""
     with open(path, "rb") as f:
         while True:
             try:
-                yield pickle.load(f)
+                inp, expected = pickle.load(f)
             except EOFError:
                 return
+            yield inp, Pickled(expected)
 
 
 def _build(dataset: str, tasks: list[BenchmarkTask], folder: Path, workers: int | None) -> None:
@@ -94,12 +99,14 @@ def _write_canonical_outputs(job: tuple[Any, ...]) -> dict[str, Any]:
     from evalplus.gen.util import trusted_exec
 
     path, code, entry, base, plus, not_none = job
-    meta: dict[str, Any] = {"needs_numpy": False}
+    meta: dict[str, Any] = {"needs_numpy": False, "largest": 0}
     with open(path, "wb") as f:
         for name, inputs in (("base", base), ("plus", plus)):
             outputs, meta[f"{name}_time"] = trusted_exec(
                 code, inputs, entry, record_time=True, output_not_none=not_none)
             for inp, out in zip(inputs, outputs):
-                pickle.dump((inp, out), f, protocol=pickle.HIGHEST_PROTOCOL)
+                encoded = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((inp, encoded), f, protocol=pickle.HIGHEST_PROTOCOL)
+                meta["largest"] = max(meta["largest"], len(encoded))
                 meta["needs_numpy"] = meta["needs_numpy"] or is_floats(out)
     return meta

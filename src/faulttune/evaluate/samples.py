@@ -9,13 +9,15 @@ numbers count every line of the file, blank ones included.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faulttune.io import DataError, parse_jsonl_line
+from faulttune.io import DataError, check_output_file, parse_jsonl_line, replace_file
 
 
 @dataclass(frozen=True)
@@ -32,15 +34,38 @@ class SampleRow:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _open_lines(path: Path) -> list[bytes]:
+MAX_LINE_MB = 16  # one sample row: a program of a few KiB, with room for huge ones
+MAX_SAMPLES_MB = 2048  # the whole file (200 samples x 500 tasks x 4 KiB is ~400 MiB)
+
+
+def _open_lines(path: Path) -> Iterator[bytes]:
+    """The lines of ``path`` without their newline; a line or a file over the limits (a device
+    such as /dev/zero, a file that is not JSONL) stops with the line it reached."""
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not a SAMPLES.jsonl file")
     try:
-        return path.read_bytes().split(b"\n")
+        f = open(path, "rb")  # noqa: SIM115 - closed below, also when the caller stops early
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror})") from None
+    line_cap, total = MAX_LINE_MB << 20, 0
+    with f:
+        for lineno in itertools.count(1):
+            try:
+                line = f.readline(line_cap + 1)
+            except OSError as e:
+                raise DataError(f"{path} line {lineno}: cannot be read ({e.strerror})") from None
+            total += len(line)
+            if len(line) > line_cap:
+                raise DataError(f"{path} line {lineno}: longer than {MAX_LINE_MB} MiB (is it a "
+                                "SAMPLES.jsonl file?)")
+            if total > MAX_SAMPLES_MB << 20:
+                raise DataError(f"{path} line {lineno}: the file is larger than {MAX_SAMPLES_MB} "
+                                "MiB; split it into several SAMPLES files")
+            if not line:
+                return
+            yield line.removesuffix(b"\n")
 
 
 def _decode(path: Path, lineno: int, raw: bytes) -> str:
@@ -100,27 +125,12 @@ def row_problem(row: dict[str, Any], known: set[str], benchmark: str) -> str:
     return ""
 
 
-def check_writable(out: str | os.PathLike[str]) -> Path:
-    """Refuse an ``--out`` that cannot be written, before any program runs."""
-    out = Path(out)
-    if out.is_dir():
-        raise DataError(f"{out}: --out is a folder; give a file path for RESULTS.json")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".{out.name}.{os.getpid()}.probe"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise DataError(f"{out}: cannot write RESULTS there ({e.strerror or e})") from None
-    return out
+def check_writable(out: str | os.PathLike[str], samples: str | os.PathLike[str]) -> Path:
+    """Refuse an ``--out`` that RESULTS may not replace, before any program runs: a symlink, a
+    device, a FIFO, a folder, SAMPLES itself, or a folder that cannot be written."""
+    return check_output_file(out, "--out", inputs=[samples])
 
 
 def write_atomically(data: dict[str, Any], out: Path) -> None:
-    """Write JSON to a temporary file beside ``out`` and rename it into place."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write JSON to a new temporary file beside ``out`` and rename it into place."""
+    replace_file(out, json.dumps(data, indent=1, ensure_ascii=False).encode("utf-8"))

@@ -42,6 +42,28 @@ _TEACHER = (
     "the comments. Do not explain and do not mark the change. Reply with the whole program in one "
     "```python code block."
 )
+# IterPref's task synthesis (docs/methods.md §3.1 step 1; our own wording of the paper's Fig. 10):
+# a commented solution and ONE unittest file that imports it, each in a block named by <file>,
+# then the files and the packages as JSON (read by faulttune.codeflow.testfiles).
+_SYNTHESIZE = (
+    "You are a Python expert. Solve the task below with clear, commented code, and write unit "
+    "tests for your solution.\n\nTask:\n{instruction}\n\n"
+    "Answer in exactly this format:\n"
+    "<file>solution.py</file>\n```python\n# the solution module\n```\n"
+    "<file>test.py</file>\n```python\n# ONE unittest file: `from solution import ...` (or "
+    "`import solution`), unittest.TestCase classes with test_ methods, runnable directly "
+    "(no external files, no network)\n```\n"
+    '<json>{{"file_names": ["solution.py", "test.py"], "packages": []}}</json>\n'
+    "List under \"packages\" every package outside the standard library that the files import."
+)
+# IterPref's LLM judge (§3.1 step 5): does the pair differ in logic, not only in form?
+_JUDGE = (
+    "Two versions of a Python program for this task:\n\n{instruction}\n\n"
+    "Version A:\n```python\n{chosen}\n```\n\nVersion B:\n```python\n{rejected}\n```\n\n"
+    "Do A and B differ in their logic (what the program computes), and not only in variable "
+    "names, formatting, whitespace, blank lines or comments? Explain in at most two sentences, "
+    "then give your verdict on the last line: one word, YES or NO."
+)
 # CCT's sequence-level samples (docs/methods.md §1.1): our own paraphrases, chosen per pair by a seeded index.
 BUGFIX_TEMPLATES = (
     "This code has a bug:\n```python\n{buggy}\n```\nFix the bug and give the corrected code.",
@@ -76,6 +98,17 @@ def fix_messages(task_prompt: str, program: str, feedback: str) -> Conversation:
 def teacher_messages(instruction: str, correct: str) -> Conversation:
     """FGit's teacher prompt: a functionally incorrect but maximally similar variant."""
     return _conversation(_TEACHER.format(instruction=instruction.strip("\n"), correct=correct.strip("\n")))
+
+
+def synthesis_messages(instruction: str) -> Conversation:
+    """IterPref's task synthesis: a solution and a unittest file for one instruction."""
+    return _conversation(_SYNTHESIZE.format(instruction=instruction.strip("\n")))
+
+
+def judge_messages(instruction: str, chosen: str, rejected: str) -> Conversation:
+    """IterPref's judge: does the pair differ in logic (answer YES or NO on the last line)?"""
+    return _conversation(_JUDGE.format(instruction=instruction.strip("\n"),
+                                       chosen=chosen.strip("\n"), rejected=rejected.strip("\n")))
 
 
 def bugfix_messages(buggy: str, template_index: int) -> Conversation:
@@ -146,5 +179,5 @@ def render_training_example(
 
 def template_hash() -> str:
     """A digest of every template above, for the run manifest."""
-    parts = [SYSTEM_PROMPT, _SOLVE, _FIX, _TEACHER, *BUGFIX_TEMPLATES, CODE_PREFILL, CODE_FENCE_END]
+    parts = [SYSTEM_PROMPT, _SOLVE, _FIX, _TEACHER, _SYNTHESIZE, _JUDGE, *BUGFIX_TEMPLATES, CODE_PREFILL, CODE_FENCE_END]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]

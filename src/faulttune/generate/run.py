@@ -198,7 +198,10 @@ def run_generation(
     the backend's options (:data:`faulttune.generate.BACKEND_OPTIONS`).
     """
     from faulttune.generate import backend_options, make_backend
+    from faulttune.io import check_output_file
 
+    check_output_file(out_path, "--out")
+    check_output_file(raw_path(out_path), "--out (its raw file)")
     tasks = load_tasks(benchmark, data_dir)
     backend = make_backend(generation.get("backend", "hf"), model, **backend_options(generation))
     params = GenerationParams(max_new_tokens=generation.get("max_new_tokens", 512))
@@ -215,13 +218,13 @@ def generate_command(args: Any) -> int:
         "tensor_parallel_size": getattr(args, "tensor_parallel_size", None),
         "base_url": getattr(args, "base_url", None),
     }
-    run_generation(
-        args.model,
-        args.benchmark,
-        args.out,
-        generation=generation,
-        data_dir=args.data_dir,
-        limit=args.limit,
-    )
+    from faulttune.io import DataError
+
+    try:
+        run_generation(args.model, args.benchmark, args.out, generation=generation,
+                       data_dir=args.data_dir, limit=args.limit)
+    except DataError as e:
+        log.error("%s", e)
+        return 2
     print(args.out)
     return 0

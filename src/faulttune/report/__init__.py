@@ -38,6 +38,7 @@ from faulttune.report.plots import (
     PLOT_FILES,
     placeholder_plot,
     plot_codeflow,
+    plot_comparisons,
     plot_pass_at_1,
     plot_sensitivity,
     plot_sweeps,
@@ -70,6 +71,7 @@ def write_plots(data: ReportData, plots_dir: Path) -> dict[str, bool]:
         "codeflow": lambda p: plot_codeflow(data.curves, p),
         "training": lambda p: plot_training(data.logs, p),
         "sensitivity": lambda p: plot_sensitivity(data.sensitivity, p),
+        "comparisons": lambda p: plot_comparisons(data.comparisons, p),
     }
     made = {}
     for kind, make in makers.items():

@@ -25,8 +25,7 @@ class ReportData:
     logs: dict[str, list[Row]]
     budgets: dict[str, Row | None]
     timings: Timings
-    score_deltas: list[cmp.Delta]
-    probe_deltas: list[cmp.Delta]
+    comparisons: list[cmp.Pooled]  # pooled over seeds, Holm-adjusted over the list
     score_spreads: dict[tuple[str, str], MeanStd]  # (family, benchmark), >= 2 seeds
     probe_spreads: dict[tuple[str, str], MeanStd]  # (family, headline key), >= 2 seeds
 
@@ -49,8 +48,8 @@ def load_data(
     read_budgets = readers.read_budgets(budgets)
     score_spreads = cmp.seed_spreads(experiments, cmp.pass_at_1_values(read_scores))
     probe_spreads = cmp.seed_spreads(experiments, cmp.probe_values(probes))
-    score_deltas = cmp.score_deltas(experiments, read_scores, score_spreads)
-    rows = summary_rows(experiments, read_scores, probes, counts, read_budgets, score_deltas)
+    comparisons = cmp.pooled_comparisons(experiments, read_scores, probes)
+    rows = summary_rows(experiments, read_scores, probes, counts, read_budgets, comparisons)
     return ReportData(
         experiments,
         read_scores,
@@ -61,8 +60,7 @@ def load_data(
         readers.read_train_logs(train_logs),
         read_budgets,
         readers.read_timings(benchmarks_dir),
-        score_deltas,
-        cmp.probe_deltas(experiments, probes, probe_spreads),
+        comparisons,
         score_spreads,
         probe_spreads,
     )

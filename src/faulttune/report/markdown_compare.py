@@ -7,25 +7,44 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from faulttune.report.comparisons import BUDGET_MATCH, Delta, budget_check, few_step_runs
+from faulttune.report.comparisons import (
+    BUDGET_MATCH,
+    Pooled,
+    budget_differences,
+    few_step_runs,
+)
 from faulttune.report.data import ReportData
 from faulttune.report.plots import PLOT_FILES, part_order
 from faulttune.report.readers import PROBE_PARTS, Row, Timings, probe_parts
-from faulttune.report.tables import difference_text, markdown_table, mean_sd_text, with_interval
-from faulttune.stats import CONFIDENCE, N_RESAMPLES
+from faulttune.report.tables import (
+    difference_text,
+    markdown_table,
+    mean_sd_text,
+    p_text,
+    with_interval,
+)
+from faulttune.stats import CONFIDENCE
 
 PERCENT = f"{100 * CONFIDENCE:.0f} %"
 DIFFERENCE_NOTE = (
-    "How to read a difference: a pass@1 gap on 16 tasks is one or two tasks, so look at the "
-    "paired test before you believe it. An experiment and its baseline (the registry's, or its "
-    "`baseline:` key; a seed replica's is the baseline's replica of the same seed) are scored on "
-    f"the same tasks, so the report resamples the tasks (a paired bootstrap, {N_RESAMPLES:,} "
-    f"resamples, seed 0) and gives the difference with its {PERCENT} interval: a difference "
-    "is **significant only when the interval excludes 0**. With `seeds`, *exceeds seed spread* "
-    "says whether the difference is larger than the larger standard deviation over training seeds "
-    "of the two experiments (in brackets); a difference smaller than that spread is noise. The "
-    "fault-sensitivity probe gets the same treatment over its pairs, on its per-token headline, "
-    "which does not favour the shorter program."
+    "How to read a difference. Every trained experiment is compared with its baseline (the "
+    "registry's, or its `baseline:` key) on the same tasks, **pooled over its training seeds**: "
+    "seed *s* of the experiment against seed *s* of its baseline, one estimate per measure with "
+    f"its {PERCENT} interval (a two-way seed × task model: tasks and training seeds are both "
+    "samples; `faulttune.stats.pooled_difference`). The p-value is a t-test on that model; for a "
+    "0/1 measure (pass@1, a pair's preference) it is also an exact sign-flip test over tasks (with "
+    "one seed, the exact McNemar test), and the larger p counts: a bootstrap interval is "
+    "anti-conservative when few tasks differ. Every comparison below is one family: "
+    "**significant** means its **Holm-adjusted** p-value is below "
+    f"{1 - CONFIDENCE:.2f}. *Seed sd of Δ* is the standard deviation over seeds of the per-seed "
+    "differences (a difference smaller than it is within seed noise). *MDE* is the minimum "
+    "detectable effect: the true difference this design finds with 80 % power at α = 0.05, "
+    "so a null result says the effect is probably smaller than that. Measures: pass@1 per "
+    "benchmark (greedy, 0/1 per task); the probe's margin over the tokens where the correct and "
+    "the buggy program differ (`mean_margin`, higher = prefers correct code), the share of pairs "
+    "with a positive margin (`prefer_correct`), and the held-out per-token NLL of the correct "
+    "program (`nll`, **lower** is better), each per probe part (`twins`: held-out mutation and "
+    "CCT twins; `humanevalfix`: HumanEvalFix's human-written bugs)."
 )
 SEEDS_NOTE = (
     "Mean ± sample standard deviation over each experiment's training seeds (`seeds:`; "
@@ -36,18 +55,24 @@ BUDGET_NOTE = (
     "From each model's `budget.json`: distinct source tasks trained on, training examples (masks "
     "rows drawn over the run), optimiser steps, tokens that carried a loss term, units per epoch "
     "(what the batch size counts: a task for SFT, CCT and FGit, a pair for the DPO family), steps "
-    "per epoch, batch size, and rows left out as longer than `max_length`. *Same budget* compares "
-    f"{', '.join(BUDGET_MATCH.values())} with the baseline's."
+    "per epoch, batch size, and rows left out as longer than `max_length`. *Same units and "
+    f"steps* compares {', '.join(BUDGET_MATCH.values())} with the baseline's; *differences from "
+    "the baseline* names every figure that differs, with its ratio (by design CCT trains more "
+    "examples and loss tokens than SFT in the same steps: its L_seq samples train the correct code "
+    "again; `cct~beta=0.0` leaves them out)."
 )
 SENSITIVITY_NOTE = (
     "Log-likelihood of the correct vs the buggy program as the answer to the same prompt "
-    "(`faulttune.sensitivity`). Headline: `prefer_correct` is the fraction of pairs whose correct "
-    "program has the higher per-token mean log-likelihood over the region where the two differ, "
-    f"`mean_margin` the mean of that margin, each with its {PERCENT} bootstrap interval over "
-    "pairs. `prefer_correct_sum` / `mean_margin_sum` use the summed log-likelihood (secondary: it "
-    "favours the shorter program; `buggy shorter` is the share of pairs where the buggy one is "
-    "shorter). `overall` is every pair, `humanevalfix` the HumanEvalFix pairs, `twins` the "
-    "held-out mutation/CCT twins."
+    "(`faulttune.sensitivity`), on pairs drawn at random (seeded) from held-out verified twins, "
+    "chosen by no model, the same for every experiment. Headline: `mean_margin` is the mean, over "
+    "tasks, of the correct minus the buggy program's mean log-prob over the tokens where the two "
+    "differ (common prefix and suffix dropped); `prefer_correct` the share of pairs where that "
+    "margin is positive; `nll` the per-token NLL of the correct program (held-out code the model "
+    f"should still write well; lower is better); each with its {PERCENT} interval over tasks. "
+    "`prefer_correct_sum` / `mean_margin_sum` use the summed log-likelihood of the whole response "
+    "(secondary: it favours the shorter program; `buggy shorter` is the share of pairs where the "
+    "buggy one is shorter). `overall` is every pair, `humanevalfix` the HumanEvalFix pairs, "
+    "`twins` the held-out mutation/CCT twins."
 )
 TIMINGS_NOTE = (
     "Wall time and peak memory of every job so far, per rule, slowest first (Snakemake's "
@@ -60,41 +85,40 @@ def _yes_no(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "no")
 
 
-def delta_row(d: Delta) -> Row:
-    row: Row = {"experiment": d.experiment, "baseline": d.baseline, "benchmark": d.benchmark}
-    if d.difference is None:
-        return {**row, "delta": d.note}
-    spread = "" if d.seed_spread is None else f" ({d.seed_spread:.3f})"
+def comparison_row(p: Pooled) -> Row:
+    row: Row = {"experiment": p.experiment, "baseline": p.baseline, "measure": p.measure.label,
+                "note": p.note}
+    c = p.comparison
+    if c is None:
+        return row
+    mde = p.minimum_detectable
     return {
         **row,
-        "delta": difference_text(d.difference),
-        "significant": _yes_no(d.difference.significant),
-        "n": d.difference.n,
-        "spread": _yes_no(d.exceeds_spread) + spread,
+        "delta": difference_text(c),
+        "p": p_text(c.p_value),
+        "p_holm": p_text(p.p_holm),
+        "significant": "**yes**" if p.significant else _yes_no(p.significant),
+        "n": f"{c.n_seeds} × {c.n_tasks}",
+        "spread": "-" if c.seed_spread is None else f"{c.seed_spread:.3f}",
+        "mde": "-" if mde is None else f"{mde:.3f}",
     }
 
 
 def baseline_section(data: ReportData) -> str:
     title = "## Against the baseline"
-    if not data.score_deltas and not data.probe_deltas:
-        return f"{title}\n\nNo trained experiment has both its scores and a baseline in this run."
-    columns = ["experiment", "baseline", "benchmark", "delta", "significant", "n"]
-    headers = ["experiment", "baseline", "benchmark", f"Δ pass@1 [{PERCENT} CI]", "significant",
-               "tasks"]
-    if any(d.seed_spread is not None for d in [*data.score_deltas, *data.probe_deltas]):
-        columns.append("spread")
-        headers.append("exceeds seed spread (sd)")
-    parts = [title, DIFFERENCE_NOTE]
-    if data.score_deltas:
-        parts.append(markdown_table([delta_row(d) for d in data.score_deltas], columns, headers))
-    if data.probe_deltas:
-        probe_headers = [*headers[:2], "probe statistic", f"Δ [{PERCENT} CI]", "significant",
-                         "pairs", *headers[6:]]
-        parts += [
-            "The fault-sensitivity probe (headline statistics), paired over its pairs:",
-            markdown_table([delta_row(d) for d in data.probe_deltas], columns, probe_headers),
-        ]
-    return "\n\n".join(parts)
+    if not data.comparisons:
+        return f"{title}\n\nNo trained experiment has both its results and a baseline in this run."
+    columns = ["experiment", "baseline", "measure", "delta", "p", "p_holm", "significant", "n",
+               "spread", "mde", "note"]
+    headers = ["experiment", "baseline", "measure", f"Δ pooled [{PERCENT} CI]", "p", "p (Holm)",
+               "significant (Holm)", "seeds × tasks", "seed sd of Δ", "MDE (80 %)", "note"]
+    tested = sum(p.p_holm is not None for p in data.comparisons)
+    return "\n\n".join([
+        title, DIFFERENCE_NOTE,
+        f"{tested} comparisons in the Holm family.",
+        markdown_table([comparison_row(p) for p in data.comparisons], columns, headers),
+        f"![comparisons]({PLOT_FILES['comparisons']})",
+    ])
 
 
 def seeds_section(data: ReportData) -> str:
@@ -123,9 +147,9 @@ def budget_row(name: str, data: ReportData) -> Row:
     }
     if budget is None:
         return {**row, "train_tasks": "no budget.json"}
-    same, detail = budget_check(name, data.experiments, data.budgets)
-    verdict = {True: "yes", False: f"**no**: {detail}", None: f"- ({detail})"}[same]
-    return {**budget, **row, "same": verdict}
+    same, detail = budget_differences(name, data.experiments, data.budgets)
+    verdict = {True: "yes", False: "**no**", None: "-"}[same]
+    return {**budget, **row, "same": verdict, "differences": detail}
 
 
 def budget_section(data: ReportData) -> str:
@@ -136,10 +160,10 @@ def budget_section(data: ReportData) -> str:
     names += sorted(set(data.budgets) - set(names))
     columns = ("experiment", "method", "baseline", "train_tasks", "train_examples", "train_steps",
                "train_tokens", "units", "steps_per_epoch", "batch_size", "left_out_too_long",
-               "same")
+               "same", "differences")
     headers = ("experiment", "method", "baseline", "tasks", "examples", "optimiser steps",
                "loss tokens", "units per epoch", "steps per epoch", "batch", "left out (too long)",
-               "same budget as baseline")
+               "same units and steps", "differences from the baseline")
     parts = [title, BUDGET_NOTE, markdown_table([budget_row(n, data) for n in names], columns,
                                                 headers)]
     minimum, few = few_step_runs(data.budgets)
@@ -165,15 +189,17 @@ def sensitivity_section(sensitivity: Mapping[str, Mapping[str, Any]]) -> str:
     rows = [
         {"experiment": exp, "part": part, "n": s.get("n", ""),
          "pc": _probe_cell(s, "prefer_correct"), "mm": _probe_cell(s, "mean_margin"),
+         "nll": _probe_cell(s, "nll"),
          **{k: s.get(k, "") for k in ("prefer_correct_sum", "mean_margin_sum", "buggy_shorter")}}
         for exp, data in sorted(sensitivity.items())
         for part, s in probe_parts(data).items()
         if part in PROBE_PARTS
     ]
-    columns = ["experiment", "part", "n", "pc", "mm", "prefer_correct_sum", "mean_margin_sum",
-               "buggy_shorter"]
+    columns = ["experiment", "part", "n", "pc", "mm", "nll", "prefer_correct_sum",
+               "mean_margin_sum", "buggy_shorter"]
     headers = ["experiment", "pairs", "n", f"prefer_correct [{PERCENT} CI]",
-               f"mean_margin [{PERCENT} CI]", "prefer_correct_sum", "mean_margin_sum", "buggy shorter"]
+               f"mean_margin [{PERCENT} CI]", f"nll [{PERCENT} CI]", "prefer_correct_sum",
+               "mean_margin_sum", "buggy shorter"]
     parts = ["## Fault sensitivity", SENSITIVITY_NOTE, markdown_table(rows, columns, headers)]
     by_type = {exp: probe_parts(data) for exp, data in sorted(sensitivity.items())}
     types = sorted({t for per in by_type.values() for t in per} - set(PROBE_PARTS), key=part_order)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from faulttune.report.comparisons import pass_at_1_values, seed_family, seed_spreads
+from faulttune.report.comparisons import Pooled, pass_at_1_values, seed_family, seed_spreads
 from faulttune.report.readers import PROBE_PARTS, Row, Score, is_number, probe_parts
 from faulttune.report.summary import DEMO_BENCHMARK, benchmark_family
 
@@ -22,6 +22,7 @@ PLOT_FILES = {
     "codeflow": "plots/codeflow.png",
     "training": "plots/training.png",
     "sensitivity": "plots/sensitivity.png",
+    "comparisons": "plots/comparisons.png",
 }
 # IterPref §3.1: CodeFlow's pass rate before and after the debugging loop (5 fix rounds).
 PAPER_CODEFLOW = ((0, 0.367), (5, 0.675))
@@ -218,7 +219,8 @@ def plot_sensitivity(sensitivity: Mapping[str, Mapping[str, Any]], path: Path) -
     experiment, with the 95 % bootstrap interval: the headline preference and mean margin."""
     panels = {
         "prefer_correct": ("fraction correct preferred", (0.5, (0, 1))),
-        "mean_margin": ("mean margin (per token, differing region)", (0.0, None)),
+        "mean_margin": ("mean margin (per token, differing tokens)", (0.0, None)),
+        "nll": ("held-out NLL of the correct program (lower is better)", (None, None)),
     }
     bars = {key: probe_bars(sensitivity, key) for key in panels}
     if not any(bars.values()):
@@ -230,10 +232,38 @@ def plot_sensitivity(sensitivity: Mapping[str, Mapping[str, Any]], path: Path) -
         groups = sorted({p for _, p in bars[key]}, key=part_order)
         if groups:
             _grouped_bars(ax, bars[key], groups)
-        ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
         if ylim:
             ax.set_ylim(*ylim)
         ax.set_ylabel(label)
         ax.set_title(f"Fault sensitivity: {key} (95 % interval)")
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def plot_comparisons(comparisons: Sequence[Pooled], path: Path) -> bool:
+    """A forest plot: one panel per measure, one row per experiment, its pooled difference to the
+    baseline with the interval; filled when significant after Holm, hollow otherwise."""
+    rows = [p for p in comparisons if p.comparison is not None]
+    if not rows:
+        return False
+    measures = sorted({p.measure for p in rows}, key=lambda m: (m.source != "score", m.name, m.key))
+    height = max(2.5, 0.35 * max(sum(p.measure == m for p in rows) for m in measures) + 1.2)
+    fig, axes = _figure(len(measures), panel_size=(5.0, height))
+    for ax, measure in zip(axes, measures):
+        mine = [p for p in rows if p.measure == measure]
+        for y, p in enumerate(mine):
+            c = p.comparison
+            assert c is not None
+            ax.errorbar([c.estimate], [y], xerr=[[c.estimate - c.low], [c.high - c.estimate]],
+                        fmt="o", capsize=3, color="C0",
+                        markerfacecolor="C0" if p.significant else "white")
+        ax.set_yticks(range(len(mine)), [f"{p.experiment} vs {p.baseline}" for p in mine],
+                      fontsize=7)
+        ax.axvline(0, color="grey", linestyle=":", linewidth=1)
+        ax.invert_yaxis()
+        better = "lower is better" if measure.lower_is_better else "higher is better"
+        ax.set_title(f"Δ {measure.label}\n({better}; filled: significant after Holm)", fontsize=8)
     fig.savefig(path, dpi=100)
     return True

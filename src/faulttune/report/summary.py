@@ -14,15 +14,20 @@
   ``n_samples``: samples scored (of the base benchmark, else of the plus one).
 - ``baseline``: the experiment it is compared against (a replica: its same-seed baseline; blank
   for an untrained experiment or one without a baseline).
-- ``delta_vs_baseline``, ``delta_low``, ``delta_high``, ``significant``: pass@1 minus the
-  baseline's on the base tests, the 95 % interval of a paired bootstrap over tasks, and whether
-  the interval excludes 0; ``delta_plus_vs_baseline``, ``delta_plus_low``, ``delta_plus_high``,
-  ``significant_plus``: the same on the plus tests. Blank when the baseline has no score there.
-- ``exceeds_seed_spread``: whether ``|delta_vs_baseline|`` is larger than the larger standard
-  deviation over seeds of the two families on that benchmark; blank without two seeds.
-- ``sens_prefer_correct``, ``sens_mean_margin`` (each with ``_low``/``_high``, its bootstrap
-  interval): the probe's length-robust headline over all its pairs; ``sens_prefer_correct_sum``,
-  ``sens_mean_margin_sum``: the summed statistic (secondary: it favours the shorter program).
+- ``delta_vs_baseline``, ``delta_low``, ``delta_high``, ``p_value``, ``p_holm``,
+  ``significant``: pass@1 minus the baseline's on the base tests, POOLED over the seeds of the
+  experiment's family (every replica row repeats its family's numbers;
+  :func:`faulttune.report.comparisons.pooled_comparisons`), its 95 % interval, the raw and the
+  Holm-adjusted p-value (over every comparison of the report), and whether the adjusted one is
+  below 0.05; ``delta_plus_*``, ``p_plus_*``, ``significant_plus``: the same on the plus tests.
+  Blank when the baseline has no score there.
+- ``exceeds_seed_spread``: whether ``|delta_vs_baseline|`` is larger than the standard deviation
+  over seeds of the per-seed differences; blank with one seed.
+- ``sens_prefer_correct``, ``sens_mean_margin``, ``sens_nll`` (each with ``_low``/``_high``, its
+  interval over tasks): the probe's headline over all its pairs (the margin over the tokens where
+  the twins differ) and the held-out NLL of the correct programs; ``sens_prefer_correct_sum``,
+  ``sens_mean_margin_sum``: the summed whole-response statistic (secondary: it favours the
+  shorter program).
   Repeated on each row of the experiment; an experiment with a probe and no scores gets one row
   with an empty ``benchmark``.
 - ``train_tasks``, ``train_examples``, ``train_steps``, ``train_tokens``: its ``budget.json``
@@ -44,7 +49,7 @@ from typing import Any
 
 from faulttune import methods
 from faulttune.io import DataError
-from faulttune.report.comparisons import Delta
+from faulttune.report.comparisons import Pooled
 from faulttune.report.readers import BUDGET_KEYS, PairCount, Row, Score
 from faulttune.timings import RuleTime
 
@@ -57,6 +62,9 @@ SENSITIVITY_KEYS = (
     "mean_margin",
     "mean_margin_low",
     "mean_margin_high",
+    "nll",
+    "nll_low",
+    "nll_high",
     "prefer_correct_sum",
     "mean_margin_sum",
 )
@@ -64,8 +72,9 @@ BUDGET_COLUMNS = BUDGET_KEYS[:4]  # train_tasks, train_examples, train_steps, tr
 PARAM_COLUMNS = tuple(sorted({p.name for m in methods.METHODS.values() for p in m.params} - {"bugs"}))
 PARAM_COLUMNS += tuple(p.name for p in methods.TRAIN_OVERRIDES) + ("seed",)
 DELTA_COLUMNS = {
-    "base": ("delta_vs_baseline", "delta_low", "delta_high", "significant"),
-    "plus": ("delta_plus_vs_baseline", "delta_plus_low", "delta_plus_high", "significant_plus"),
+    "base": ("delta_vs_baseline", "delta_low", "delta_high", "p_value", "p_holm", "significant"),
+    "plus": ("delta_plus_vs_baseline", "delta_plus_low", "delta_plus_high", "p_plus",
+             "p_plus_holm", "significant_plus"),
 }
 SUMMARY_COLUMNS = (
     "experiment",
@@ -137,20 +146,21 @@ def family_rows(scores: Sequence[Score]) -> dict[tuple[str, str], Row]:
     return rows
 
 
-def delta_columns(deltas: Sequence[Delta]) -> dict[tuple[str, str], Row]:
-    """(experiment, family) -> the delta columns of its base and plus benchmarks."""
+def delta_columns(comparisons: Sequence[Pooled]) -> dict[tuple[str, str], Row]:
+    """(experiment family, benchmark family) -> the pooled pass@1 delta columns of its base and
+    plus benchmarks."""
     out: dict[tuple[str, str], Row] = {}
-    for d in deltas:
-        if d.difference is None:
+    for p in comparisons:
+        c = p.comparison
+        if c is None or p.measure.source != "score":
             continue
-        family, variant = benchmark_family(d.benchmark)
-        diff = d.difference
-        values = (round(diff.difference, 4), round(diff.low, 4), round(diff.high, 4),
-                  diff.significant)
-        row = out.setdefault((d.experiment, family), {})
+        family, variant = benchmark_family(p.measure.name)
+        values = (round(c.estimate, 4), round(c.low, 4), round(c.high, 4), round(c.p_value, 4),
+                  None if p.p_holm is None else round(p.p_holm, 4), p.significant)
+        row = out.setdefault((p.experiment, family), {})
         row.update(zip(DELTA_COLUMNS[variant], values))
-        if variant == "base" and d.exceeds_spread is not None:
-            row["exceeds_seed_spread"] = d.exceeds_spread
+        if variant == "base" and p.exceeds_spread is not None:
+            row["exceeds_seed_spread"] = p.exceeds_spread
     return out
 
 
@@ -160,18 +170,18 @@ def summary_rows(
     sensitivity: Mapping[str, Mapping[str, Any]],
     pairs: Mapping[str, PairCount],
     budgets: Mapping[str, Row | None],
-    deltas: Sequence[Delta],
+    comparisons: Sequence[Pooled],
 ) -> list[Row]:
     """The rows of summary.csv (columns in the module docstring)."""
     keyed = family_rows(scores)
     for name in sensitivity:  # a probed experiment without scores still gets a row
         if not any(e == name for e, _ in keyed):
             keyed[(name, "")] = {"benchmark": "", "demo_split": False}
-    by_delta = delta_columns(deltas)
+    by_delta = delta_columns(comparisons)
     rows = []
     for (name, family), bench in keyed.items():
         row = {**experiment_columns(name, experiments.get(name)), **bench}
-        row.update(by_delta.get((name, family), {}))
+        row.update(by_delta.get((row.get("replica_of") or name, family), {}))
         overall = sensitivity.get(name, {}).get("overall", {})
         row.update({f"sens_{k}": overall.get(k, "") for k in SENSITIVITY_KEYS})
         row.update({k: v for k, v in (budgets.get(name) or {}).items() if k in BUDGET_COLUMNS})

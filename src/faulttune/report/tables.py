@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from faulttune.stats import MeanStd, PairedDifference
+from faulttune.stats import Comparison, MeanStd
 
 
 def cell(value: Any) -> str:
@@ -34,8 +34,15 @@ def with_interval(value: float, low: Any, high: Any, signed: bool = False) -> st
     return text
 
 
-def difference_text(d: PairedDifference) -> str:
-    return with_interval(d.difference, d.low, d.high, signed=True)
+def difference_text(c: Comparison) -> str:
+    return with_interval(c.estimate, c.low, c.high, signed=True)
+
+
+def p_text(p: float | None) -> str:
+    """``0.0312``, ``< 0.0001``; "" for None."""
+    if p is None:
+        return ""
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def mean_sd_text(s: MeanStd) -> str:

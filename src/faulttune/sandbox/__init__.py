@@ -6,7 +6,8 @@ server of calls (:mod:`.server`); it receives inputs and answers with plain valu
 What judges those answers never shares its process:
 
 * differential benchmarks (HumanEval+, MBPP(+)): the scorer compares each answer with the expected
-  output itself (:mod:`.differential`, :mod:`.comparison`);
+  output itself, or its checker process for large answers (:mod:`.differential`,
+  :mod:`.comparison`, :mod:`.checker`);
 * assert-style tests: a judge in a second jail runs them, calling the program by proxy
   (:mod:`.assertions`, :mod:`.judge`).
 

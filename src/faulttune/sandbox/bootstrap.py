@@ -42,6 +42,7 @@ sys.modules["faulttune.sandbox." + sys.argv[3]].main(sys.argv[1:3] + sys.argv[4:
 ROLE_MODULES = {
     "server": ("wire", "fallback_guard", "server"),
     "judge": ("wire", "fallback_guard", "server", "judge"),
+    "checker": ("wire", "comparison", "checker"),
 }
 
 

@@ -3,7 +3,8 @@
 Each jail gets its own cgroup, ``faulttune-<scorer pid>-<n>``, under the scorer's own cgroup (so
 every limit above the scorer still applies): cgroup v1 ``memory`` + ``pids`` (root on a v1 or
 hybrid host) or one cgroup v2 folder with ``memory.max`` and ``pids.max`` (root, or a delegated
-subtree whose controllers reach it). Where neither works (the usual case without root) jails go
+subtree whose controllers reach it); where the ``cpu`` controller is there too, one CPU's time
+(``cpu`` on v1, ``cpu.max`` on v2). Where neither works (the usual case without root) jails go
 without one, and :class:`~faulttune.sandbox.results.Limits` explains the bound that holds instead.
 Cgroups left by a scorer that was killed are removed the next time one is made.
 """
@@ -30,9 +31,11 @@ _STALE = re.compile(r"faulttune-(\d+)-\d+")
 
 @dataclass(frozen=True)
 class Cgroup:
-    """One jail's cgroup folders (two on cgroup v1, one on v2)."""
+    """One jail's cgroup folders (two or three on cgroup v1, one on v2); ``cpu``: whether it
+    also holds the jail to one CPU's time (``cpu.max`` / ``cpu.cfs_quota_us``)."""
 
     folders: tuple[Path, ...]
+    cpu: bool = False
 
     def out_of_memory(self) -> bool:
         """Whether the kernel killed a process of this cgroup for exceeding its memory limit."""
@@ -127,15 +130,30 @@ def _candidate_parents() -> list[list[Path]]:
     own = _own_paths()
     options = []
     if "memory" in own and "pids" in own:
-        options.append([ROOT / "memory" / own["memory"].lstrip("/"),
-                        ROOT / "pids" / own["pids"].lstrip("/")])
+        v1 = [ROOT / "memory" / own["memory"].lstrip("/"), ROOT / "pids" / own["pids"].lstrip("/")]
+        if "cpu" in own and (ROOT / "cpu").is_dir():
+            options.append([*v1, ROOT / "cpu" / own["cpu"].lstrip("/")])
+        options.append(v1)
     if "" in own and (ROOT / "cgroup.controllers").is_file():
         options.append([ROOT / own[""].lstrip("/")])
     return options
 
 
-def _write_limits(folders: list[Path], memory_bytes: int, processes: int) -> None:
+CPU_PERIOD_US = 100_000  # one CPU: this much time in every period of this length
+
+
+def _write_limits(folders: list[Path], memory_bytes: int, processes: int) -> bool:
+    """Write the limits; True when one of them is the CPU bound."""
+    cpu = False
     for folder in folders:
+        with contextlib.suppress(OSError):  # a CPU controller is a bonus, not a requirement
+            if (folder / "cpu.max").exists():
+                (folder / "cpu.max").write_text(f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
+                cpu = True
+            elif (folder / "cpu.cfs_quota_us").exists():
+                (folder / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                (folder / "cpu.cfs_quota_us").write_text(str(CPU_PERIOD_US))
+                cpu = True
         if (folder / "memory.limit_in_bytes").exists():
             (folder / "memory.limit_in_bytes").write_text(str(memory_bytes))
         if (folder / "memory.max").exists():
@@ -144,6 +162,7 @@ def _write_limits(folders: list[Path], memory_bytes: int, processes: int) -> Non
                 (folder / "memory.swap.max").write_text("0")
         if (folder / "pids.max").exists():
             (folder / "pids.max").write_text(str(processes))
+    return cpu
 
 
 def _complete(folders: list[Path]) -> bool:
@@ -161,11 +180,11 @@ def _try_make(parents: list[Path], memory_bytes: int, processes: int) -> Cgroup 
             made.append(parent / name)
         if not _complete(made):
             raise OSError("the cgroup has no memory or pids limit")
-        _write_limits(made, memory_bytes, processes)
+        cpu = _write_limits(made, memory_bytes, processes)
     except OSError:
         Cgroup(tuple(made)).remove(wait_s=0)
         return None
-    return Cgroup(tuple(made))
+    return Cgroup(tuple(made), cpu)
 
 
 def _sweep_stale(parents: list[Path]) -> None:

@@ -1,7 +1,9 @@
 """Differential testing (HumanEval+, MBPP, MBPP+): the program answers, the scorer compares.
 
 The program's server gets one input at a time and answers with a plain value; the scorer compares
-it with the expected output (``comparison``), which never enters the jail. Each call has its own
+it with the expected output (``comparison``), which never enters the jail: a small answer (up to
+64 KiB) here, a larger one in the run's checker process (``checker``), which the scorer times
+and kills like a jail, so a large answer never holds up this process. Each call has its own
 time limit, measured by the scorer from the moment the input is written to the moment the answer
 has arrived; a program that overruns it is killed. Each stage (base inputs, then plus inputs)
 loads the program again, as EvalPlus runs each stage in a fresh process, and has a budget: the sum
@@ -11,6 +13,9 @@ counted) may not exceed it.
 
 from __future__ import annotations
 
+import logging
+import pickle
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -19,9 +24,10 @@ from typing import Any
 
 from faulttune.sandbox import wire
 from faulttune.sandbox.assertions import describe_call
-from faulttune.sandbox.comparison import OutputCheck
+from faulttune.sandbox.comparison import OutputCheck, safe_repr
 from faulttune.sandbox.protocol import (
     Verdict,
+    await_start,
     closed_verdict,
     failure_fields,
     failure_verdict,
@@ -41,12 +47,25 @@ class Stage:
     budget_s: float
 
 
+class Pickled(bytes):
+    """An expected output kept pickled (trusted: the scorer's own cache) until it is needed."""
+
+
+def expected_value(expected: Any) -> Any:
+    return pickle.loads(expected) if type(expected) is Pickled else expected
+
+
+def expected_bytes(expected: Any) -> bytes:
+    return expected if type(expected) is Pickled else pickle.dumps(expected, protocol=5)
+
+
 @dataclass(frozen=True)
 class DiffJob:
     """A program, its entry point and the stages of inputs it must answer.
 
     ``cases()`` opens the ``(input arguments, expected output)`` pairs of every stage, in order
-    (read lazily: a task's expected outputs can be larger than memory should hold at once).
+    (read lazily: a task's expected outputs can be larger than memory should hold at once); an
+    expected output may come :class:`Pickled`.
     """
 
     program: str
@@ -57,17 +76,8 @@ class DiffJob:
     limits: Limits
 
 
-def _safe_repr(value: Any, limit: int = 160) -> str:
-    import reprlib
-
-    short = reprlib.Repr()
-    short.maxstring = short.maxother = limit
-    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 24
-    short.maxlevel = 4
-    try:
-        return clip(short.repr(value), limit)
-    except Exception as e:  # noqa: BLE001 - a huge int, say
-        return f"<unrepresentable {type(e).__name__}>"
+def _size(expected: Any) -> int:
+    return len(expected) if type(expected) is Pickled else 0
 
 
 def run_differential(job: DiffJob) -> SandboxResult:
@@ -78,7 +88,8 @@ def run_differential(job: DiffJob) -> SandboxResult:
         with Session(job.limits) as session:
             status, detail = _run(session, job)
             stderr = session.stderr_tail("program")
-    except OSError as e:
+    except Exception as e:  # one run's broken sandbox must not end the others
+        log.warning("sandbox failure", exc_info=True)
         status, detail = "error", f"{SANDBOX_FAILURE}{type(e).__name__}: {e}"
     return SandboxResult(status, clip(detail), stderr, time.perf_counter() - started)
 
@@ -98,7 +109,14 @@ def _run(session: Session, job: DiffJob) -> tuple[str, str]:
     return "pass", ""
 
 
+INLINE_ANSWER = 1 << 16  # bytes: a larger answer is decoded and compared by the checker
+# The checker's time for one answer (and its expected output): decoding is linear, so this is only
+# a backstop against the unforeseen, generous enough for a loaded machine (1 MB/s, where an idle
+# one decodes 30 to 250 MB/s)
+CHECK_S, CHECK_BYTES_PER_S = 20.0, 1e6
+log = logging.getLogger("faulttune.sandbox")
 WINDOW = 16  # inputs in flight at once: the program never waits for the scorer between them
+WINDOW_BYTES = 64 << 20  # ... unless their expected outputs are larger than this
 SMALL_REQUEST = 1 << 15  # a larger input goes out alone (its sending time is then known)
 
 
@@ -125,6 +143,7 @@ class _StageRun:
     def __init__(self, session: Session, job: DiffJob, stage: Stage):
         self.session, self.job, self.stage = session, job, stage
         self.spent = 0.0  # the program's time in this stage: loading and calls
+        self.expected_in_flight = 0  # bytes of the pickled expected outputs of ``waiting``
         self.free_since = 0.0  # when the program answered its previous request
         self.atol = job.check.atol
         projection = job.check.projection
@@ -138,7 +157,9 @@ class _StageRun:
             self._top_up(waiting, upcoming, cases)
             if not waiting:
                 return
-            self._answer(waiting.popleft())
+            entry = waiting.popleft()
+            self.expected_in_flight -= _size(entry.expected)
+            self._answer(entry)
 
     def _load(self) -> None:
         stage, start = self.stage, time.monotonic()
@@ -157,7 +178,8 @@ class _StageRun:
 
     def _top_up(self, waiting: deque[_InFlight], upcoming: Iterator[tuple[int, float]],
                 cases: Iterator[tuple[Any, Any]]) -> None:
-        while len(waiting) < WINDOW and not self.session.sending("program"):
+        while len(waiting) < WINDOW and not self.session.sending("program") and (
+                not waiting or self.expected_in_flight < WINDOW_BYTES):
             step = next(upcoming, None)
             if step is None:
                 return
@@ -166,12 +188,13 @@ class _StageRun:
             request = self._request(inp, index)
             sent = self._post(request, inp, index)
             waiting.append(_InFlight(index, inp, expected, limit, sent))
+            self.expected_in_flight += _size(expected)
             if len(request) > SMALL_REQUEST:
                 return
 
     def _request(self, inp: Any, index: int) -> bytes:
         try:
-            return wire.dumps((self.job.entry_point, list(inp), {}, *self.extra))
+            return wire.dumps_trusted((self.job.entry_point, list(inp), {}, *self.extra))
         except wire.Uncarriable as e:
             raise Verdict("error", f"{SANDBOX_FAILURE}{self._label(index)} holds {e.what}, which "
                                    "cannot cross the sandbox boundary") from None
@@ -206,14 +229,14 @@ class _StageRun:
             if entry.sent is None:  # a large request: its time starts once it is all written
                 session.flush("program", time.monotonic() + limit)
                 entry.sent = session.drained_at("program")
-            start = max(self.free_since, entry.sent)
+            # (after a pause in reading its answers, the program's time starts again then)
+            start = max(self.free_since, entry.sent, session.resumed_at("program"))
             kind, body, arrived = session.receive_timed("program", start + limit)
         except Overdue:
             raise Verdict("timeout", f"{label} exceeded {limit:.2f} s: "
                                      f"{self._call_text(entry.inp)}") from None
         except Oversize:
-            raise Verdict("fail", f"wrong output on {label}: {self._call_text(entry.inp)} "
-                                  f"returned more than {self.job.limits.max_value_mb} MiB") from None
+            raise self._oversize(entry, label) from None
         except Closed:
             raise closed_verdict(session, "program",
                                  f"on {label}: {self._call_text(entry.inp)}") from None
@@ -222,16 +245,64 @@ class _StageRun:
         return kind, body
 
     def _compare(self, entry: _InFlight, body: bytes, label: str) -> None:
+        """Decode and compare the answer here when it is small, else in the checker."""
+        if len(body) > INLINE_ANSWER:
+            self._check_outside(entry, body, label)
+            return
         try:
             out = wire.loads(body)
         except wire.WireError as e:
             raise Verdict("fail", f"the answer on {label}: {self._call_text(entry.inp)} cannot "
                                   f"cross the sandbox boundary: {e}") from None
-        agrees, self.atol = self.job.check.agrees(entry.inp, out, entry.expected, self.atol)
+        agrees, self.atol = self.job.check.agrees(entry.inp, out, expected_value(entry.expected),
+                                                  self.atol)
         if not agrees:
-            raise Verdict("fail", f"wrong output on {label}: {self._call_text(entry.inp)} "
-                                  f"returned {_safe_repr(out)}, expected "
-                                  f"{_safe_repr(entry.expected)}")
+            self._wrong(entry, label, safe_repr(out))
+
+    def _wrong(self, entry: _InFlight, label: str, answer: str) -> None:
+        raise Verdict("fail", f"wrong output on {label}: {self._call_text(entry.inp)} returned "
+                              f"{answer}, expected {safe_repr(expected_value(entry.expected))}")
+
+    def _check_outside(self, entry: _InFlight, body: bytes, label: str) -> None:
+        """The checker's verdict on a large answer, under a clock kept here (the program's later
+        answers go on arriving, and are timed, meanwhile)."""
+        session, call = self.session, self._call_text(entry.inp)
+        if "checker" not in session.jails:
+            session.start("checker", "checker")
+            await_start(session, "checker", time.monotonic() + CHECK_S + 10.0)
+            setup = {"path": sys.path, "rlimits": {"RLIMIT_AS": self.job.limits.memory_mb << 20}}
+            session.post("checker", b"S", wire.dumps_trusted(setup))
+        rule = self.job.check.rule(entry.inp)
+        expected = expected_bytes(entry.expected)
+        limit = CHECK_S + (len(body) + len(expected)) / CHECK_BYTES_PER_S
+        try:
+            session.post("checker", b"K", wire.dumps_trusted(
+                ((rule.dataset, rule.mode, rule.reference), self.atol)))
+            session.post("checker", b"X", expected)
+            session.post("checker", b"A", body)
+            _, reply = session.receive("checker", time.monotonic() + limit)
+        except Overdue:
+            session.discard("checker")
+            raise Verdict("fail", f"the answer on {label}: {call} took longer than {limit:.1f} s "
+                                  "to decode and compare (built to be slow to check?)") from None
+        except Closed:
+            code = session.returncode("checker")
+            raise Verdict("fail", f"the answer on {label}: {call} ended the process that checks "
+                                  f"it (exit code {code})") from None
+        except Oversize as e:
+            raise self._oversize(entry, label) if e.name == "program" else Verdict(
+                "error", f"{SANDBOX_FAILURE}the checker sent a frame of {e.size} bytes") from None
+        verdict = wire.loads(reply)
+        if verdict[0] == "refused":
+            raise Verdict("fail", f"the answer on {label}: {call} {verdict[1]}")
+        self.atol = verdict[1]
+        if verdict[0] == "disagree":
+            self._wrong(entry, label, verdict[2])
+
+    def _oversize(self, entry: _InFlight, label: str) -> Verdict:
+        return Verdict("fail", f"answer too large: on {label}: {self._call_text(entry.inp)} the "
+                               f"program answered more than {self.job.limits.max_answer_kb} KiB "
+                               "(the task's answer limit)")
 
     def _refuse(self, entry: _InFlight, kind: bytes, body: bytes, label: str) -> None:
         value = program_answer(body, f"the answer on {label}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import glob
+import itertools
 import logging
 import os
 import secrets
@@ -39,7 +40,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from faulttune.sandbox import bootstrap, cgroup
+from faulttune.sandbox import bootstrap, cgroup, seccomp
 from faulttune.sandbox.mounts import (
     others_can_read,
     package_mounts,
@@ -65,13 +66,15 @@ class Isolation:
     kind: str  # "bwrap" or "fallback"
     cgroup: bool  # one memory/process limit per program (else the Limits bound applies)
     reason: str = ""  # why the fallback
+    seccomp: bool = False  # the system-call filter (:mod:`.seccomp`) is installed in each jail
 
     def label(self) -> str:
         if self.kind == "fallback":
             return f"fallback (weak: {self.reason})"
-        if self.cgroup:
-            return "bwrap+cgroup"
-        return "bwrap" if counts_processes() else "bwrap (no process limit: root without cgroups)"
+        base = "bwrap+cgroup" if self.cgroup else "bwrap"
+        base += "+seccomp" if self.seccomp else " (no system-call filter here)"
+        return base if self.cgroup or counts_processes() else (
+            base + " (no process limit: root without cgroups)")
 
 
 @dataclass
@@ -125,13 +128,15 @@ def _random_uid() -> int:
 
 
 def bwrap_command(role: str, limits: Limits, channel: tuple[int, int],
-                  uid: int | None) -> list[str]:
-    """The full command line of one jail (``channel``: the fds the jail reads and writes)."""
+                  uid: int | None, seccomp_fd: int | None = None) -> list[str]:
+    """The full command line of one jail (``channel``: the fds the jail reads and writes;
+    ``seccomp_fd``: the system-call filter bwrap installs, see :mod:`.seccomp`)."""
     path, disable_userns = _bwrap() or ("bwrap", False)
     tmpfs = str(limits.max_file_mb * 1024 * 1024)
     args = [path, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--clearenv"]
     args += ["--disable-userns"] if disable_userns else []
+    args += ["--seccomp", str(seccomp_fd)] if seccomp_fd is not None else []
     args += ["--uid", str(uid), "--gid", str(uid)] if uid is not None else []
     for key, value in ENV.items():
         args += ["--setenv", key, value]
@@ -149,17 +154,35 @@ _LAUNCH = 'for f in $FAULTTUNE_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done;
 
 
 def _launcher(group: cgroup.Cgroup | None, drop_to: int | None) -> tuple[list[str], dict[str, Any]]:
-    """(command prefix, extra Popen arguments) that put bwrap in ``group`` under ``drop_to``."""
+    """(command prefix, extra Popen arguments) that put bwrap in ``group`` under ``drop_to``,
+    held to one CPU by the cgroup or else by its affinity."""
     env = {OWNER_VARIABLE: str(os.getpid())}
+    one_cpu = [] if group is not None and group.cpu else _one_cpu()
     if group is None:
         user = {"user": drop_to, "group": drop_to, "extra_groups": []} if drop_to else {}
-        return [], {"env": env, **user}
+        return one_cpu, {"env": env, **user}
     env["FAULTTUNE_CGROUP_PROCS"] = " ".join(str(f / "cgroup.procs") for f in group.folders)
-    prefix = ["/bin/sh", "-c", _LAUNCH, "sh"]
+    prefix = ["/bin/sh", "-c", _LAUNCH, "sh", *one_cpu]
     if drop_to is not None:
         prefix += [shutil.which("setpriv") or "setpriv", f"--reuid={drop_to}",
                    f"--regid={drop_to}", "--clear-groups", "--"]
     return prefix, {"env": env}
+
+
+_cpus = itertools.cycle(sorted(os.sched_getaffinity(0)))
+_cpus_lock = threading.Lock()
+_SET_AFFINITY = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); os.execv(sys.argv[2], sys.argv[2:])"
+
+
+def _one_cpu() -> list[str]:
+    """A command prefix that runs the rest on one CPU (the next of ours, in turn), where no
+    cgroup bounds the jail's CPU time; the filter keeps the program from widening it."""
+    with _cpus_lock:
+        cpu = next(_cpus)
+    taskset = shutil.which("taskset")
+    if taskset:
+        return [taskset, "--cpu-list", str(cpu)]
+    return [sys.executable, "-S", "-c", _SET_AFFINITY, str(cpu)]
 
 
 def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
@@ -168,18 +191,19 @@ def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
     drop = root and _drop_uid_before_bwrap()
     uid = _random_uid() if root else None
     request, reply = os.pipe(), os.pipe()
-    command = bwrap_command(role, limits, (request[0], reply[1]), None if drop else uid)
+    syscalls = _filter_file()
+    command = bwrap_command(role, limits, (request[0], reply[1]), None if drop else uid, syscalls)
     split = command.index("--")
     arguments = _arguments_file(command[1:split])  # the jail's /proc/1/cmdline: no host path
     prefix, options = _launcher(group, uid if drop else None)
-    child_fds = (request[0], reply[1], arguments)
+    child_fds = (request[0], reply[1], arguments, *([syscalls] if syscalls is not None else []))
     try:
         proc = subprocess.Popen([*prefix, command[0], "--args", str(arguments), *command[split:]],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, pass_fds=child_fds,
                                 start_new_session=True, **options)
     except BaseException:
-        for fd in (*request, *reply, arguments):
+        for fd in (*request, *reply, *child_fds[2:]):
             os.close(fd)
         if group is not None:
             group.remove(wait_s=0)
@@ -191,8 +215,18 @@ def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
 
 def _arguments_file(arguments: list[str]) -> int:
     """An fd holding ``arguments`` NUL-separated, for ``bwrap --args``."""
-    fd = os.memfd_create("bwrap-args", 0)
-    os.write(fd, b"".join(a.encode() + b"\0" for a in arguments))
+    return _memory_file("bwrap-args", b"".join(a.encode() + b"\0" for a in arguments))
+
+
+def _filter_file() -> int | None:
+    """An fd holding the system-call filter, for ``bwrap --seccomp`` (None: no filter here)."""
+    program = seccomp.program() if isolation().seccomp else None
+    return None if program is None else _memory_file("bwrap-seccomp", program)
+
+
+def _memory_file(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, 0)
+    os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
@@ -233,8 +267,31 @@ def _spawn_fallback(role: str, limits: Limits) -> Spawned:
     return Spawned(proc, request[1], reply[0], bootstrap.bundle(role), workdir=workdir)
 
 
+def _spawn_checker() -> Spawned:
+    """The checker (``checker``): the scorer's own code, run as a plain process of its own (it
+    runs nothing of the program's), which its first frame limits."""
+    request, reply = os.pipe(), os.pipe()
+    command = [sys.executable, *_python_flags(), "-c", bootstrap.BOOT, str(request[0]),
+               str(reply[1]), "checker", "plain", str(os.getpid())]
+    env = {**ENV, OWNER_VARIABLE: str(os.getpid())}
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, pass_fds=(request[0], reply[1]),
+                                start_new_session=True, cwd="/", env=env)
+    except BaseException:
+        for fd in (*request, *reply):
+            os.close(fd)
+        raise
+    os.close(request[0])
+    os.close(reply[1])
+    return Spawned(proc, request[1], reply[0], bootstrap.bundle("checker"))
+
+
 def spawn(role: str, limits: Limits) -> Spawned:
-    """Start a jail for ``role`` ("server" or "judge"); it waits for its bootstrap bundle."""
+    """Start a jail for ``role`` ("server" or "judge"), or the checker; it waits for its
+    bootstrap bundle."""
+    if role == "checker":
+        return _spawn_checker()
     if isolation().kind == "bwrap":
         return _spawn_bwrap(role, limits)
     return _spawn_fallback(role, limits)
@@ -255,29 +312,40 @@ def _probe() -> Isolation:
     wanted = os.environ.get("FAULTTUNE_SANDBOX", "")
     if wanted == "fallback":
         return Isolation("fallback", False, "FAULTTUNE_SANDBOX=fallback")
-    reason = _bwrap_problem()
+    reason = _bwrap_problem(with_filter=False)
     if reason and wanted == "bwrap":
         raise RuntimeError(f"FAULTTUNE_SANDBOX=bwrap but the jail does not work: {reason}")
     if reason:
         return Isolation("fallback", False, reason)
-    return Isolation("bwrap", cgroup.available())
+    filtered = seccomp.program() is not None and not _bwrap_problem(with_filter=True)
+    if not filtered:
+        log.warning("the jails run without a system-call filter (seccomp) here: %s",
+                    "unsupported architecture" if seccomp.program() is None
+                    else _bwrap_problem(with_filter=True))
+    return Isolation("bwrap", cgroup.available(), seccomp=filtered)
 
 
-def _bwrap_problem() -> str:
-    """'' when a jail starts here, else why not."""
+def _bwrap_problem(with_filter: bool) -> str:
+    """'' when a jail starts here (with the system-call filter), else why not."""
     if _bwrap() is None:
         return "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
     root = os.geteuid() == 0
     drop = root and _drop_uid_before_bwrap()
     uid = _random_uid() if root else None
-    command = bwrap_command("server", Limits(), (0, 1), None if drop else uid)
+    program = seccomp.program() if with_filter else None
+    syscalls = _memory_file("bwrap-seccomp", program) if program is not None else None
+    command = bwrap_command("server", Limits(), (0, 1), None if drop else uid, syscalls)
     command[command.index("-c") + 1:] = ["import sys"]
     user = {"user": uid, "group": uid, "extra_groups": []} if drop else {}
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=30, env={},
-                              check=False, **user)
+                              check=False, pass_fds=() if syscalls is None else (syscalls,),
+                              **user)
     except (OSError, subprocess.SubprocessError) as e:
         return f"bwrap does not start ({e})"
+    finally:
+        if syscalls is not None:
+            os.close(syscalls)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
         return f"bwrap cannot make a jail here (user namespaces disabled?): {last}"

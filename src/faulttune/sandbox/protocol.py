@@ -19,8 +19,17 @@ class Verdict(Exception):
         self.status, self.detail = status, detail
 
 
+# The scorer decodes only small frames of the program itself (its names, a failure report, a
+# small answer; decoding is linear, so they take at most milliseconds); large answers are
+# relayed to the judge or checked by the checker, in processes of their own.
+SMALL_FRAME = 1 << 20
+
+
 def program_answer(body: bytes, what: str) -> Any:
-    """Decode a frame body from the program's server; a malformed one is the program's fault."""
+    """Decode a small frame body from the program's server; a malformed or larger one is the
+    program's fault."""
+    if len(body) > SMALL_FRAME:
+        raise Verdict("fail", f"{what} is larger than {SMALL_FRAME >> 20} MiB (answer too large)")
     try:
         return wire.loads(body)
     except wire.WireError as e:
@@ -71,7 +80,7 @@ def load_program(session: Session, program: str, deadline: float, *, guard: bool
     request = {"program": program, "guard": guard, "swallow_io": swallow_io,
                "rlimits": limits.rlimits(jail.counts_processes()),
                "path": jail.import_path(limits.packages)}
-    session.send("program", b"L", wire.dumps(request), deadline)
+    session.send("program", b"L", wire.dumps_trusted(request), deadline)
     kind, body = session.receive("program", deadline)
     value = program_answer(body, "the program's answer to loading it")
     if kind == b"X":

@@ -43,7 +43,8 @@ class Limits:
     max_open_files: int = 256  # RLIMIT_NOFILE
     max_output_kb: int = 64  # tail of stdout/stderr kept
     stack_mb: int | None = 64  # RLIMIT_STACK; None: leave the inherited limit
-    max_value_mb: int = 256  # the largest value one call may return
+    max_answer_kb: int = 16 * 1024  # the largest frame (answer, exception) one call may send:
+    # larger is the program's fail ("answer too large"); the scorer holds about 3 of them at most
     packages: tuple[str, ...] = ("numpy",)  # importable in the jail besides the standard library
 
     def rlimits(self, count_processes: bool = True) -> dict[str, int]:

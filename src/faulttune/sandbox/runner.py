@@ -17,6 +17,7 @@ import selectors
 import subprocess
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,12 +64,15 @@ class _Jail:
     stdout: _Tail
     stderr: _Tail
     inbox: bytearray = field(default_factory=bytearray)
-    outbox: bytearray = field(default_factory=bytearray)
+    outbox: deque[memoryview] = field(default_factory=deque)  # what is still to be written
     frames: list[tuple[bytes, bytes, float]] = field(default_factory=list)  # kind, body, arrived
     drained: float = 0.0  # when the outbox last became empty
     closed: bool = False
     started: bool = False  # said hello
     partial: tuple[int, float] | None = None  # (announced size, when) of a frame not yet whole
+    queued: int = 0  # bytes of the frames received and not yet taken
+    paused: bool = False  # not read while ``queued`` is at the session's frame limit
+    resumed: float = 0.0  # when reading it last resumed
 
 
 _live: set[Session] = set()
@@ -99,7 +103,7 @@ class Session:
 
     def __init__(self, limits: Limits):
         self.limits = limits
-        self.max_frame = limits.max_value_mb * 1024 * 1024
+        self.max_frame = limits.max_answer_kb * 1024
         self.jails: dict[str, _Jail] = {}
         self.selector = selectors.DefaultSelector()
 
@@ -130,7 +134,7 @@ class Session:
             os.set_blocking(fd, False)
             self.selector.register(fd, selectors.EVENT_READ, (name, stream))
         os.set_blocking(spawned.to_jail, False)
-        state.outbox.extend(spawned.preamble)
+        state.outbox.append(memoryview(spawned.preamble))
         self.selector.register(spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
 
     # --- frames -------------------------------------------------------------------------------
@@ -153,6 +157,13 @@ class Session:
         state = self.jails[name]
         if state.closed:
             raise Closed(name)
+        if len(body) > _BIG_FRAME:  # not copied: the event loop writes it from ``body``
+            if not state.outbox:
+                self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE,
+                                       (name, "request"))
+            state.outbox.append(memoryview((len(body) + 1).to_bytes(wire.HEADER, "big") + kind))
+            state.outbox.append(memoryview(body))
+            return False
         data = wire.frame(kind, body)
         if not state.outbox:  # the common case: the pipe takes it at once, no event loop
             written = self._write_now(state, data)
@@ -161,7 +172,7 @@ class Session:
                 return True
             data = data[written:]
             self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
-        state.outbox.extend(data)
+        state.outbox.append(memoryview(data))
         return False
 
     def sending(self, name: str) -> bool:
@@ -204,7 +215,16 @@ class Session:
             if not (state.frames or state.closed) and left <= 0 \
                     and self._limit(state, deadline) <= time.monotonic():
                 raise Overdue()
-        return state.frames.pop(0)
+        frame = state.frames.pop(0)
+        state.queued -= len(frame[1])
+        if state.paused and state.queued < self.max_frame:
+            self.selector.register(state.spawned.from_jail, selectors.EVENT_READ, (name, "channel"))
+            state.paused, state.resumed = False, time.monotonic()
+        return frame
+
+    def resumed_at(self, name: str) -> float:
+        """When reading ``name``'s answers last resumed after a pause (0: never paused)."""
+        return self.jails[name].resumed
 
     @staticmethod
     def _limit(state: _Jail, deadline: float) -> float:
@@ -249,14 +269,20 @@ class Session:
             getattr(state, stream).add(chunk)
 
     def _write(self, state: _Jail, fd: int) -> None:
+        head = state.outbox[0]
         try:
-            written = os.write(fd, state.outbox[: 1 << 20])
+            written = os.write(fd, head[: 1 << 20])
         except BlockingIOError:
             return
         except OSError:  # the jail closed its end
             state.closed = True
-            written = len(state.outbox)
-        del state.outbox[:written]
+            state.outbox.clear()
+            written = 0
+        if state.outbox:
+            if written == len(head):
+                state.outbox.popleft()
+            else:
+                state.outbox[0] = head[written:]
         if not state.outbox:
             state.drained = time.monotonic()
             self.selector.unregister(fd)
@@ -271,10 +297,20 @@ class Session:
                 if state.partial is None or state.partial[0] != size:
                     state.partial = (size, time.monotonic())
                 return
-            data = bytes(state.inbox[wire.HEADER: wire.HEADER + size])
-            del state.inbox[: wire.HEADER + size]
+            kind = bytes(state.inbox[wire.HEADER: wire.HEADER + 1])
+            body = bytes(memoryview(state.inbox)[wire.HEADER + 1: wire.HEADER + size])
+            if size > _BIG_FRAME:  # a fresh buffer for what follows frees the large one now
+                state.inbox = bytearray(memoryview(state.inbox)[wire.HEADER + size:])
+            else:
+                del state.inbox[: wire.HEADER + size]
             state.partial = None
-            state.frames.append((data[:1], data[1:], time.monotonic()))
+            state.frames.append((kind, body, time.monotonic()))
+            state.queued += len(body)
+            if state.queued >= self.max_frame and not state.paused:
+                # the program answers ahead (inputs are pipelined): hold at most one answer
+                # limit of them, so a worker never holds more than a few
+                self.selector.unregister(state.spawned.from_jail)
+                state.paused = True
 
     # --- after the run ------------------------------------------------------------------------
 
@@ -298,6 +334,16 @@ class Session:
         group = self.jails[name].spawned.cgroup
         return group is not None and group.out_of_memory()
 
+    def discard(self, name: str) -> None:
+        """Kill one process of the session now (a checker that overran its time)."""
+        state = self.jails.pop(name)
+        for fd in (state.spawned.to_jail, state.spawned.from_jail,
+                   state.spawned.proc.stdout.fileno(), state.spawned.proc.stderr.fileno()):
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(fd)
+        jail.kill(state.spawned)
+        self._close_files(state)
+
     def terminate(self) -> None:
         """SIGKILL every jail now (safe from another thread; close() cleans up)."""
         import signal
@@ -311,10 +357,14 @@ class Session:
             _live.discard(self)
         for state in self.jails.values():
             jail.kill(state.spawned)
-            for fd in (state.spawned.to_jail, state.spawned.from_jail):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            for stream in (state.spawned.proc.stdout, state.spawned.proc.stderr):
-                if stream is not None:
-                    stream.close()
+            self._close_files(state)
         self.selector.close()
+
+    @staticmethod
+    def _close_files(state: _Jail) -> None:
+        for fd in (state.spawned.to_jail, state.spawned.from_jail):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for stream in (state.spawned.proc.stdout, state.spawned.proc.stderr):
+            if stream is not None:
+                stream.close()

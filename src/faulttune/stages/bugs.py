@@ -37,21 +37,26 @@ def mutate(settings: BugSettings, train: str, out: str, workers: int) -> None:
     write_pairs(pairs, rejected, out, f"mutate:{settings.source}")
 
 
-def teacher_variants(settings: TeacherSettings, train: str, out: str, threads: int = 1) -> None:
-    """FGit's teacher: ``n_variants`` raw wrong-but-similar answers per task. Finished chunks go
-    to the job's state (:mod:`faulttune.resume`), so a killed job asks only for the rest."""
-    from faulttune.bugs.pairs import teacher_candidates
+def teacher_variants(settings: TeacherSettings, train: str, out: str, threads: int = 1,
+                     shard: str | None = None) -> None:
+    """FGit's teacher: ``n_variants`` raw wrong-but-similar answers per task of one shard of the
+    table (:mod:`faulttune.shards`; whole chunks, seeded as a whole run seeds them). Finished
+    chunks go to the job's state (:mod:`faulttune.resume`), so a killed job asks only for the
+    rest."""
+    from faulttune.bugs.teacher import CHUNK, teacher_candidates
     from faulttune.generate import make_backend
     from faulttune.resume import Resumable
+    from faulttune.shards import Shard
 
     set_threads(threads)
+    tasks, first_chunk = Shard.parse(shard).take(train_tasks(train), CHUNK)
     backend = make_backend(settings.backend.backend, settings.backend.model,
-                           **settings.backend.options)
+                           **settings.backend.options) if tasks else None
     with Resumable(out, settings) as job:
-        rows = teacher_candidates(train_tasks(train), backend, settings.n_variants,
+        rows = teacher_candidates(tasks, backend, settings.n_variants,
                                   settings.temperature, settings.seed, settings.max_new_tokens,
                                   state=job.state / "candidates.jsonl",
-                                  should_stop=lambda: job.stop_requested)
+                                  should_stop=lambda: job.stop_requested, first_chunk=first_chunk)
         io.write_parquet(rows, out)
     log.info("teacher %s: %d raw variants", settings.backend.model, len(rows))
 

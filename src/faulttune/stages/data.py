@@ -20,12 +20,16 @@ TRAIN_SCHEMA = pa.schema([(c, pa.string()) for c in
 
 def load_benchmark_tasks(sources: Sequence[BenchmarkSource]) -> dict[str, list[Any]]:
     """name -> tasks of each benchmark (the demo split's held-out half only: the other half is
-    what it trains on)."""
+    what it trains on; BigCodeBench from where its generation reads it)."""
+    from faulttune.bigcodebench import benchmark_tasks
     from faulttune.contamination import load_benchmarks
     from faulttune.data.sources import humaneval_split
 
     out: dict[str, list[Any]] = {}
     for source in sources:
+        if source.name.startswith("bigcodebench-"):
+            out[source.name] = benchmark_tasks(source.name, source.bigcodebench_source)
+            continue
         name, ids = source.name, None
         if source.split is not None:
             name, ids = "humaneval", {"humaneval": humaneval_split(*source.split)[1]}

@@ -12,6 +12,8 @@
     steps_per_epoch, batch_size
     few_steps              train_steps < MIN_STEPS: the run hardly trains (the trainer warns)
     left_out_too_long      masks rows longer than the run's max_length, not trained on
+    plain_twin_too_long    FGit: pair rows whose y_i is longer than the run's max_length (y_c
+                           fits), trained as their task's plain row (training.data.load_rows)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from faulttune.training.objectives import loss_tokens
 
 
 def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int,
-               left_out_too_long: int = 0) -> dict[str, Any]:
+               left_out_too_long: int = 0, plain_twin_too_long: int = 0) -> dict[str, Any]:
     """The budget of a run of `total_steps` steps over `units` (see the module docstring)."""
     per_unit = [loss_tokens(unit, config.method, config.weighting) for unit in units]
     tasks: set[str] = set()
@@ -44,5 +46,5 @@ def run_budget(units: Sequence[Unit], config: TrainConfig, total_steps: int,
         "train_tokens_by_kind": dict(sorted(tokens.items())), "units": len(units),
         "steps_per_epoch": steps_per_epoch(len(units), config.batch_size),
         "batch_size": config.batch_size, "few_steps": total_steps < MIN_STEPS,
-        "left_out_too_long": left_out_too_long,
+        "left_out_too_long": left_out_too_long, "plain_twin_too_long": plain_twin_too_long,
     }

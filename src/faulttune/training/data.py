@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -128,16 +129,41 @@ def _longest_side(record: dict) -> int:
     return max(len(record.get(f"{side}_ids") or ()) for side in ("chosen", "rejected"))
 
 
-def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int
-              ) -> tuple[list[Row], list[str]]:
-    """Every row of the masks files, in file order, and where the rows are that are left out
-    because a side is longer than ``max_length`` (masks files are shared by experiments and keep
-    what the longest ``max_length`` of the run admits; rows are never truncated). A kind the
-    method does not use is an error."""
-    from faulttune.mask_table import read_masks
+def _fits_as_plain(record: dict, max_length: int) -> bool:
+    """An fgit pair row whose y_i is longer than ``max_length`` while y_c fits: the task
+    trains as a plain row, as it would in a masks file built at that max_length."""
+    return (record["kind"] == "fgit" and record["rejected_ids"] is not None
+            and len(record["chosen_ids"] or ()) <= max_length)
+
+
+@dataclass(frozen=True)
+class LoadedRows:
+    """The rows a run trains on and where the others are: ``too_long``, rows left out because a
+    side is longer than the run's max_length; ``plain``, fgit pair rows whose y_i is longer,
+    trained as their task's plain row (each a ``"<file> row <i> (<n> tokens)"``)."""
+
+    rows: list[Row]
+    too_long: list[str]
+    plain: list[str]
+
+
+def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_length: int,
+              params: Mapping[str, Any] | None = None) -> LoadedRows:
+    """Every row of the masks files that fits the run's ``max_length``, in file order.
+
+    Masks files are shared by experiments and keep what the longest ``max_length`` of the run
+    admits; rows are never truncated. A row with a side longer than ``max_length`` is left out
+    and counted, except an fgit pair row whose correct code fits: FGit trains every task that
+    the SFT baseline trains at the same max_length, so that task trains as a plain row (its
+    chosen side is the task's solution in the same prompt, exactly the plain row
+    ``mask_table.build_fgit_rows`` writes at that max_length). A kind the method does not use is
+    an error; a kind whose loss term the run's ``params`` weigh 0 is skipped
+    (:meth:`faulttune.methods.Method.trained_row_kinds`)."""
+    from faulttune.mask_table import plain_fgit_row, read_masks
 
     allowed = methods.get(method).row_kinds
-    rows, too_long = [], []
+    trained = methods.get(method).trained_row_kinds(params or {})
+    rows, too_long, plain = [], [], []
     for path in paths:
         table, _ = read_masks(path)
         for index, record in enumerate(table.to_pylist()):
@@ -147,16 +173,25 @@ def load_rows(paths: Sequence[str], method: str, end_of_turn: int | None, max_le
                     f"{where}: field kind {record['kind']!r} is not used by method {method!r} "
                     f"(expected one of {allowed})"
                 )
-            if _longest_side(record) > max_length:
-                too_long.append(f"{where} ({_longest_side(record)} tokens)")
+            if record["kind"] not in trained:
+                continue
+            longest = _longest_side(record)
+            if longest > max_length and _fits_as_plain(record, max_length):
+                plain.append(f"{where} ({longest} tokens)")
+                record = plain_fgit_row(record)
+            elif longest > max_length:
+                too_long.append(f"{where} ({longest} tokens)")
                 continue
             rows.append(parse_row(record, where, end_of_turn, max_length))
     if too_long:
         log.warning("left out %d rows longer than max_length %d, e.g. %s", len(too_long),
                     max_length, too_long[0])
+    if plain:
+        log.warning("%d fgit rows have a y_i longer than max_length %d: their tasks train as "
+                    "plain rows, e.g. %s", len(plain), max_length, plain[0])
     if not rows:
         raise DataError(f"no training examples of at most {max_length} tokens in {list(paths)}")
-    return rows, too_long
+    return LoadedRows(rows, too_long, plain)
 
 
 def group_units(rows: Sequence[Row], method: str) -> list[Unit]:

@@ -157,9 +157,9 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
                          f"{accelerator.gradient_accumulation_steps}; remove it (need {accum})")
     set_seed(config.seed)
     tokenizer = load_tokenizer(model)
-    rows, too_long = load_rows(example_paths, config.method, end_of_turn_id(tokenizer),
-                               config.max_length)
-    units = group_units(rows, config.method)
+    loaded = load_rows(example_paths, config.method, end_of_turn_id(tokenizer), config.max_length,
+                       config.params)
+    units = group_units(loaded.rows, config.method)
     steps = total_steps(len(units), config.batch_size, config.epochs, config.max_steps)
     policy = build_policy(model, config, str(accelerator.device))
     n_params = sum(p.numel() for p in policy.lm.parameters())
@@ -168,12 +168,13 @@ def setup_run(example_paths: Sequence[str], model: str, out_dir: str, config: Tr
     module, optimizer = accelerator.prepare(policy, optimizer)
     run = Run(config, model, Path(out_dir), accelerator, module, optimizer, tokenizer, units,
               steps, accum, ref_model=ref_model, flops_per_token=6.0 * n_params,
-              budget=run_budget(units, config, steps, left_out_too_long=len(too_long)))
+              budget=run_budget(units, config, steps, left_out_too_long=len(loaded.too_long),
+                                plain_twin_too_long=len(loaded.plain)))
     run.out_dir.mkdir(parents=True, exist_ok=True)
     if O.is_preference(config.method) and config.precompute_ref:
         run.ref_logps = _precomputed_reference(run)
     log.info("%s on %s: %d rows, %d units, %d steps, accumulation %d x %d processes",
-             config.method, model, len(rows), len(units), steps, accum, accelerator.num_processes)
+             config.method, model, len(loaded.rows), len(units), steps, accum, accelerator.num_processes)
     _log_budget(run.budget)
     return run
 
@@ -198,6 +199,13 @@ def _frozen_reference(policy: PolicyModule, config: TrainConfig) -> nn.Module | 
     return ref.requires_grad_(False)
 
 
+def drawn_units(run: Run) -> list[int]:
+    """Every unit some optimiser step of the run draws (all of them once it runs an epoch)."""
+    cfg = run.config
+    return sorted({i for step in range(run.total)
+                   for i in step_units(step, len(run.units), cfg.batch_size, cfg.seed)})
+
+
 def _precomputed_reference(run: Run) -> Tensor:
     cfg, acc = run.config, run.accelerator
 
@@ -205,15 +213,19 @@ def _precomputed_reference(run: Run) -> Tensor:
         return run.module(batch.input_ids, batch.attention_mask, batch.window_start,
                           batch.labels.shape[1])[0]
 
+    drawn = drawn_units(run)
+
     def compute() -> Tensor:
         run.module.eval()
         try:
             return precompute_reference(forward, run.units, cfg.method, cfg.focus_weight,
-                                        run.tokenizer.pad_token_id, cfg.micro_batch_size, acc)
+                                        run.tokenizer.pad_token_id, cfg.micro_batch_size, acc,
+                                        drawn)
         finally:
             run.module.train()
 
-    key = fingerprint(run.units, cfg.method, cfg.focus_weight, run.model_name, cfg.precision)
+    key = fingerprint(run.units, cfg.method, cfg.focus_weight, run.model_name, cfg.precision,
+                      drawn)
     return cached_reference(run.out_dir / "ref_logps.pt", key, compute, acc)
 
 

@@ -23,9 +23,13 @@ log = logging.getLogger(__name__)
 ForwardFn = Callable[[Any], Tensor]  # objectives.Batch -> window logits
 
 
-def fingerprint(units: Sequence[Unit], method: str, focus_weight: float, model: str, precision: str) -> str:
-    """Hash of everything the reference log-probs depend on (model, masks, ids, method)."""
+def fingerprint(units: Sequence[Unit], method: str, focus_weight: float, model: str, precision: str,
+                drawn: Sequence[int] | None = None) -> str:
+    """Hash of everything the reference log-probs depend on (model, masks, ids, method, and
+    which units were computed)."""
     digest = hashlib.sha256(f"{model}|{method}|{focus_weight}|{precision}".encode())
+    if drawn is not None:
+        digest.update(",".join(map(str, drawn)).encode())
     for unit in units:
         for row in unit.rows:
             for side in (s for s in (row.chosen, row.rejected) if s is not None):
@@ -48,21 +52,26 @@ def reference_logps_of(
 
 def precompute_reference(
     forward: ForwardFn, units: Sequence[Unit], method: str, focus_weight: float, pad_id: int,
-    micro_batch_size: int, accelerator,
+    micro_batch_size: int, accelerator, drawn: Sequence[int] | None = None,
 ) -> Tensor:
-    """`[N, 2]` reference log-probs of every unit, computed once. Each process computes a
-    contiguous shard (the last padded by wrapping around, so all run the same number of forward
-    passes, which FSDP / ZeRO-3 need) and the shards are gathered."""
-    n, world, rank = len(units), accelerator.num_processes, accelerator.process_index
+    """`[N, 2]` reference log-probs of the units ``drawn`` (default: all; a run that draws only
+    some of its units in its steps needs only theirs), computed once; the rows of units never
+    drawn are NaN. Each process computes a contiguous shard of the drawn units (the last padded by
+    wrapping around, so all run the same number of forward passes, which FSDP / ZeRO-3 need) and
+    the shards are gathered."""
+    todo = list(range(len(units))) if drawn is None else sorted(set(drawn))
+    n, world, rank = len(todo), accelerator.num_processes, accelerator.process_index
     per = math.ceil(n / world)
-    mine = [(rank * per + k) % n for k in range(per)]
+    mine = [todo[(rank * per + k) % n] for k in range(per)]
     pieces = [
         reference_logps_of(forward, units, mine[i:i + micro_batch_size], method, focus_weight,
                            pad_id, accelerator.device)
         for i in range(0, per, micro_batch_size)
     ]
-    gathered = accelerator.gather(torch.cat(pieces))  # [world * per, 2]; row j is unit j (j < n)
-    return gathered[:n].cpu()
+    gathered = accelerator.gather(torch.cat(pieces))  # [world * per, 2]; row j is todo[j] (j < n)
+    values = torch.full((len(units), 2), float("nan"))
+    values[todo] = gathered[:n].cpu()
+    return values
 
 
 def cached_reference(
