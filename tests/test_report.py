@@ -72,10 +72,11 @@ SCORES: dict[str, dict[str, tuple[set[int], int]]] = {
 PROBED = {"base": (5, 1.0), "sft": (3, 1.0), "fgit": (9, 0.8), "fgit@seed=1": (7, 0.7),
           "fgit@seed=2": (8, 0.9)}
 BUG_TYPES = ("missing logic", "operator misuse")
-# budget.json: (train_tasks, train_examples, train_steps, train_tokens); units 8, batch 4
+# budget.json: (train_tasks, train_examples, train_steps, train_tokens[, plain_twin_too_long]);
+# units 8, batch 4
 BUDGETS = {
     "sft": (8, 96, 24, 4800),
-    "fgit": (8, 96, 24, 5000),
+    "fgit": (8, 96, 24, 5000, 3),  # 3 tasks trained plain: their twin exceeds max_length
     "cct": (8, 288, 24, 9000),
     "fgit~lambda=3.0": (8, 48, 12, 2500),
 }
@@ -123,11 +124,12 @@ def probe_json(n_positive: int, nll: float) -> dict[str, Any]:
     return {"n_pairs": 10, **sensitivity.report(rows), "per_task": rows}
 
 
-def budget_json(tasks: int, examples: int, steps: int, tokens: int) -> dict[str, Any]:
+def budget_json(tasks: int, examples: int, steps: int, tokens: int, plain: int = 0
+                ) -> dict[str, Any]:
     return {"method": "x", "train_tasks": tasks, "train_examples": examples, "train_steps": steps,
             "train_tokens": tokens, "train_tokens_by_kind": {"x": tokens}, "units": 8,
             "steps_per_epoch": 2, "batch_size": 4, "few_steps": steps < 20,
-            "left_out_too_long": 1}
+            "left_out_too_long": 1, "plain_twin_too_long": plain}
 
 
 def write_tokenizer(folder: Path) -> str:
@@ -442,14 +444,14 @@ def test_report_lists_every_budget_names_each_difference_and_warns_below_twenty_
     text: str,
 ) -> None:
     part = section(text, "Training budget")
-    assert "| fgit | fgit | sft | 8 | 96 | 24 | 5000 | 8 | 2 | 4 | 1 | yes | loss tokens 1.04x " \
+    assert "| fgit | fgit | sft | 8 | 96 | 24 | 5000 | 8 | 2 | 4 | 1 | 3 | yes | loss tokens 1.04x " \
            "(5000 vs 4800) |" in part
-    assert "| cct | cct | sft | 8 | 288 | 24 | 9000 | 8 | 2 | 4 | 1 | yes | examples 3.00x " \
+    assert "| cct | cct | sft | 8 | 288 | 24 | 9000 | 8 | 2 | 4 | 1 | 0 | yes | examples 3.00x " \
            "(288 vs 96); loss tokens 1.88x (9000 vs 4800) |" in part
-    assert "| fgit~lambda=3.0 | fgit | sft | 8 | 48 | 12 | 2500 | 8 | 2 | 4 | 1 | **no** | " \
+    assert "| fgit~lambda=3.0 | fgit | sft | 8 | 48 | 12 | 2500 | 8 | 2 | 4 | 1 | 0 | **no** | " \
            "examples 0.50x (48 vs 96); optimiser steps 0.50x (12 vs 24); loss tokens 0.52x " \
            "(2500 vs 4800) |" in part
-    assert "| sft | sft | base | 8 | 96 | 24 | 4800 | 8 | 2 | 4 | 1 | - | baseline base is " \
+    assert "| sft | sft | base | 8 | 96 | 24 | 4800 | 8 | 2 | 4 | 1 | 0 | - | baseline base is " \
            "untrained |" in part
     assert f"| {NO_BUDGET} | sft | base | no budget.json |" in part
     warnings = [line for line in part.splitlines() if "**Warning:**" in line]

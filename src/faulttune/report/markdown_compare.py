@@ -55,7 +55,9 @@ BUDGET_NOTE = (
     "From each model's `budget.json`: distinct source tasks trained on, training examples (masks "
     "rows drawn over the run), optimiser steps, tokens that carried a loss term, units per epoch "
     "(what the batch size counts: a task for SFT, CCT and FGit, a pair for the DPO family), steps "
-    "per epoch, batch size, and rows left out as longer than `max_length`. *Same units and "
+    "per epoch, batch size, rows left out as longer than `max_length`, and FGit's tasks trained as "
+    "plain SFT rows because their wrong twin exceeds `max_length` (the task is kept, unweighted). "
+    "*Same units and "
     f"steps* compares {', '.join(BUDGET_MATCH.values())} with the baseline's; *differences from "
     "the baseline* names every figure that differs, with its ratio (by design CCT trains more "
     "examples and loss tokens than SFT in the same steps: its L_seq samples train the correct code "
@@ -160,10 +162,10 @@ def budget_section(data: ReportData) -> str:
     names += sorted(set(data.budgets) - set(names))
     columns = ("experiment", "method", "baseline", "train_tasks", "train_examples", "train_steps",
                "train_tokens", "units", "steps_per_epoch", "batch_size", "left_out_too_long",
-               "same", "differences")
+               "plain_twin_too_long", "same", "differences")
     headers = ("experiment", "method", "baseline", "tasks", "examples", "optimiser steps",
                "loss tokens", "units per epoch", "steps per epoch", "batch", "left out (too long)",
-               "same units and steps", "differences from the baseline")
+               "plain rows (twin too long)", "same units and steps", "differences from the baseline")
     parts = [title, BUDGET_NOTE, markdown_table([budget_row(n, data) for n in names], columns,
                                                 headers)]
     minimum, few = few_step_runs(data.budgets)
