@@ -84,7 +84,9 @@ READERS: dict[str, tuple[str, ...]] = {
     "bugs.verify": ("mutate", "select_pairs"),
     "codeflow.enabled": (),  # no experiment of the demo trains on CodeFlow's pairs: report only
     "codeflow.tasks": ("codeflow",),  # synthesize (set_key starts from the solution): new jobs
-    "codeflow.debugger": ("codeflow",),
+    # the demo's teacher is the student with the same backend settings and token budget, and the
+    # debugger decodes greedily either way: the same debugger, so nothing reruns
+    "codeflow.debugger": (),
     "codeflow.judge": ("codeflow",),
     "shards": ("teacher_variants", "codeflow", "generate", "score"),  # shard jobs and gathers
     "codeflow.max_iters": ("codeflow",),
