@@ -85,6 +85,35 @@ def tiny():
     return model, tokenizer
 
 
+def _fingerprint(model):
+    import torch
+
+    with torch.no_grad():
+        return torch.stack([p.detach().double().sum() for p in model.parameters()])
+
+
+@pytest.fixture(scope="session")
+def embedded_default():
+    """``get(precision)``: the embedded default model (135M) and its tokenizer, loaded once per
+    dtype for the whole run and shared. Tests must not change it: checked at the end of the run."""
+    import torch
+
+    from faulttune.models import EMBEDDED_DEFAULT, auto_dtype, load_model, load_tokenizer
+
+    loaded = {}
+
+    def get(precision: str = "fp32"):
+        dtype = auto_dtype(precision, "cpu")
+        if dtype not in loaded:
+            model = load_model(EMBEDDED_DEFAULT, precision=precision, device="cpu")
+            loaded[dtype] = (model, load_tokenizer(EMBEDDED_DEFAULT), _fingerprint(model))
+        return loaded[dtype][:2]
+
+    yield get
+    for model, _, before in loaded.values():
+        assert torch.equal(_fingerprint(model), before), "a test changed the shared 135M model"
+
+
 # ---------------------------------------------------------------------------------------------
 # decoding references
 

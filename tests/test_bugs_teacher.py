@@ -191,12 +191,12 @@ def test_teacher_path_with_tiny_random_rejects_its_garbage_with_reasons():
 
 
 @pytest.mark.slow
-def test_teacher_path_with_the_embedded_default_on_three_tasks():
+def test_teacher_path_with_the_embedded_default_on_three_tasks(embedded_default):
     from faulttune.bugs.pairs import REASONS, counts, select_pairs
-    from faulttune.generate import make_backend
+    from faulttune.generate.hf import HFBackend
 
     tasks = humaneval_task_rows(3)
-    backend = make_backend("hf", "smollm2-135m-instruct", progress=False, torch_threads=1)
+    backend = HFBackend.from_loaded(*embedded_default("auto"))  # the hf backend's default precision
     candidates = teacher_candidates(tasks, backend, n_variants=3, temperature=0.8,
                                     max_new_tokens=384)
     assert len(candidates) == 9

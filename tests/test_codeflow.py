@@ -476,12 +476,12 @@ def test_bad_options_and_rows_are_refused() -> None:
 
 
 @pytest.mark.slow
-def test_end_to_end_with_the_embedded_default_model(tmp_path: Path) -> None:
-    from faulttune.generate import GenerationParams, make_backend
-    from faulttune.models import load_tokenizer
+def test_end_to_end_with_the_embedded_default_model(tmp_path: Path, embedded_default) -> None:
+    from faulttune.generate import GenerationParams
+    from faulttune.generate.hf import HFBackend
 
-    tokenizer = load_tokenizer("smollm2-135m-instruct")
-    backend = make_backend("hf", "smollm2-135m-instruct")
+    model, tokenizer = embedded_default("auto")  # as make_backend("hf", "smollm2-135m-instruct")
+    backend = HFBackend.from_loaded(model, tokenizer)
     ckpt = tmp_path / "trajectories.jsonl"
     traj, pairs, dropped = run_codeflow(
         TASKS, backend, max_iters=1, checkpoint=ckpt, workers=1,

@@ -447,7 +447,7 @@ def test_generate_command_with_the_openai_backend(chat_server, tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_embedded_default_writes_python_for_a_humaneval_prompt():
+def test_embedded_default_writes_python_for_a_humaneval_prompt(embedded_default):
     import importlib.util
 
     data = (
@@ -455,7 +455,7 @@ def test_embedded_default_writes_python_for_a_humaneval_prompt():
     )
     with gzip.open(data, "rt") as f:
         task = json.loads(f.readline())
-    backend = HFBackend("smollm2-135m-instruct", precision="fp32", device="cpu", progress=False)
+    backend = HFBackend.from_loaded(*embedded_default("fp32"))  # the 135M model in fp32 on the CPU
     [[completion]] = backend.chat(
         [solve_messages(task["prompt"])], GenerationParams(max_new_tokens=160)
     )

@@ -47,12 +47,11 @@ def test_precision():
 
 
 @pytest.mark.slow
-def test_embedded_default_is_a_plain_trainable_model(tmp_path):
+def test_embedded_default_is_a_plain_trainable_model(tmp_path, embedded_default):
     """The dequantised GGUF no longer counts as quantized: it saves and reloads identically."""
-    model = load_model(EMBEDDED_DEFAULT, precision="fp32", device="cpu")
+    model, tokenizer = embedded_default("fp32")  # load_model(EMBEDDED_DEFAULT, "fp32", "cpu")
     assert sum(p.numel() for p in model.parameters()) == 134_515_008
     assert getattr(model.config, "quantization_config", None) is None
-    tokenizer = load_tokenizer(EMBEDDED_DEFAULT)
     ids = tokenizer("def add(a, b):", return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(ids).logits

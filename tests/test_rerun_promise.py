@@ -12,6 +12,11 @@ records the current settings as if the whole DAG had run. Then, per key:
 Both plan on the changed config, so jobs it adds (a new benchmark, a new sweep value) appear in both
 and jobs it removes in neither. A key missing from :data:`READERS` fails the test: whoever adds a
 config key says which stages read it.
+
+The two dry runs of every key run through Snakemake's command-line entry in two long-lived worker
+processes (tests/inprocess_snakemake.py): the same planning, without starting Python and importing
+Snakemake 164 times. For the runs of :data:`COMMAND_LINE_RUNS` the real `snakemake -n` command
+plans the same jobs.
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, job_stats
 from conftest import snakemake as run_snakemake
+from inprocess_snakemake import Outcome, snakemake_workers
+from inprocess_snakemake import run as run_in_process
 
 from faulttune import methods
 from faulttune.config import load_config, load_schema
+from faulttune.settings import Plan
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +84,9 @@ READERS: dict[str, tuple[str, ...]] = {
     "bugs.verify": ("mutate", "select_pairs"),
     "codeflow.enabled": (),  # no experiment of the demo trains on CodeFlow's pairs: report only
     "codeflow.tasks": ("codeflow",),  # synthesize (set_key starts from the solution): new jobs
-    "codeflow.debugger": ("codeflow",),
+    # the demo's teacher is the student with the same backend settings and token budget, and the
+    # debugger decodes greedily either way: the same debugger, so nothing reruns
+    "codeflow.debugger": (),
     "codeflow.judge": ("codeflow",),
     "shards": ("teacher_variants", "codeflow", "generate", "score"),  # shard jobs and gathers
     "codeflow.max_iters": ("codeflow",),
@@ -170,6 +179,12 @@ def readers(key: str) -> tuple[str, ...]:
     return tuple(f"{R}/models/{n}" for n in family)
 
 
+def trained_pair_tables(config: dict[str, Any]) -> set[str]:
+    """The pair sources trained on: with the training table, contamination's inputs."""
+    plan = Plan(config, environ={})
+    return {source for name in plan.trained for _, source in plan.mask_inputs(name)} - {"train"}
+
+
 def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     config = copy.deepcopy(config)
     *parents, last = key.split(".")
@@ -187,23 +202,30 @@ def set_key(config: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return config
 
 
+DRY_RUN = ("--cores", "1", "--nolock")
+
+
 def snakemake(workdir: Path, *args: str) -> str:
-    return run_snakemake(workdir, "--cores", "1", "--nolock", *args, timeout=600,
-                         data_dir=False).stdout
+    return run_snakemake(workdir, *DRY_RUN, *args, timeout=600, data_dir=False).stdout
 
 
 def planned_jobs(dry_run: str) -> set[str]:
-    """'rule[wildcards]' of every job a dry run lists."""
-    jobs, rule = set(), None
+    """'rule[wildcards]' of every job a dry run lists: a `rule NAME:` line and the indented lines
+    under it (the next line that is not indented, a blank or a timestamp, ends the block). As many
+    as the run's 'Job stats' table counts, so a change of Snakemake's output cannot empty the
+    plans unnoticed (both plans of a key would then agree whatever they hold)."""
+    jobs, rule, wildcards = set(), None, ""
     for line in dry_run.splitlines() + [""]:
+        if rule and not line.startswith(" "):
+            jobs.add(f"{rule}[{wildcards}]")
+            rule = None
         start = re.match(r"^(?:local)?rule (\w+):$", line)
         if start:
             rule, wildcards = start[1], ""
         elif rule and line.strip().startswith("wildcards:"):
             wildcards = line.split(":", 1)[1].strip()
-        elif rule and not line.strip():
-            jobs.add(f"{rule}[{wildcards}]")
-            rule = None
+    listed = job_stats(dry_run)["total"] if "Job stats:" in dry_run else 0
+    assert len(jobs) == listed, f"{len(jobs)} jobs read from a dry run that lists {listed}"
     return jobs
 
 
@@ -220,38 +242,78 @@ def workspace(tmp_path_factory) -> Path:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch()
-    snakemake(root, "--touch", "all")
-    assert "Nothing to be done" in snakemake(root, "-n", "--rerun-triggers", "params", "input", "code",
-                                             "--", "all")
+    snakemake(root, "--touch", "--forceall", "all")  # every job records its settings
+    plan = snakemake(root, "-n", "--rerun-triggers", "params", "input", "code", "--", "all")
+    assert "Nothing to be done" in plan and "missing provenance" not in plan, plan[-2000:]
     return root
 
 
-def rerun_check(workspace: Path, key: str, value: Any) -> str | None:
-    """None when Snakemake reruns exactly the readers' jobs and their dependents, else why not."""
+@pytest.fixture(scope="module")
+def workers(workspace: Path):
+    """Two worker processes that run Snakemake's command line in the workspace."""
+    with snakemake_workers(workspace, workers=2, hide_data_dir=True) as pool:
+        yield pool
+
+
+def dry_runs(workspace: Path, key: str, value: Any) -> tuple[list[str], list[str]]:
+    """The arguments of the key's two dry runs: (actual, expected)."""
     config_file = workspace / f"changed-{re.sub(r'[^A-Za-z0-9]', '_', key)}.yaml"
     changed = set_key(DEMO, key, changed_value(key, value))
-    config_file.write_text(yaml.safe_dump(changed))
-    load_config(config_file)  # a valid change
+    config_file.write_text(yaml.safe_dump(changed, sort_keys=False))  # an edit keeps the order
+    valid = load_config(config_file)  # a valid change
     base = ("-n", "--configfile", str(config_file))
-    actual = planned_jobs(snakemake(workspace, *base, "--rerun-triggers", "params", "input", "code",
-                                    "--", "all"))
+    actual = [*DRY_RUN, *base, "--rerun-triggers", "params", "input", "code", "--", "all"]
     targets = [*readers(key), "report"]
+    if trained_pair_tables(valid) != trained_pair_tables(load_config(REPO / "config" / "config.yaml")):
+        targets.append("contamination")  # it checks the tables trained on: other tables, again
     force = ("--forceall",) if "*" in targets else ("--forcerun", *targets)
-    expected = planned_jobs(snakemake(workspace, *base, "--rerun-triggers", "mtime", *force, "--", "all"))
-    if actual == expected:
-        return None
-    return (f"{key} -> {changed_value(key, value)!r}: reruns {sorted(actual - expected)} that do "
-            f"not read it, misses {sorted(expected - actual)}")
+    expected = [*DRY_RUN, *base, "--rerun-triggers", "mtime", *force, "--", "all"]
+    return actual, expected
 
 
-def test_every_demo_key_reruns_exactly_its_readers(workspace):
-    keys = dict(leaves(load_config(REPO / "config" / "config.yaml")))
-    keys = {k: v for k, v in keys.items() if k in dict(leaves(DEMO)) or k in READERS}
+def planned(outcome: Outcome) -> set[str]:
+    assert outcome.ok, outcome.output[-3000:]
+    return planned_jobs(outcome.output)
+
+
+def test_every_demo_key_reruns_exactly_its_readers(workspace, workers):
+    keys = demo_keys()
     missing = [k for k in keys if not k.startswith(("experiments.", "sweeps.")) and k not in READERS]
     assert not missing, f"say which stages read {missing} in READERS"
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        problems = [p for p in pool.map(lambda kv: rerun_check(workspace, *kv), keys.items()) if p]
+    runs = [dry_runs(workspace, key, value) for key, value in keys.items()]
+    plans = iter(workers.map(run_in_process, [args for pair in runs for args in pair]))
+    problems = []
+    for key, value in keys.items():
+        actual, expected = planned(next(plans)), planned(next(plans))
+        if actual != expected:
+            problems.append(f"{key} -> {changed_value(key, value)!r}: reruns "
+                            f"{sorted(actual - expected)} that do not read it, misses "
+                            f"{sorted(expected - actual)}")
     assert not problems, "\n".join(problems)
+
+
+def demo_keys() -> dict[str, Any]:
+    keys = dict(leaves(load_config(REPO / "config" / "config.yaml")))
+    return {k: v for k, v in keys.items() if k in dict(leaves(DEMO)) or k in READERS}
+
+
+# The real command for one dry run of a few keys, one of each way an edit reaches the plan: a
+# stage's own setting, an input that moves (codeflow's tasks), an experiment's method (other
+# training examples); and the forced runs of the expected plan for a new sweep value (a new
+# experiment) and a new benchmark (new jobs).
+COMMAND_LINE_RUNS = [("train.lr", "actual"), ("data.codeflow_train", "actual"),
+                     ("experiments.cct.method", "actual"), ("sweeps.fgit.lambda", "expected"),
+                     ("data.benchmarks", "expected")]
+
+
+@pytest.mark.parametrize(("key", "plan"), COMMAND_LINE_RUNS)
+def test_the_command_plans_what_the_in_process_run_plans(workspace, workers, key, plan):
+    """`snakemake -n` plans the same jobs as the worker's run of the same arguments."""
+    actual, expected = dry_runs(workspace, key, demo_keys()[key])
+    args = actual if plan == "actual" else expected
+    command = planned_jobs(run_snakemake(workspace, *args, timeout=600, data_dir=False).stdout)
+    assert command, args
+    assert command == planned(workers.submit(run_in_process, args).result()), args
 
 
 def test_scripts_read_only_their_settings():

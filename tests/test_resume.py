@@ -217,13 +217,26 @@ def codeflow_config() -> dict:
     return config
 
 
-@pytest.mark.slow
-@KILLS
-def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory, signum):
+CODEFLOW_COLUMNS = ["task_id", "iteration", "passed", "code"]
+
+
+def codeflow_rows(root: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
+    return pq.read_table(root / CODEFLOW).select(CODEFLOW_COLUMNS).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def codeflow_whole(tmp_path_factory) -> tuple[dict, ...]:
+    """The trajectories of an uninterrupted CodeFlow run (one run for both signals)."""
     whole = workflow_copy(tmp_path_factory.mktemp("codeflow-whole"), codeflow_config())
     run_snakemake(whole, CODEFLOW)
+    return tuple(codeflow_rows(whole))
+
+
+@pytest.mark.slow
+@KILLS
+def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory, codeflow_whole, signum):
     root = workflow_copy(tmp_path_factory.mktemp("codeflow-killed"), codeflow_config())
     kill_after(root, CODEFLOW, "results/kill/codeflow/.resume/trajectories.parquet.*/versions.jsonl",
                signum)
@@ -232,9 +245,7 @@ def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory, signum)
     run_snakemake(root, CODEFLOW)
     log = (root / "results/kill/logs/codeflow.log").read_text()
     assert "resuming" in log
-    columns = ["task_id", "iteration", "passed", "code"]
-    assert (pq.read_table(root / CODEFLOW).select(columns).to_pylist()
-            == pq.read_table(whole / CODEFLOW).select(columns).to_pylist())
+    assert tuple(codeflow_rows(root)) == codeflow_whole
 
 
 def sampling_config() -> dict:
@@ -248,19 +259,28 @@ def sampling_config() -> dict:
     return config
 
 
+SAMPLES = "results/kill/eval/base/humaneval-split-heldout.samples.jsonl"
+TEACHER = "results/kill/bugs/teacher.parquet"
+
+
+@pytest.fixture(scope="module")
+def sampling_whole(tmp_path_factory) -> dict[str, bytes]:
+    """The outputs of an uninterrupted run of both sampling jobs (one run for both signals)."""
+    whole = workflow_copy(tmp_path_factory.mktemp("whole"), sampling_config())
+    run_snakemake(whole, SAMPLES, TEACHER)
+    return {target: (whole / target).read_bytes() for target in (SAMPLES, TEACHER)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("target", "state", "skipped"), [
-    ("results/kill/eval/base/humaneval-split-heldout.samples.jsonl",
-     "results/kill/eval/base/.resume/humaneval-split-heldout.samples.jsonl.*/samples.jsonl",
+    (SAMPLES, "results/kill/eval/base/.resume/humaneval-split-heldout.samples.jsonl.*/samples.jsonl",
      r"(\d+) already done"),
-    ("results/kill/bugs/teacher.parquet", "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl",
+    (TEACHER, "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl",
      r"(\d+) chunks already asked"),
 ], ids=["generate", "teacher_variants"])
 @KILLS
-def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, target, state, skipped,
-                                                         signum):
-    whole = workflow_copy(tmp_path_factory.mktemp("whole"), sampling_config())
-    run_snakemake(whole, target)
+def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, sampling_whole, target,
+                                                         state, skipped, signum):
     root = workflow_copy(tmp_path_factory.mktemp("killed"), sampling_config())
     kill_after(root, target, state, signum)
     written = len(next(root.glob(state)).read_text().splitlines())
@@ -270,4 +290,4 @@ def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, targe
     assert "resuming" in logs
     reused = [int(n) for n in re.findall(skipped, logs)]  # Snakemake kept only the rerun's log
     assert len(reused) == 1 and reused[0] > 0
-    assert (root / target).read_bytes() == (whole / target).read_bytes()
+    assert (root / target).read_bytes() == sampling_whole[target]

@@ -7,11 +7,13 @@ import os
 import re
 import time
 from argparse import Namespace
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from faulttune.data.benchmarks import BENCHMARKS, load_benchmark
+from faulttune.data.benchmarks import BENCHMARKS, BenchmarkTask, load_benchmark
 from faulttune.evaluate import score_command, score_samples, summarise
 from faulttune.io import DataError
 
@@ -29,6 +31,49 @@ def score(tmp_path: Path, data_dir: Path, benchmark: str, rows: list[dict]) -> d
 
 def canonical_rows(tasks) -> list[dict]:
     return [{"task_id": t.task_id, "solution": t.canonical_solution} for t in tasks]
+
+
+# --- one scoring call per benchmark -------------------------------------------------------------
+# A test that only reads its own rows' verdicts registers them (test name -> benchmark and the
+# rows, built from the benchmark's tasks): the rows of every selected test of a benchmark are
+# scored in one call (a row two tests share, once), so a corpus is loaded and scored once, and
+# slow rows (timeouts) run beside the others instead of one call at a time.
+
+Tasks = dict[str, BenchmarkTask]
+BATCHED: dict[str, tuple[str, Callable[[Tasks], list[dict]]]] = {}
+
+
+def batched(benchmark: str, rows: Callable[[Tasks], list[dict]]):
+    def register(test):
+        BATCHED[test.__name__] = (benchmark, rows)
+        return test
+    return register
+
+
+@pytest.fixture(scope="module")
+def batches(request, tmp_path_factory, data_dir) -> dict[str, list[dict]]:
+    """Test name -> the results of its rows, one score_samples call per benchmark."""
+    selected = sorted({item.name for item in request.session.items
+                       if item.module is request.module and item.name in BATCHED})
+    by_benchmark: dict[str, list[str]] = defaultdict(list)
+    for name in selected:
+        by_benchmark[BATCHED[name][0]].append(name)
+    folder = tmp_path_factory.mktemp("batches")
+    out = {}
+    for benchmark, names in by_benchmark.items():
+        tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
+        rows = {name: [json.dumps(r) for r in BATCHED[name][1](tasks)] for name in names}
+        unique = list(dict.fromkeys(r for name in names for r in rows[name]))  # each row once
+        results = score(folder, data_dir, benchmark, [json.loads(r) for r in unique])["results"]
+        verdict = dict(zip(unique, results, strict=True))
+        out.update({name: [verdict[r] for r in rows[name]] for name in names})
+    return out
+
+
+@pytest.fixture
+def verdicts(request, batches) -> list[dict]:
+    """The results of this test's rows (see :func:`batched`)."""
+    return batches[request.node.name]
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -310,8 +355,7 @@ def test_results_record_the_isolation(tmp_path, data_dir):
 # --- the judge: the task's helpers, not the program's ---------------------------------------------
 
 
-def test_a_programs_own_helper_does_not_reach_the_tests(tmp_path, data_dir):
-    tasks = {t.task_id: t for t in load_benchmark("humaneval", data_dir)}
+def own_helper_rows(tasks: Tasks) -> list[dict]:
     # HumanEval/32: a `poly` that is 0 everywhere makes any x a root of "the" polynomial
     find_zero = tasks["HumanEval/32"].prompt.replace(
         "    return sum([coeff * math.pow(x, i) for i, coeff in enumerate(xs)])", "    return 0")
@@ -320,13 +364,16 @@ def test_a_programs_own_helper_does_not_reach_the_tests(tmp_path, data_dir):
     cyclic = tasks["HumanEval/38"].prompt.replace(
         '    return "".join(groups)', "    return s", 1) + "    return s\n"
     assert find_zero != tasks["HumanEval/32"].prompt and "return s\n" in cyclic
-    rows = [{"task_id": "HumanEval/32", "solution": find_zero},
+    return [{"task_id": "HumanEval/32", "solution": find_zero},
             {"task_id": "HumanEval/38", "solution": cyclic},
             {"task_id": "HumanEval/32", "solution": tasks["HumanEval/32"].canonical_solution}]
-    results = score(tmp_path, data_dir, "humaneval", rows)["results"]
-    assert [r["status"] for r in results] == ["fail", "fail", "pass"]
-    assert results[0]["detail"] == "AssertionError: assert math.fabs(poly(coeffs, solution)) < 1e-4"
-    assert results[1]["detail"] == "AssertionError: assert candidate(encoded_str) == str"
+
+
+@batched("humaneval", own_helper_rows)
+def test_a_programs_own_helper_does_not_reach_the_tests(verdicts):
+    assert [r["status"] for r in verdicts] == ["fail", "fail", "pass"]
+    assert verdicts[0]["detail"] == "AssertionError: assert math.fabs(poly(coeffs, solution)) < 1e-4"
+    assert verdicts[1]["detail"] == "AssertionError: assert candidate(encoded_str) == str"
 
 
 # --- EvalPlus semantics -------------------------------------------------------------------------
@@ -345,66 +392,65 @@ def test_the_longest_tasks_start_first_and_results_keep_the_row_order(tmp_path, 
     """Runs start in the order of their canonical solution's time, longest first (the slowest
     task is not left for last); RESULTS keeps the rows' order."""
     from faulttune import evaluate
+    from faulttune.sandbox import SandboxResult
 
     started: list[str] = []
-    real_pool = evaluate.run_in_pool
 
-    def recording_pool(func, plans, **kwargs):
+    def recording_pool(func, plans, **kwargs):  # each plan's result names its function
         started.extend(plan.entry_point for plan in plans)
-        return real_pool(func, plans, **kwargs)
+        return [SandboxResult("pass", plan.entry_point) for plan in plans]
 
     monkeypatch.setattr(evaluate, "run_in_pool", recording_pool)
     tasks = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}
-    chosen = ["HumanEval/0", "HumanEval/139", "HumanEval/2", "HumanEval/15"]
+    chosen = ["HumanEval/0", "HumanEval/139", "HumanEval/2", "HumanEval/15", "HumanEval/2"]
     rows = [{"task_id": tid, "solution": tasks[tid].canonical_solution} for tid in chosen]
-    rows.append({"task_id": "HumanEval/2", "solution": "def truncate_number(x):\n    return 0\n"})
     summary = score(tmp_path, data_dir, "humaneval_plus", rows)
-    assert [r["task_id"] for r in summary["results"]] == [*chosen, "HumanEval/2"]
-    assert [r["status"] for r in summary["results"]] == ["pass"] * 4 + ["fail"]
+    assert [r["detail"] for r in summary["results"]] == [tasks[t].entry_point for t in chosen]
     # special_factorial (HumanEval/139) and string_sequence (HumanEval/15) take seconds
     assert set(started[:2]) == {"special_factorial", "string_sequence"}, started
     assert set(started[2:]) == {"has_close_elements", "truncate_number"}, started
 
 
-def test_plus_inputs_catch_what_base_inputs_miss(tmp_path, data_dir):
+@batched("humaneval_plus", lambda tasks: [
+    {"task_id": "HumanEval/13", "solution": base_only_variant(tasks["HumanEval/13"])}])
+def test_plus_inputs_catch_what_base_inputs_miss(verdicts, data_dir):
     task = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/13"]
-    rows = [{"task_id": task.task_id, "solution": base_only_variant(task)}]
-    plus = score(tmp_path, data_dir, "humaneval_plus", rows)["results"][0]
+    [plus] = verdicts
     assert plus["status"] == "fail"
     assert plus["detail"].startswith("wrong output on plus input #0: greatest_common_divisor(")
     assert plus["detail"].endswith("returned None, expected " + repr(
         __import__("math").gcd(*task.extra["plus_input"][0])))
 
 
-def test_float_tolerance_follows_evalplus(tmp_path, data_dir):
-    # HumanEval/2 has atol 0 and float outputs, so EvalPlus compares with atol 1e-6
+# HumanEval/2 has atol 0 and float outputs, so EvalPlus compares with atol 1e-6
+@batched("humaneval_plus", lambda tasks: [
+    {"task_id": "HumanEval/2", "completion": "    return number % 1.0 + 1e-9\n"},
+    {"task_id": "HumanEval/2", "completion": "    return number % 1.0 + 1e-4\n"}])
+def test_float_tolerance_follows_evalplus(verdicts, data_dir):
     prompt = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}["HumanEval/2"].prompt
-    rows = [{"task_id": "HumanEval/2", "completion": "    return number % 1.0 + 1e-9\n"},
-            {"task_id": "HumanEval/2", "completion": "    return number % 1.0 + 1e-4\n"}]
-    statuses = [r["status"] for r in score(tmp_path, data_dir, "humaneval_plus", rows)["results"]]
-    assert statuses == ["pass", "fail"]
+    assert [r["status"] for r in verdicts] == ["pass", "fail"]
     assert prompt.rstrip().endswith('"""')
 
 
-def test_mbpp_special_oracles_and_guard(tmp_path, data_dir):
-    rows = [
-        # Mbpp/2 compares as sets: any order of the shared elements passes
-        {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n"
-                                          "    return tuple(sorted(set(a) & set(b), reverse=True))\n"},
-        # exact comparison elsewhere: a list where a tuple is expected fails
-        {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n    return None\n"},
-        # EvalPlus's reliability guard disables open(): a program that uses it fails
-        {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n"
-                                          "    open('x', 'w')\n    return tuple(set(a) & set(b))\n"},
-    ]
-    results = score(tmp_path, data_dir, "mbpp", rows)["results"]
-    assert [r["status"] for r in results] == ["pass", "fail", "error"]
-    assert "TypeError: 'NoneType' object is not callable" in results[2]["detail"]
+@batched("mbpp", lambda tasks: [
+    # Mbpp/2 compares as sets: any order of the shared elements passes
+    {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n"
+                                      "    return tuple(sorted(set(a) & set(b), reverse=True))\n"},
+    # exact comparison elsewhere: a list where a tuple is expected fails
+    {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n    return None\n"},
+    # EvalPlus's reliability guard disables open(): a program that uses it fails
+    {"task_id": "Mbpp/2", "solution": "def similar_elements(a, b):\n"
+                                      "    open('x', 'w')\n    return tuple(set(a) & set(b))\n"},
+])
+def test_mbpp_special_oracles_and_guard(verdicts):
+    assert [r["status"] for r in verdicts] == ["pass", "fail", "error"]
+    assert "TypeError: 'NoneType' object is not callable" in verdicts[2]["detail"]
 
 
-def test_slow_program_times_out_per_input(tmp_path, data_dir):
-    rows = [{"task_id": "HumanEval/0", "completion": "    import time\n    time.sleep(30)\n"}]
-    result = score(tmp_path, data_dir, "humaneval_plus", rows)["results"][0]
+@batched("humaneval_plus", lambda tasks: [
+    {"task_id": "HumanEval/0", "completion": "    import time\n    time.sleep(30)\n"}])
+def test_slow_program_times_out_per_input(verdicts):
+    [result] = verdicts
     assert result["status"] == "timeout"
     assert result["detail"].startswith("base input #0 exceeded")
 
@@ -421,48 +467,56 @@ def test_a_per_input_limit_holds_when_the_program_switches_its_timers_off(tmp_pa
     assert time.monotonic() - start < 10
 
 
-def test_answers_are_compared_in_the_scorer(tmp_path, data_dir):
+def answers_compared_rows(tasks: Tasks) -> list[dict]:
     from jail_checks import hostile
 
-    rows = [  # HumanEval/2 expects a float: a float that equals everything cannot cross
+    return [  # HumanEval/2 expects a float: a float that equals everything cannot cross
         {"task_id": "HumanEval/2", "solution": hostile("lying_values", KIND=0)
          + "\ntruncate_number = solve\n"},
         # a wrong answer with numpy.isclose/allclose and math.isclose patched to say yes
         {"task_id": "HumanEval/2", "solution": hostile("patch_stdlib") + "\n"
          "def truncate_number(number):\n    return number % 1.0 + 0.25\n"}]
-    results = score(tmp_path, data_dir, "humaneval_plus", rows)["results"]
-    assert [r["status"] for r in results] == ["fail", "fail"]
-    assert results[0]["detail"].endswith("returned a YesFloat (a subclass of float), which cannot "
-                                         "cross the sandbox boundary (plain builtin values only)")
-    assert results[1]["detail"].startswith("wrong output on base input #0: truncate_number(")
 
 
-def test_huge_expected_outputs_leave_the_program_its_memory(tmp_path, data_dir):
-    # Mbpp/255 plus input #85 expects 1.3 M tuples (~800 MB of expected outputs for the task).
-    # EvalPlus 0.3.1 fails even the canonical solution with MemoryError: its checking child gets
-    # RLIMIT_AS = 4 GiB on top of its own copy of the expected outputs. Ours stay in the scorer.
-    task = {t.task_id: t for t in load_benchmark("mbpp_plus", data_dir)}["Mbpp/255"]
-    rows = [{"task_id": "Mbpp/255", "solution": task.canonical_solution},
-            {"task_id": "Mbpp/255", "solution": (  # drops the last combination
-                "from itertools import combinations_with_replacement\n"
-                "def combinations_colors(l, n):\n"
-                "    return list(combinations_with_replacement(l, n))[:-1]\n")}]
-    results = score(tmp_path, data_dir, "mbpp_plus", rows)["results"]
-    assert results[0] == {"task_id": "Mbpp/255", "status": "pass", "detail": ""}
-    assert results[1]["status"] == "fail"
-    assert results[1]["detail"].startswith("wrong output on base input #0: combinations_colors(")
+@batched("humaneval_plus", answers_compared_rows)
+def test_answers_are_compared_in_the_scorer(verdicts):
+    assert [r["status"] for r in verdicts] == ["fail", "fail"]
+    assert verdicts[0]["detail"].endswith("returned a YesFloat (a subclass of float), which cannot "
+                                          "cross the sandbox boundary (plain builtin values only)")
+    assert verdicts[1]["detail"].startswith("wrong output on base input #0: truncate_number(")
+
+
+# Mbpp/255 plus input #85 expects 1.3 M tuples (~800 MB of expected outputs for the task).
+# EvalPlus 0.3.1 fails even the canonical solution with MemoryError: its checking child gets
+# RLIMIT_AS = 4 GiB on top of its own copy of the expected outputs. Ours stay in the scorer.
+@batched("mbpp_plus", lambda tasks: [
+    {"task_id": "Mbpp/255", "solution": tasks["Mbpp/255"].canonical_solution},
+    {"task_id": "Mbpp/255", "solution": (  # drops the last combination
+        "from itertools import combinations_with_replacement\n"
+        "def combinations_colors(l, n):\n"
+        "    return list(combinations_with_replacement(l, n))[:-1]\n")}])
+def test_huge_expected_outputs_leave_the_program_its_memory(verdicts):
+    assert verdicts[0] == {"task_id": "Mbpp/255", "status": "pass", "detail": ""}
+    assert verdicts[1]["status"] == "fail"
+    assert verdicts[1]["detail"].startswith("wrong output on base input #0: combinations_colors(")
 
 
 # --- whole benchmarks (slow: every canonical solution, and every HumanEvalFix bug) ---------------
 
 
+CORPORA = ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus"]
+for _name in CORPORA:
+    BATCHED[f"test_every_canonical_solution_passes[{_name}]"] = (
+        _name, lambda tasks: canonical_rows(tasks.values()))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["humaneval", "humaneval_plus", "mbpp", "mbpp_plus"])
-def test_every_canonical_solution_passes(name, tmp_path, data_dir):
-    tasks = load_benchmark(name, data_dir)
-    summary = score(tmp_path, data_dir, name, canonical_rows(tasks))
-    failures = [r for r in summary["results"] if r["status"] != "pass"]
-    assert failures == [] and summary["pass_at_1"] == 1.0
+@pytest.mark.parametrize("name", CORPORA)
+def test_every_canonical_solution_passes(name, verdicts, data_dir):
+    tasks = {t.task_id for t in load_benchmark(name, data_dir)}
+    assert len(verdicts) == len(tasks)
+    failures = [r for r in verdicts if r["status"] != "pass"]
+    assert failures == [] and summarise(verdicts, tasks)["pass_at_1"] == 1.0
 
 
 @pytest.mark.slow

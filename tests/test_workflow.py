@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, job_stats, snakemake
+from conftest import REPO, copy_workflow, job_stats, snakemake
 
 SMOKE = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 
@@ -57,26 +60,77 @@ def test_adding_a_sweep_value_plans_only_its_jobs(workdir):
     assert after["masks"] == before["masks"]  # lambda does not change the training examples
 
 
-def test_after_a_run_only_the_new_sweep_value_reruns(workdir):
-    config = {**SMOKE, "experiments": {"base": {"method": "base"}, "fgit": SMOKE["experiments"]["fgit"]},
-              "sweeps": {}, "sensitivity": {"enabled": False}}
-    target = "results/smoke/eval/fgit/humaneval-split-heldout.json"
-    assert run_snakemake(workdir, config, target).returncode == 0
-    config["sweeps"] = {"fgit": {"lambda": [3.0]}}
-    plan = planned_jobs(run_snakemake(workdir, config, "-n", "all"))
-    assert plan["train"] == 1 and plan["generate"] == 2 and plan["score"] == 2  # fgit~lambda=3.0; base
-    assert "masks" not in plan and "mutate" not in plan  # nothing already computed reruns
+# ---------------------------------------------------------------------------------------------
+# one smoke run shared by the tests below: an ablation target alone, then `all`
+
+ABLATION = "results/smoke/eval/fgit~granularity=line/humaneval-split-heldout.json"
+ALL_CONFIG = {**SMOKE, "experiments": {"base": {"method": "base"}, "fgit": SMOKE["experiments"]["fgit"]},
+              "sweeps": {"fgit": {"granularity": ["line"]}}, "sensitivity": {"limit": 2, "batch_size": 2}}
 
 
-def test_one_ablation_target_builds_alone(workdir):
-    target = "results/smoke/eval/fgit~granularity=line/humaneval-split-heldout.json"
-    result = run_snakemake(workdir, SMOKE, target)
+@dataclass(frozen=True)
+class SmokeRun:
+    root: Path  # the workflow copy after `all`: read it, or copy it to change it
+    ablation_scores: dict  # what the ablation target alone left behind
+    ablation_models: tuple[str, ...]
+    ablation_masks: tuple[str, ...]
+    all_run: subprocess.CompletedProcess  # `all` after it
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> SmokeRun:
+    """One ablation target built alone in a fresh copy, then `all` of ALL_CONFIG in the same copy
+    (the ablation's jobs have the same settings there, so `all` reuses them)."""
+    root = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    result = run_snakemake(root, SMOKE, ABLATION)
     assert result.returncode == 0, result.stderr[-3000:]
-    scores = json.loads((workdir / target).read_text())
-    assert scores["n_samples"] == SMOKE["data"]["benchmark_limit"]
-    models = sorted(p.name for p in (workdir / "results/smoke/models").iterdir())
-    assert models == ["fgit~granularity=line"]  # nothing else was trained
-    assert (workdir / "results/smoke/masks/fgit-line_mutation.parquet").is_file()
+    scores = json.loads((root / ABLATION).read_text())
+    models = tuple(sorted(p.name for p in (root / "results/smoke/models").iterdir()))
+    masks = tuple(sorted(p.name for p in (root / "results/smoke/masks").glob("*.parquet")))
+    return SmokeRun(root, scores, models, masks, run_snakemake(root, ALL_CONFIG, "all"))
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file() and ".snakemake/log" not in str(p)}
+
+
+@pytest.fixture
+def finished(smoke_run: SmokeRun) -> Iterator[Path]:
+    """The shared smoke run's folder after `all`, for a test that only reads it: checked unchanged
+    after."""
+    assert smoke_run.all_run.returncode == 0, smoke_run.all_run.stderr[-3000:]
+    before = tree_state(smoke_run.root)
+    yield smoke_run.root
+    assert tree_state(smoke_run.root) == before, "a test changed the shared smoke run"
+
+
+def test_one_ablation_target_builds_alone(smoke_run):
+    assert smoke_run.ablation_scores["n_samples"] == SMOKE["data"]["benchmark_limit"]
+    assert smoke_run.ablation_models == ("fgit~granularity=line",)  # nothing else was trained
+    assert "fgit-line_mutation.parquet" in smoke_run.ablation_masks
+
+
+def test_all_then_the_html_report_names_every_experiment(finished, tmp_path):
+    # the config file of the run (ALL_CONFIG); the report goes outside the shared folder
+    snakemake(finished, "--configfile", "test-config.yaml", "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text()
+    for name in ("base", "fgit", "fgit~granularity=line"):
+        assert name in html
+    for plot in ("pass_at_1.png", "sweeps.png", "training.png", "sensitivity.png"):
+        assert plot in html
+    summary = (finished / "results/smoke/report/summary.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in summary[1:]} == {"base", "fgit", "fgit~granularity=line"}
+
+
+def test_after_a_run_only_the_new_sweep_value_reruns(finished, tmp_path):
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished, workdir, symlinks=True)  # the copy keeps the files' times
+    config = {**ALL_CONFIG, "sweeps": {"fgit": {**ALL_CONFIG["sweeps"]["fgit"], "lambda": [3.0]}}}
+    plan = planned_jobs(run_snakemake(workdir, config, "-n", "all"))
+    # fgit~lambda=3.0 alone: trained, generated, scored and probed; the report again
+    assert plan == {"train": 1, "generate": 1, "score": 1, "sensitivity": 1, "report": 1, "all": 1,
+                    "total": 6}
 
 
 BCB_TASKS = [
@@ -130,22 +184,6 @@ def test_a_config_asking_for_the_removed_sandbox_scorer_is_refused(workdir):
     result = run_snakemake(workdir, config, "-n", "all")
     assert result.returncode != 0
     assert "scorer" in result.stdout + result.stderr and not (workdir / "results").exists()
-
-
-def test_all_then_the_html_report_names_every_experiment(workdir):
-    config = {**SMOKE, "experiments": {"base": {"method": "base"}, "fgit": SMOKE["experiments"]["fgit"]},
-              "sweeps": {"fgit": {"granularity": ["line"]}}, "sensitivity": {"limit": 2, "batch_size": 2}}
-    result = run_snakemake(workdir, config, "all")
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = run_snakemake(workdir, config, "--report", "report.html")
-    assert report.returncode == 0, report.stderr[-3000:]
-    html = (workdir / "report.html").read_text()
-    for name in ("base", "fgit", "fgit~granularity=line"):
-        assert name in html
-    for plot in ("pass_at_1.png", "sweeps.png", "training.png", "sensitivity.png"):
-        assert plot in html
-    summary = (workdir / "results/smoke/report/summary.csv").read_text().splitlines()
-    assert {line.split(",")[0] for line in summary[1:]} == {"base", "fgit", "fgit~granularity=line"}
 
 
 @pytest.mark.slow
