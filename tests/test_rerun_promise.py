@@ -36,7 +36,7 @@ from inprocess_snakemake import run as run_in_process
 
 from faulttune import methods
 from faulttune.config import load_config, load_schema
-from faulttune.settings import Plan
+from faulttune.dag import Plan
 
 pytestmark = pytest.mark.slow
 
