@@ -218,17 +218,18 @@ def test_results_replace_a_regular_file_whole(tmp_path, data_dir):
 
 
 def test_generate_refuses_the_same_outputs_before_loading_a_model(tmp_path, monkeypatch):
-    from faulttune.generate import run
+    from faulttune.generate.run import raw_path
+    from faulttune.stages import eval as stage
 
-    monkeypatch.setattr(run, "load_tasks", lambda *a, **k: pytest.fail("tasks were loaded"))
+    monkeypatch.setattr(stage, "load_tasks", lambda *a, **k: pytest.fail("tasks were loaded"))
     fifo = tmp_path / "samples.jsonl"
     os.mkfifo(fifo)
     with pytest.raises(DataError, match="--out is a FIFO"):
-        run.run_generation("tiny-random", "humaneval", fifo, generation={})
+        stage.run_generation("tiny-random", "humaneval", fifo, generation={})
     out = tmp_path / "other.jsonl"
-    run.raw_path(out).symlink_to(tmp_path / "elsewhere")
+    raw_path(out).symlink_to(tmp_path / "elsewhere")
     with pytest.raises(DataError, match=r"other\.raw\.jsonl: --out \(its raw file\) is a symbolic"):
-        run.run_generation("tiny-random", "humaneval", out, generation={})
+        stage.run_generation("tiny-random", "humaneval", out, generation={})
 
 
 def test_results_are_written_atomically(tmp_path, data_dir, monkeypatch):
