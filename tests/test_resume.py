@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
+from killing import CONFIG, KILLS, MODEL, kill_after, run_snakemake, workflow_copy
 
 from faulttune.resume import Preempted, Resumable, publish, state_dir
 
@@ -105,59 +102,8 @@ def test_a_job_in_slurm_stops_before_its_limit_without_a_signal(tmp_path, monkey
 
 
 # ---------------------------------------------------------------------------------------------
-# through Snakemake: kill the whole process group (a closed terminal, a SLURM time limit)
-
-CONFIG = {
-    "run": "kill", "seed": 0,
-    "student": {"model": "tiny-random", "precision": "fp32"},
-    "data": {"train": {"source": "humaneval-split", "limit": 4},
-             "benchmarks": ["humaneval-split-heldout"], "optional_benchmarks": [],
-             "benchmark_limit": 2},
-    "experiments": {"base": {"method": "base"}, "sft": {"method": "sft", "max_steps": 14}},
-    "train": {"lr": 1.0e-3, "micro_batch_size": 1, "grad_accum": 1, "max_length": 768,
-              "precision": "fp32", "save_every": 2},
-    "sensitivity": {"enabled": False}, "codeflow": {"enabled": False},
-}
-MODEL = "results/kill/models/sft"
-# SLURM's warning before a time limit, and a kill with none
-KILLS = pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-
-
-def workflow_copy(root: Path, config: dict) -> Path:
-    copy_workflow(root)
-    (root / "kill.yaml").write_text(yaml.safe_dump(config))
-    return root
-
-
-def snakemake_command(*targets: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--profile", "profiles/local", "--cores", "1",
-            "--configfile", "kill.yaml", "--", *targets]
-
-
-def run_snakemake(root: Path, *targets: str) -> None:
-    snakemake(root, *snakemake_command(*targets)[3:])
-
-
-def kill_after(root: Path, target: str, ready: str, signum: int) -> None:
-    """Start Snakemake in its own process group, wait until a file matching ``ready`` (a glob)
-    holds something, then send ``signum`` to the whole group and wait for all of it to end."""
-    proc = subprocess.Popen(snakemake_command(target), cwd=root, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 600
-    while not any(p.stat().st_size > 0 for p in root.glob(ready)):
-        assert proc.poll() is None, "the job ended before it could be killed"
-        assert time.monotonic() < deadline, f"{ready} never appeared"
-        time.sleep(0.1)
-    os.killpg(proc.pid, signum)
-    proc.wait(timeout=120)
-    for _ in range(600):  # the job's own processes may take a moment to save and exit
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    snakemake(root, "--unlock", "--configfile", "kill.yaml", check=False)
+# through Snakemake: kill the whole process group (a closed terminal, a SLURM time limit); the
+# CodeFlow and sampling jobs are in test_resume_sampling.py
 
 
 def weights(folder: Path) -> dict:
@@ -205,89 +151,3 @@ def test_a_config_edit_does_not_resume_from_the_old_state(tmp_path):
     state = json.loads((root / MODEL / "trainer_state.json").read_text())
     assert state["resumed_from_step"] == 0 and state["config"]["lr"] == 5.0e-4
     assert "removing the state of other settings" in (root / "results/kill/logs/train/sft.log").read_text()
-
-
-CODEFLOW = "results/kill/codeflow/trajectories.parquet"
-
-
-def codeflow_config() -> dict:
-    config = json.loads(json.dumps(CONFIG))
-    config["codeflow"] = {"enabled": True, "max_iters": 3, "start": "mutant"}
-    config["generation"] = {"max_new_tokens": 24, "batch_size": 4}
-    return config
-
-
-CODEFLOW_COLUMNS = ["task_id", "iteration", "passed", "code"]
-
-
-def codeflow_rows(root: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(root / CODEFLOW).select(CODEFLOW_COLUMNS).to_pylist()
-
-
-@pytest.fixture(scope="module")
-def codeflow_whole(tmp_path_factory) -> tuple[dict, ...]:
-    """The trajectories of an uninterrupted CodeFlow run (one run for both signals)."""
-    whole = workflow_copy(tmp_path_factory.mktemp("codeflow-whole"), codeflow_config())
-    run_snakemake(whole, CODEFLOW)
-    return tuple(codeflow_rows(whole))
-
-
-@pytest.mark.slow
-@KILLS
-def test_killed_codeflow_continues_from_its_last_round(tmp_path_factory, codeflow_whole, signum):
-    root = workflow_copy(tmp_path_factory.mktemp("codeflow-killed"), codeflow_config())
-    kill_after(root, CODEFLOW, "results/kill/codeflow/.resume/trajectories.parquet.*/versions.jsonl",
-               signum)
-    done_before = len(next(root.glob("results/kill/codeflow/.resume/*/versions.jsonl")).read_text().splitlines())
-    assert done_before > 0 and not (root / CODEFLOW).exists()
-    run_snakemake(root, CODEFLOW)
-    log = (root / "results/kill/logs/codeflow.log").read_text()
-    assert "resuming" in log
-    assert tuple(codeflow_rows(root)) == codeflow_whole
-
-
-def sampling_config() -> dict:
-    config = json.loads(json.dumps(CONFIG))
-    # many chunks (16 tasks each) of long enough rows that the kill lands while some are left
-    config["data"]["train"]["limit"] = 40  # three chunks of teacher tasks
-    config["data"]["benchmark_limit"] = 96  # six chunks of generated tasks
-    config["teacher"] = {"model": "tiny-random", "n_variants": 2, "max_new_tokens": 8,
-                         "precision": "fp32", "batch_size": 8}
-    config["generation"] = {"max_new_tokens": 48, "batch_size": 8}
-    return config
-
-
-SAMPLES = "results/kill/eval/base/humaneval-split-heldout.samples.jsonl"
-TEACHER = "results/kill/bugs/teacher.parquet"
-
-
-@pytest.fixture(scope="module")
-def sampling_whole(tmp_path_factory) -> dict[str, bytes]:
-    """The outputs of an uninterrupted run of both sampling jobs (one run for both signals)."""
-    whole = workflow_copy(tmp_path_factory.mktemp("whole"), sampling_config())
-    run_snakemake(whole, SAMPLES, TEACHER)
-    return {target: (whole / target).read_bytes() for target in (SAMPLES, TEACHER)}
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("target", "state", "skipped"), [
-    (SAMPLES, "results/kill/eval/base/.resume/humaneval-split-heldout.samples.jsonl.*/samples.jsonl",
-     r"(\d+) already done"),
-    (TEACHER, "results/kill/bugs/.resume/teacher.parquet.*/candidates.jsonl",
-     r"(\d+) chunks already asked"),
-], ids=["generate", "teacher_variants"])
-@KILLS
-def test_killed_sampling_jobs_do_not_redo_finished_tasks(tmp_path_factory, sampling_whole, target,
-                                                         state, skipped, signum):
-    root = workflow_copy(tmp_path_factory.mktemp("killed"), sampling_config())
-    kill_after(root, target, state, signum)
-    written = len(next(root.glob(state)).read_text().splitlines())
-    assert written > 0 and not (root / target).exists()
-    run_snakemake(root, target)
-    logs = "".join(p.read_text() for p in (root / "results/kill/logs").rglob("*.log"))
-    assert "resuming" in logs
-    reused = [int(n) for n in re.findall(skipped, logs)]  # Snakemake kept only the rerun's log
-    assert len(reused) == 1 and reused[0] > 0
-    assert (root / target).read_bytes() == sampling_whole[target]
