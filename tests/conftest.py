@@ -130,3 +130,20 @@ def generate_batch1(model, prompt: list[int], max_new_tokens: int) -> list[int]:
         pad_token_id=2,
     )
     return out[0, len(prompt) :].tolist()
+
+
+def _heaviness(item: pytest.Item) -> int:
+    """0 for a SLURM test (minutes, mostly waiting on the scheduler), 1 for a slow one, 2 else."""
+    if item.get_closest_marker("slurm"):
+        return 0
+    return 1 if item.get_closest_marker("slow") else 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with the longest tests first (a stable sort by a file's heaviest test): `make test`'s
+    workers take whole files in this order, so the long ones start early and the short ones fill
+    the end, instead of the SLURM file starting last while the other worker idles."""
+    rank: dict[Path, int] = {}
+    for item in items:
+        rank[item.path] = min(rank.get(item.path, 2), _heaviness(item))
+    items.sort(key=lambda item: rank[item.path])

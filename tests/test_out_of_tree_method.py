@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pytest
 import yaml
 from torch import Tensor
 
@@ -63,6 +64,7 @@ def test_importing_the_plugin_registers_nothing():
     assert TOY not in methods.METHODS  # only load_plugins registers (this pytest run stays clean)
 
 
+@pytest.mark.slow
 def test_a_method_defined_here_trains_through_the_dag_to_a_report_row(workdir):
     from conftest import REPO, snakemake
 
