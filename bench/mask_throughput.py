@@ -5,7 +5,8 @@ gz) with one operator swapped (`<` -> `<=`, `+` -> `-`, ...), cycling over tasks
 Measured side by side in one run, single thread, SmolLM2's tokenizer:
 
     standalone  tokenise only (baseline) | fgit_masks hybrid | d_minus_mask (target_dpo)
-    in context  build_mask_rows dpo (render + tokenise, no diff: baseline) | fgit hybrid | target_dpo
+    in context  build_mask_rows of every examples kind of the registry that reads pairs only
+                (the one marking every response token, render + tokenise, no diff: baseline)
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python bench/mask_throughput.py [--pairs 1000]
 """
@@ -78,22 +79,30 @@ def main() -> None:
             tok(p["correct"], add_special_tokens=False, return_offsets_mapping=True)
             tok(p["incorrect"], add_special_tokens=False, return_offsets_mapping=True)
 
+    from faulttune import methods
+    from faulttune.methods.kinds import PAIRS
+
+    # every examples kind of the registry built from the pairs alone (an every-task kind also
+    # reads the training table, a traced one the traces stage's output); the baseline is the one
+    # that marks every response token (render + tokenise, no diff)
+    in_context = [name for name, e in methods.EXAMPLES.items() if e.reads == PAIRS and not e.traced]
+    full = next(name for name in in_context
+                if {m for spec in methods.examples(name).rows for m in spec.masks()} == {"response"})
     results = {
         "standalone tokenise only": rate(n, tokenise_only),
         "standalone fgit_masks hybrid": rate(
             n, lambda: [fgit_masks(p["correct"], p["incorrect"], tok) for p in pairs]),
         "standalone rejected_error_lines": rate(
             n, lambda: [d_minus_mask(p["correct"], p["incorrect"], tok) for p in pairs]),
-        "in context dpo (render+tokenise)": rate(n, lambda: build_mask_rows(pairs, tok, "dpo")),
-        "in context fgit hybrid": rate(n, lambda: build_mask_rows(pairs, tok, "fgit")),
-        "in context target_dpo": rate(n, lambda: build_mask_rows(pairs, tok, "target_dpo")),
     }
+    for name in [full] + [k for k in in_context if k != full]:
+        results[f"in context {name}"] = rate(n, lambda name=name: build_mask_rows(pairs, tok, name))
     base = {"standalone": results["standalone tokenise only"],
-            "in context": results["in context dpo (render+tokenise)"]}
+            "in context": results[f"in context {full}"]}
     print(f"{n} pairs (HumanEval canonical + one operator swap), SmolLM2 tokenizer, 1 thread")
     for name, value in results.items():
         ratio = value / base["standalone" if name.startswith("standalone") else "in context"]
-        print(f"  {name:36s} {value:9.1f} pairs/s   x{ratio:5.2f} of its tokenise-only baseline")
+        print(f"  {name:36s} {value:9.1f} pairs/s   x{ratio:5.2f} of its baseline")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,18 @@ def trained() -> list[str]:
     return list(methods.trained_methods())
 
 
+def one_per_training(**flags: bool) -> list[str]:
+    """The first trained method of each training behaviour (its recipe) whose entry has the given
+    flags (``reference=True``, ``head=True``): a test too costly to run for every method still
+    covers each loss the registry holds, and a method added with a new recipe."""
+    out: dict[object, str] = {}
+    for name in trained():
+        entry = methods.get(name)
+        if all(getattr(entry, flag) == value for flag, value in flags.items()):
+            out.setdefault(entry.training, name)
+    return list(out.values())
+
+
 def defaults(method: str, **params: Any) -> dict[str, Any]:
     return {**methods.get(method).defaults(), **params}
 

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from method_rows import EOS, defaults, required_models, rows_of, trained, write_examples
+from method_rows import (
+    EOS,
+    defaults,
+    one_per_training,
+    required_models,
+    rows_of,
+    trained,
+    write_examples,
+)
 from safetensors.torch import load_file
 
 from faulttune import methods
@@ -67,6 +75,10 @@ def train(paths: list[str], out: Path, config: TrainConfig, **kwargs) -> None:
     """train_experiment with the models the method requires (tiny-random stands in for each)."""
     train_experiment(paths, TINY_RANDOM, str(out), config,
                      models=required_models(config.method, **config.params), **kwargs)
+
+
+def _log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
 
 
 def saved_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -473,7 +485,7 @@ def test_accumulation_does_not_change_the_gradient(tmp_path, method):
     assert_same_gradients(split, whole)
 
 
-@pytest.mark.parametrize("method", ["sft", "cct", "fgit", "target_dpo"])
+@pytest.mark.parametrize("method", one_per_training())
 def test_a_short_last_step_gives_the_gradient_of_its_units(tmp_path, method):
     # 6 units, batch 4: step 1 holds the 2 units left; with micro-batches of 1 (accumulation 4)
     # two of its four micro-steps are zero-loss fillers
@@ -579,18 +591,16 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     assert state["resumed_from_step"] == 2 and not (resumed / "checkpoints").exists()
 
 
-@pytest.mark.parametrize("method", ["target_dpo", "focused_dpo"])
+@pytest.mark.parametrize("method", one_per_training(reference=True))
 def test_precomputed_reference_equals_a_frozen_reference_model(tmp_path, method):
     paths = write_examples(tmp_path, method, count=4)
     for precompute in (True, False):
-        config = tiny_config(method, precompute_ref=precompute)
-        train_experiment(paths, TINY_RANDOM, str(tmp_path / str(precompute)), config)
+        train(paths, tmp_path / str(precompute), tiny_config(method, precompute_ref=precompute))
     assert (tmp_path / "True" / "ref_logps.pt").is_file()
     assert not (tmp_path / "False" / "ref_logps.pt").exists()
-    logs = [[json.loads(l)["loss"] for l in (tmp_path / p / "train_log.jsonl").read_text().splitlines()]
-            for p in ("True", "False")]
-    assert logs[0] == pytest.approx(logs[1], rel=1e-6)
-    assert logs[0][0] == pytest.approx(math.log(2), rel=1e-6)  # policy == reference at step 1
+    logs = [_log(tmp_path / p) for p in ("True", "False")]
+    assert [r["loss"] for r in logs[0]] == pytest.approx([r["loss"] for r in logs[1]], rel=1e-6)
+    assert logs[0][0]["dpo"] == pytest.approx(math.log(2), rel=1e-6)  # policy == reference at step 1
     a, b = saved_weights(tmp_path / "True"), saved_weights(tmp_path / "False")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
@@ -616,12 +626,9 @@ def test_the_reference_is_precomputed_only_for_the_units_the_run_draws(tmp_path)
 # several processes (accelerate launch, gloo on the CPU)
 
 
-def _log(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["cct", "target_dpo"])
+@pytest.mark.parametrize("method", [one_per_training(head=True)[0],
+                                    one_per_training(reference=True)[0]])
 def test_two_processes_train_like_one(tmp_path, method):
     """`accelerate launch` with the repo's DDP config and 2 processes (the train rule's command)
     gives the step losses and gradient norms of one process with the same global batch: each
