@@ -42,11 +42,11 @@ study: system-deps install
 	@echo "Where the time went:"; $(BIN)/faulttune timings results/study
 	@echo "Report: results/study/report/report.md"
 
-# Test files spread over one worker more than the cores, at most 5: a file stays on one worker, so
-# its module fixtures are built once, and the SLURM file and the tests that wait on a timeout or
-# a scripted teacher leave a core idle that the extra worker fills. 2-core team machine, same
-# commit: 1,420 s on two workers, 1,119 s on three (2,117 s serial, 1,434 s on two, earlier suite).
-TEST_WORKERS ?= $(shell n=$$(( $(CORES) + 1 )); echo $$(( n > 5 ? 5 : n )))
+# Test files spread over twice as many workers as cores, at most 5: a file stays on one worker, so
+# its module fixtures are built once, and the SLURM file and the tests that wait on a timeout or a
+# scripted teacher leave cores idle that the extra workers fill. `.ci/run` from a clean clone on the
+# 2-core team machine: 1,493 s on two workers (commit aa900b1), 1,288 s on three, 1,226 s on four.
+TEST_WORKERS ?= $(shell n=$$(( 2 * $(CORES) )); echo $$(( n > 5 ? 5 : n )))
 test: system-deps install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
