@@ -234,7 +234,7 @@ def test_fgit_trains_on_every_task_sft_trains_on(tmp_path):
         out = tmp_path / weighting
         config = tiny_config("fgit", batch_size=4, micro_batch_size=1, params={"weighting": weighting})
         train([str(tmp_path / "fgit.parquet")], out, config)
-        assert all(math.isfinite(json.loads(l)["loss"]) for l in (out / "train_log.jsonl").read_text().splitlines())
+        assert all(math.isfinite(r["loss"]) for r in _log(out))
 
 
 # A twin far longer than the correct code: a few lines the correct code does not have.
@@ -426,7 +426,7 @@ def test_every_method_changes_every_parameter(tmp_path, method):
     assert set(after) == set(before)                       # the CCT head is not saved
     unchanged = [name for name in before if torch.equal(before[name], after[name])]
     assert unchanged == []
-    lines = [json.loads(l) for l in (out / "train_log.jsonl").read_text().splitlines()]
+    lines = _log(out)
     assert [l["step"] for l in lines] == [1, 2]
     expected = ("rewards/accuracies" if methods.get(method).reference else "L_token"
                 if methods.get(method).head else "fgit_weight" if method == "fgit" else "L_lm")
@@ -585,7 +585,7 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path):
     a, b = saved_weights(tmp_path / "straight"), saved_weights(resumed)
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=name)
-    steps = [json.loads(l)["step"] for l in (resumed / "train_log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in _log(resumed)]
     assert steps == [1, 2, 3, 4]
     state = json.loads((resumed / "trainer_state.json").read_text())
     assert state["resumed_from_step"] == 2 and not (resumed / "checkpoints").exists()
@@ -617,8 +617,7 @@ def test_the_reference_is_precomputed_only_for_the_units_the_run_draws(tmp_path)
     drawn = {i for step in range(2) for i in step_units(step, 8, 2, 0)}
     assert stored.shape == (8, 2) and len(drawn) == 4
     assert sorted(torch.isfinite(stored[:, 0]).nonzero().flatten().tolist()) == sorted(drawn)
-    logs = [[json.loads(line)["loss"] for line in (tmp_path / p / "train_log.jsonl").read_text().splitlines()]
-            for p in ("True", "False")]
+    logs = [[r["loss"] for r in _log(tmp_path / p)] for p in ("True", "False")]
     assert logs[0] == pytest.approx(logs[1], rel=1e-6)
 
 
@@ -676,8 +675,7 @@ def test_tis_dpo_with_one_model_as_both_contrasts_trains_as_dpo(tmp_path):
     paths = write_examples(tmp_path, "tis_dpo", count=6)
     for method in ("dpo", "tis_dpo"):
         train(paths, tmp_path / method, tiny_config(method))
-    logs = {m: [json.loads(line)["loss"] for line in (tmp_path / m / "train_log.jsonl").read_text().splitlines()]
-            for m in ("dpo", "tis_dpo")}
+    logs = {m: [r["loss"] for r in _log(tmp_path / m)] for m in ("dpo", "tis_dpo")}
     assert logs["tis_dpo"] == pytest.approx(logs["dpo"], rel=1e-6)
     a, b = saved_weights(tmp_path / "dpo"), saved_weights(tmp_path / "tis_dpo")
     for name in a:
