@@ -43,12 +43,14 @@ study: system-deps install
 	@echo "Report: results/study/report/report.md"
 
 # Test files spread over twice as many workers as cores, at most 5: a file stays on one worker, so
-# its module fixtures are built once, and the SLURM file and the tests that wait on a timeout or a
-# scripted teacher leave cores idle that the extra workers fill. `.ci/run` from a clean clone on the
-# 2-core team machine: 1,493 s on two workers (commit aa900b1), 1,288 s on three, 1,226 s on four.
+# its module fixtures are built once; the longest files start first, in the order that
+# tests/conftest.py gives them (pytest.mark.minutes), not xdist's order by number of tests; the SLURM
+# file and the tests that wait on a timeout or a scripted teacher leave cores idle that the extra
+# workers fill. `.ci/run` from a clean clone on the 2-core team machine: 1,493 s on two workers
+# (commit aa900b1), 1,288 s on three, 1,226 s on four.
 TEST_WORKERS ?= $(shell n=$$(( 2 * $(CORES) )); echo $$(( n > 5 ? 5 : n )))
 test: system-deps install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -132,18 +132,19 @@ def generate_batch1(model, prompt: list[int], max_new_tokens: int) -> list[int]:
     return out[0, len(prompt) :].tolist()
 
 
-def _heaviness(item: pytest.Item) -> int:
-    """0 for a SLURM test (minutes, mostly waiting on the scheduler), 1 for a slow one, 2 else."""
-    if item.get_closest_marker("slurm"):
-        return 0
-    return 1 if item.get_closest_marker("slow") else 2
+def _minutes(item: pytest.Item) -> float:
+    """The wall time its file declares (``pytest.mark.minutes``); 0 for a short file."""
+    marker = item.get_closest_marker("minutes")
+    return float(marker.args[0]) if marker else 0.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with the longest tests first (a stable sort by a file's heaviest test): `make test`'s
-    workers take whole files in this order, so the long ones start early and the short ones fill
-    the end, instead of the SLURM file starting last while the other worker idles."""
-    rank: dict[Path, int] = {}
+    """The longest files first (a stable sort by the minutes a file declares): `make test`'s
+    workers take whole files in this order (``--dist loadfile --no-loadscope-reorder``), so the
+    long ones start at once, side by side, and the short ones fill the end. Left to itself,
+    pytest-xdist orders files by their number of tests, which started the SLURM file (5 tests,
+    10 minutes) last, with the IterPref chain queued behind it on the same worker."""
+    longest: dict[Path, float] = {}
     for item in items:
-        rank[item.path] = min(rank.get(item.path, 2), _heaviness(item))
-    items.sort(key=lambda item: rank[item.path])
+        longest[item.path] = max(longest.get(item.path, 0.0), _minutes(item))
+    items.sort(key=lambda item: -longest[item.path])

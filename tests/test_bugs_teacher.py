@@ -17,6 +17,8 @@ from faulttune.bugs.teacher import teacher_candidates
 from faulttune.generate.base import ScriptedBackend
 from faulttune.generate.extract import python_block as extract_code_block
 
+pytestmark = pytest.mark.minutes(2)
+
 CODE = "def f(x):\n    return x + 1\n"
 
 

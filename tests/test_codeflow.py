@@ -25,6 +25,8 @@ from faulttune.codeflow import (
 from faulttune.generate.base import Conversation, ScriptedBackend
 from faulttune.io import DataError
 
+pytestmark = pytest.mark.minutes(1)
+
 
 def words(text: str) -> int:
     return len(text.split())

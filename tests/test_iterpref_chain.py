@@ -19,7 +19,7 @@ from fake_teacher import FakeTeacher, humaneval_scripts, serve
 
 from faulttune import io
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.minutes(3.5)]
 
 SMOKE = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 RUN = "results/smoke"

@@ -15,6 +15,8 @@ from faulttune.io import read_parquet
 from faulttune.mask_table import examples_kind, read_masks
 from faulttune.tracing import STATUSES
 
+pytestmark = pytest.mark.minutes(4.5)
+
 TINY = {"student": {"model": "tiny-random", "precision": "fp32"},
         "teacher": {"backend": "hf", "model": "tiny-random", "max_new_tokens": 24},
         "generation": {"backend": "hf", "max_new_tokens": 24, "batch_size": 4},

@@ -24,6 +24,8 @@ from faulttune.losses import sft_loss
 from faulttune.methods import Method, Param
 from faulttune.methods.recipe import LossOut, Recipe, sides
 
+pytestmark = pytest.mark.minutes(1)
+
 TOY = "toy_weighted_sft"
 
 

@@ -38,7 +38,7 @@ from faulttune import methods
 from faulttune.config import load_config, load_schema
 from faulttune.dag import Plan
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.minutes(3)]
 
 DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 R = "results/demo"

@@ -16,6 +16,8 @@ from killing import CONFIG, KILLS, MODEL, kill_after, run_snakemake, workflow_co
 
 from faulttune.resume import Preempted, Resumable, publish, state_dir
 
+pytestmark = pytest.mark.minutes(4.5)
+
 # ---------------------------------------------------------------------------------------------
 # the helper
 

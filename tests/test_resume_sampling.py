@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from killing import CONFIG, KILLS, kill_after, run_snakemake, workflow_copy
 
+pytestmark = pytest.mark.minutes(5.5)
+
 CODEFLOW = "results/kill/codeflow/trajectories.parquet"
 
 

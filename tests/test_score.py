@@ -17,6 +17,8 @@ from faulttune.data.benchmarks import BENCHMARKS, BenchmarkTask, load_benchmark
 from faulttune.evaluate import score_command, score_samples, summarise
 from faulttune.io import DataError
 
+pytestmark = pytest.mark.minutes(6)
+
 
 def write_samples(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -28,6 +28,8 @@ from faulttune.stages import bugs, codeflow, data
 from faulttune.stages import eval as evaluate
 from faulttune.stages.gather import gather
 
+pytestmark = pytest.mark.minutes(2)
+
 TINY = BackendSettings("hf", "tiny-random", {"batch_size": 4, "precision": "fp32"})
 
 

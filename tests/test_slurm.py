@@ -24,6 +24,8 @@ import yaml
 from faulttune.config import expand_experiments, validate_config
 from faulttune.resume import STOP_ENV
 
+pytestmark = pytest.mark.minutes(10)
+
 REPO = Path(__file__).resolve().parents[1]
 SLURM_CI = REPO / "ci" / "slurm"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -78,71 +80,6 @@ def job_resources(dry_run_output: str) -> list[tuple[str, dict[str, str]]]:
                 (match.group(1), dict(i.split("=", 1) for i in match.group(2).split(", ")))
             )
     return found
-
-
-# --- no cluster needed --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "config_args", [[], ["--configfile", SMOKE_CONFIG]], ids=["default", "smoke"]
-)
-def test_bare_profile_name_resolves_from_repo_root(config_args: list[str]) -> None:
-    """The users' command `snakemake --profile slurm all` (dry run) loads profiles/slurm.
-
-    Every job that asks for a GPU goes to the gpu partition with cores per GPU; every other job
-    goes to the cpu partition (the smoke config has every kind of rule).
-    """
-    result = run_snakemake(
-        # --forceall: plan every job whatever results/ already holds in this checkout
-        ["all", "-n", "--forceall", "--profile", "slurm", *config_args], cwd=REPO, timeout_s=120
-    )
-    assert_ok(result)
-    jobs = job_resources(result.stdout)
-    assert {rule for rule, _ in jobs} >= {"generate", "score"}, result.stdout[-3000:]
-    for rule, resources in jobs:
-        if rule == "all":
-            continue
-        if "gpu" in resources:
-            assert (resources["slurm_partition"], resources["cpus_per_gpu"]) == ("gpu", "8"), rule
-        else:
-            assert resources["slurm_partition"] == "cpu", rule
-    assert {r["gpu"] for rule, r in jobs if rule == "generate"} == {"1"}
-
-
-RETRY_SNAKEFILE = """
-rule all:
-    input: "mem.txt"
-
-rule generate:
-    output: "mem.txt"
-    resources: gpu=1
-    shell: "if [ ! -e attempted ]; then touch attempted; exit 1; fi; echo {resources.mem_mb} {resources.runtime} > {output}"
-"""
-
-
-def test_profile_retries_a_failed_job_with_more_memory_and_time(tmp_path: Path) -> None:
-    """The profile's `retries: 1` and "32000 * attempt": attempt 2 gets twice the memory and time.
-
-    The local executor stands in for SLURM: the resource expressions are evaluated by snakemake
-    itself, before any executor sees them.
-    """
-    (tmp_path / "Snakefile").write_text(RETRY_SNAKEFILE)
-    result = run_snakemake(
-        [
-            "--profile",
-            str(REPO / "profiles" / "slurm"),
-            "--executor",
-            "local",
-            "--cores",
-            "1",
-            "--resources",
-            "gpu=1",
-        ],
-        cwd=tmp_path,
-        timeout_s=120,
-    )
-    assert_ok(result)
-    assert (tmp_path / "mem.txt").read_text() == "64000 480\n"
 
 
 # --- a real single-node SLURM cluster -----------------------------------------------------------
@@ -354,3 +291,69 @@ def test_a_shard_at_its_time_limit_saves_its_state_and_the_retry_resumes(
                                      text)}
     assert len(stopped) == 2, stopped
     assert {why.split(" job")[0] for why in reasons} == {"received SIGTERM", "SLURM"}, reasons
+
+
+# --- no cluster needed (last: a make test worker takes its next file when two tests of this
+# one are left, so the cluster tests above run first and no file waits behind them) ------
+
+
+@pytest.mark.parametrize(
+    "config_args", [[], ["--configfile", SMOKE_CONFIG]], ids=["default", "smoke"]
+)
+def test_bare_profile_name_resolves_from_repo_root(config_args: list[str]) -> None:
+    """The users' command `snakemake --profile slurm all` (dry run) loads profiles/slurm.
+
+    Every job that asks for a GPU goes to the gpu partition with cores per GPU; every other job
+    goes to the cpu partition (the smoke config has every kind of rule).
+    """
+    result = run_snakemake(
+        # --forceall: plan every job whatever results/ already holds in this checkout
+        ["all", "-n", "--forceall", "--profile", "slurm", *config_args], cwd=REPO, timeout_s=120
+    )
+    assert_ok(result)
+    jobs = job_resources(result.stdout)
+    assert {rule for rule, _ in jobs} >= {"generate", "score"}, result.stdout[-3000:]
+    for rule, resources in jobs:
+        if rule == "all":
+            continue
+        if "gpu" in resources:
+            assert (resources["slurm_partition"], resources["cpus_per_gpu"]) == ("gpu", "8"), rule
+        else:
+            assert resources["slurm_partition"] == "cpu", rule
+    assert {r["gpu"] for rule, r in jobs if rule == "generate"} == {"1"}
+
+
+RETRY_SNAKEFILE = """
+rule all:
+    input: "mem.txt"
+
+rule generate:
+    output: "mem.txt"
+    resources: gpu=1
+    shell: "if [ ! -e attempted ]; then touch attempted; exit 1; fi; echo {resources.mem_mb} {resources.runtime} > {output}"
+"""
+
+
+def test_profile_retries_a_failed_job_with_more_memory_and_time(tmp_path: Path) -> None:
+    """The profile's `retries: 1` and "32000 * attempt": attempt 2 gets twice the memory and time.
+
+    The local executor stands in for SLURM: the resource expressions are evaluated by snakemake
+    itself, before any executor sees them.
+    """
+    (tmp_path / "Snakefile").write_text(RETRY_SNAKEFILE)
+    result = run_snakemake(
+        [
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "--executor",
+            "local",
+            "--cores",
+            "1",
+            "--resources",
+            "gpu=1",
+        ],
+        cwd=tmp_path,
+        timeout_s=120,
+    )
+    assert_ok(result)
+    assert (tmp_path / "mem.txt").read_text() == "64000 480\n"

@@ -43,6 +43,8 @@ from faulttune.training.data import (
 )
 from faulttune.training.loop import train_experiment
 
+pytestmark = pytest.mark.minutes(3.5)
+
 NEWLINE = 198
 
 

@@ -18,6 +18,8 @@ import pytest
 import yaml
 from conftest import REPO, copy_workflow, job_stats, snakemake
 
+pytestmark = pytest.mark.minutes(7)
+
 SMOKE = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
 
 
