@@ -651,3 +651,55 @@ def test_a_run_whose_sandbox_breaks_is_its_rows_error_and_the_others_are_scored(
     assert (first.status, first.detail) == (
         "error", "sandbox failure: UnpicklingError: pickle data was truncated")
     assert second.passed
+
+
+def _pickled(value):
+    import pickle
+
+    from faulttune.sandbox.differential import Pickled
+
+    return Pickled(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _differential(program: str, cases: list):
+    """The verdict on ``program`` (entry point ``f``) over ``cases``, compared as HumanEval+."""
+    from faulttune.sandbox import DiffJob, Limits, OutputCheck, Stage, run_differential
+
+    stage = Stage("base", tuple(1.0 for _ in cases), 5.0)
+    return run_differential(DiffJob(program, "f", (stage,), OutputCheck("humaneval", "f", 0.0),
+                                    lambda: iter(cases), Limits(timeout_s=8.0)))
+
+
+def test_an_answer_that_is_the_expected_pickle_agrees_without_being_decoded(monkeypatch):
+    import faulttune.sandbox.differential as differential
+
+    # ~500 KB: an answer this large is otherwise decoded and compared by the checker
+    cases = [((3,), _pickled(list(range(100_000)))), ((1,), _pickled("one"))]
+    program = "def f(x):\n    return list(range(100_000)) if x == 3 else 'one'\n"
+
+    def never(*args):
+        raise AssertionError("decoded and compared")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(differential, "expected_value", never)
+        patched.setattr(differential._StageRun, "_check_outside", never)
+        result = _differential(program, cases)
+    assert (result.status, result.detail) == ("pass", "")
+    # one element off: decoded and compared, and wrong
+    result = _differential(program.replace("range(100_000)", "range(1, 100_001)"), cases)
+    assert result.status == "fail" and result.detail.startswith("wrong output on base input #0")
+
+
+def test_a_float_answer_taken_by_its_bytes_still_raises_the_tolerance():
+    # EvalPlus compares with atol 1e-6 after a float output, for the rest of the stage: the second
+    # answer (1e-9 off, not all floats) passes only after the first
+    cases = [((0,), _pickled([0.5, 0.25])), ((1,), _pickled([1, 2.0]))]
+    program = "def f(x):\n    return [0.5, 0.25] if x == 0 else [1, 2.0 + 1e-9]\n"
+    assert _differential(program, cases).status == "pass"
+    assert _differential(program, cases[1:]).status == "fail"  # exact comparison
+
+
+def test_a_nan_answer_fails_though_its_bytes_are_the_expected_ones():
+    program = "def f(x):\n    return float('nan')\n"
+    assert _pickled(float("nan")) == __import__("pickle").dumps(float("nan"), protocol=5)
+    assert _differential(program, [((0,), _pickled(float("nan")))]).status == "fail"

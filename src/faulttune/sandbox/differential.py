@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import sys
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from typing import Any
 
 from faulttune.sandbox import wire
 from faulttune.sandbox.assertions import describe_call
-from faulttune.sandbox.comparison import OutputCheck, safe_repr
+from faulttune.sandbox.comparison import OutputCheck, is_floats, safe_repr
 from faulttune.sandbox.protocol import (
     Verdict,
     await_start,
@@ -118,6 +119,8 @@ log = logging.getLogger("faulttune.sandbox")
 WINDOW = 16  # inputs in flight at once: the program never waits for the scorer between them
 WINDOW_BYTES = 64 << 20  # ... unless their expected outputs are larger than this
 SMALL_REQUEST = 1 << 15  # a larger input goes out alone (its sending time is then known)
+# a pickled float (BINFLOAT) that may be NaN or infinite: every exponent bit set
+_MAYBE_NAN = re.compile(rb"G[\x7f\xff][\xf0-\xff]")
 
 
 @dataclass
@@ -246,6 +249,8 @@ class _StageRun:
 
     def _compare(self, entry: _InFlight, body: bytes, label: str) -> None:
         """Decode and compare the answer here when it is small, else in the checker."""
+        if self._is_the_expected_encoding(entry, body):
+            return
         if len(body) > INLINE_ANSWER:
             self._check_outside(entry, body, label)
             return
@@ -258,6 +263,21 @@ class _StageRun:
                                                   self.atol)
         if not agrees:
             self._wrong(entry, label, safe_repr(out))
+
+    def _is_the_expected_encoding(self, entry: _InFlight, body: bytes) -> bool:
+        """Whether the answer is, byte for byte, the expected output's own pickle, which then
+        agrees without being decoded (most answers of a correct program: ``wire`` encodes plain
+        values as pickle does, and equal bytes decode to equal values). Not where a float may be
+        NaN (NaN != NaN), nor under a special oracle (its rule is not equality); a float output
+        raises ``atol`` for the rest of the stage as :func:`comparison.agrees` does."""
+        expected = entry.expected
+        if type(expected) is not Pickled or body != expected or _MAYBE_NAN.search(body):
+            return False
+        if self.job.check.rule(entry.inp).mode != "exact":
+            return False
+        if self.atol == 0 and b"G" in body and is_floats(pickle.loads(expected)):
+            self.atol = 1e-6
+        return True
 
     def _wrong(self, entry: _InFlight, label: str, answer: str) -> None:
         raise Verdict("fail", f"wrong output on {label}: {self._call_text(entry.inp)} returned "
