@@ -671,7 +671,7 @@ def _differential(program: str, cases: list):
 
 
 def test_an_answer_that_is_the_expected_pickle_agrees_without_being_decoded(monkeypatch):
-    import faulttune.sandbox.differential as differential
+    from faulttune.sandbox import differential
 
     # ~500 KB: an answer this large is otherwise decoded and compared by the checker
     cases = [((3,), _pickled(list(range(100_000)))), ((1,), _pickled("one"))]
