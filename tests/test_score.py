@@ -700,6 +700,5 @@ def test_a_float_answer_taken_by_its_bytes_still_raises_the_tolerance():
 
 
 def test_a_nan_answer_fails_though_its_bytes_are_the_expected_ones():
-    program = "def f(x):\n    return float('nan')\n"
-    assert _pickled(float("nan")) == __import__("pickle").dumps(float("nan"), protocol=5)
+    program = "def f(x):\n    return float('nan')\n"  # its answer pickles as the expected NaN
     assert _differential(program, [((0,), _pickled(float("nan")))]).status == "fail"
