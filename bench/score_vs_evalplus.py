@@ -13,6 +13,12 @@ Disagreements where we pass and EvalPlus does not, on a task in ``KNOWN_ARTEFACT
 listed apart, and agreement is also printed excluding them. ``--tasks`` restricts the run to some
 task ids (the mutants are the same as in a full run).
 
+Beside both, the floor: the samples run in one plain process with no sandbox and no scorer
+around them (inputs deep-copied, each answer compared with ``==`` to the expected output, a
+sample stopping at its first wrong answer or at EvalPlus's per-input time limit), divided by
+``--workers``. Any scorer that runs every sample spends at least that long; ours and EvalPlus's
+wall times are printed against it.
+
 Before the comparison, the per-program cost of the sandbox is measured against the floor, a bare
 ``python -c pass`` spawn, one after the other on one core: a program loaded in its jail (no
 tests), the same with one differential call, and an assert-style run (program and judge jails).
@@ -183,6 +189,60 @@ def compare(label: str, rows: list[dict], ours: dict, theirs: list[bool]) -> flo
     return agree / len(rows)
 
 
+class _Overdue(Exception):
+    pass
+
+
+def _overdue(signum: int, frame: object) -> None:
+    raise _Overdue
+
+
+def floor_in_this_process(benchmark: str, samples: Path, data_dir: Path) -> float:
+    """Seconds to run every sample of ``samples`` here, unsandboxed, until its first wrong answer
+    or its first input over EvalPlus's limit (max(1 s, 4 x the canonical solution's time))."""
+    import copy
+    import pickle
+    import resource
+    import signal
+
+    from faulttune.evaluate.expected import read_cases
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # as EvalPlus, for all samples
+    signal.signal(signal.SIGALRM, _overdue)
+    tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
+    index = expected_outputs(benchmark, list(tasks.values()), dataset_path(benchmark, data_dir))
+    total = 0.0
+    for line in samples.read_text().splitlines():
+        row = json.loads(line)
+        entry, namespace = index[row["task_id"]], {}
+        limits = [max(1.0, 4 * t) for t in (*entry["base_time"], *entry.get("plus_time", ()))]
+        start = time.perf_counter()
+        try:
+            exec(compile(row["solution"], row["task_id"], "exec"), namespace)  # noqa: S102
+            function = namespace[tasks[row["task_id"]].entry_point]
+            for limit, (inp, expected) in zip(limits, read_cases(entry["file"])):
+                signal.setitimer(signal.ITIMER_REAL, limit)
+                answer = function(*copy.deepcopy(inp))
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                if answer != pickle.loads(expected):
+                    break
+        except (Exception, _Overdue):  # noqa: BLE001 - the sample's first failure ends it
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        total += time.perf_counter() - start
+    return total
+
+
+def run_floor(benchmark: str, samples: Path, data_dir: Path) -> float:
+    """:func:`floor_in_this_process` in a fresh process (the samples' memory limit stays there)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+            "from score_vs_evalplus import floor_in_this_process as f; "
+            "print(f(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])))")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), benchmark,
+                           str(samples), str(data_dir)], capture_output=True, text=True,
+                          check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return float(done.stdout.split()[-1])
+
+
 def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
     samples = work / f"{dataset}_samples.jsonl"
     rows = build_samples(dataset, args.data_dir, args.mutants, samples, args.tasks)
@@ -194,6 +254,7 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
     theirs_samples = evalplus_samples(rows, dataset, args.data_dir,
                                       work / f"{dataset}_evalplus_samples.jsonl")
     theirs_s, results = run_evalplus(dataset, theirs_samples, args.data_dir, args.workers)
+    floor_s = run_floor(PLUS_NAME[dataset], samples, args.data_dir) / args.workers
     ours = json.loads(out.read_text())
     compare(f"{PLUS_NAME[dataset]} vs EvalPlus base+plus", rows, ours,
             evalplus_verdicts(rows, results, plus=True))
@@ -203,7 +264,9 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
         compare("mbpp vs EvalPlus base", rows, json.loads(base_out.read_text()),
                 evalplus_verdicts(rows, results, plus=False))
     print(f"{dataset}: wall time ours {ours_s:.1f} s, EvalPlus {theirs_s:.1f} s, "
-          f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers})")
+          f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers}); the floor "
+          f"(unsandboxed, in one process, / workers) {floor_s:.1f} s = "
+          f"{floor_s / theirs_s:.2f} x EvalPlus; ours {ours_s / floor_s:.2f} x the floor")
 
 
 def _mean_seconds(action, runs: int) -> float:
