@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-CORES ?= $(shell nproc)
+# the machine's cores (nproc alone obeys OMP_NUM_THREADS, which .ci/run sets to 1 for torch)
+CORES ?= $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 
 # The benchmark folder laid out like ../shared/data (MBPP for the study's training tasks).
 DATA_DIR ?= $(abspath ../shared/data)
