@@ -34,6 +34,19 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
     return job_stats(result.stdout)
 
 
+SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])
+def test_a_spawned_worker_that_imports_a_script_does_not_run_its_rule(script):
+    """multiprocessing's spawned workers import the parent's main file again (as __mp_main__): a
+    script that ran its rule on import would run it again in each worker (the score rule, building
+    the expected outputs on a cold cache, did so recursively until a worker died)."""
+    import runpy
+
+    runpy.run_path(str(script), run_name="__mp_main__")  # no `snakemake` here: NameError if run
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -3,7 +3,8 @@ from faulttune.settings import CodeflowSettings
 from faulttune.stages import log_to
 from faulttune.stages.codeflow import codeflow
 
-with log_to(snakemake.log[0]):
-    codeflow(CodeflowSettings.from_params(snakemake.params.settings), snakemake.input.train,
-             snakemake.input.mutants or None, dict(snakemake.output.items()),
-             threads=snakemake.threads, shard=snakemake.wildcards.get("shard"))
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        codeflow(CodeflowSettings.from_params(snakemake.params.settings), snakemake.input.train,
+                 snakemake.input.mutants or None, dict(snakemake.output.items()),
+                 threads=snakemake.threads, shard=snakemake.wildcards.get("shard"))

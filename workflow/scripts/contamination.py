@@ -3,6 +3,7 @@ from faulttune.settings import ContaminationSettings
 from faulttune.stages import log_to
 from faulttune.stages.report import contamination
 
-with log_to(snakemake.log[0]):
-    contamination(ContaminationSettings.from_params(snakemake.params.settings),
-                  list(snakemake.input.tables), snakemake.output[0])
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        contamination(ContaminationSettings.from_params(snakemake.params.settings),
+                      list(snakemake.input.tables), snakemake.output[0])

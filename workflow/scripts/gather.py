@@ -3,6 +3,7 @@ from faulttune.settings import GatherSettings
 from faulttune.stages import log_to
 from faulttune.stages.gather import gather
 
-with log_to(snakemake.log[0]):
-    gather(GatherSettings.from_params(snakemake.params.settings), snakemake.input,
-           snakemake.output)
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        gather(GatherSettings.from_params(snakemake.params.settings), snakemake.input,
+               snakemake.output)

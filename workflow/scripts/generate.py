@@ -3,6 +3,8 @@ from faulttune.settings import GenerateSettings
 from faulttune.stages import log_to
 from faulttune.stages.eval import generate
 
-with log_to(snakemake.log[0]):
-    generate(GenerateSettings.from_params(snakemake.params.settings), snakemake.input.bench,
-             snakemake.output[0], threads=snakemake.threads, shard=snakemake.wildcards.get("shard"))
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        generate(GenerateSettings.from_params(snakemake.params.settings), snakemake.input.bench,
+                 snakemake.output[0], threads=snakemake.threads,
+                 shard=snakemake.wildcards.get("shard"))

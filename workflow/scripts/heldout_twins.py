@@ -3,6 +3,7 @@ from faulttune.settings import HeldoutSettings
 from faulttune.stages import log_to
 from faulttune.stages.sensitivity import heldout_twins
 
-with log_to(snakemake.log[0]):
-    heldout_twins(HeldoutSettings.from_params(snakemake.params.settings), snakemake.output.pairs,
-                  workers=snakemake.threads)
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        heldout_twins(HeldoutSettings.from_params(snakemake.params.settings),
+                      snakemake.output.pairs, workers=snakemake.threads)

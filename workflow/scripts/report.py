@@ -7,7 +7,8 @@ from faulttune.stages.report import report
 
 INPUTS = ("scores", "sensitivity", "pairs", "trajectories", "models", "masks")
 
-with log_to(snakemake.log[0]):
-    report(ReportSettings.from_params(snakemake.params.settings),
-           str(Path(snakemake.output.summary).parent),
-           **{key: list(snakemake.input.get(key, [])) for key in INPUTS})
+if __name__ == "__main__":
+    with log_to(snakemake.log[0]):
+        report(ReportSettings.from_params(snakemake.params.settings),
+               str(Path(snakemake.output.summary).parent),
+               **{key: list(snakemake.input.get(key, [])) for key in INPUTS})
