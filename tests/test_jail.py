@@ -184,7 +184,10 @@ def test_a_jail_gets_one_cpus_time_however_many_processes_it_runs():
                 # the program's interpreters; not bwrap or the launcher shell, our code, which
                 # may be caught in the moment before it moves itself into the jail's cgroup
                 if "python" in proc.name():
-                    seen[proc.pid] = cpus_allowed(proc)
+                    allowed = cpus_allowed(proc)
+                    # kept only if read while it lived: an exited process shows the root cgroup
+                    if proc.status() != psutil.STATUS_ZOMBIE:
+                        seen[proc.pid] = allowed
         time.sleep(0.05)
     runner.join()
     assert results[0].passed, results[0].detail
