@@ -47,8 +47,9 @@ study: system-deps install
 # its module fixtures are built once; the longest files start first, in the order that
 # tests/conftest.py gives them (pytest.mark.minutes), not xdist's order by number of tests; the SLURM
 # file and the tests that wait on a timeout or a scripted teacher leave cores idle that the extra
-# workers fill. `.ci/run` from a clean clone on the 2-core team machine: 1,493 s on two workers
-# (commit aa900b1), 1,288 s on three, 1,226 s on four.
+# workers fill. `.ci/run` from a clean clone on the 2-core team machine, install included: 1,078 s
+# on four workers (commit 33999f9); commit aa900b1's suite, in xdist's order and on the two workers
+# that nproc gave under OMP_NUM_THREADS=1, took 1,493 s.
 TEST_WORKERS ?= $(shell n=$$(( 2 * $(CORES) )); echo $$(( n > 5 ? 5 : n )))
 test: system-deps install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
