@@ -201,11 +201,11 @@ def floor_in_this_process(benchmark: str, samples: Path, data_dir: Path) -> floa
     """Seconds to run every sample of ``samples`` here, unsandboxed, until its first wrong answer
     or its first input over EvalPlus's limit (max(1 s, 4 x the canonical solution's time))."""
     import copy
-    import pickle
     import resource
     import signal
 
     from faulttune.evaluate.expected import read_cases
+    from faulttune.sandbox.differential import expected_value
 
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # as EvalPlus, for all samples
     signal.signal(signal.SIGALRM, _overdue)
@@ -224,7 +224,7 @@ def floor_in_this_process(benchmark: str, samples: Path, data_dir: Path) -> floa
                 signal.setitimer(signal.ITIMER_REAL, limit)
                 answer = function(*copy.deepcopy(inp))
                 signal.setitimer(signal.ITIMER_REAL, 0)
-                if answer != pickle.loads(expected):
+                if answer != expected_value(expected):
                     break
         except (Exception, _Overdue):  # noqa: BLE001 - the sample's first failure ends it
             signal.setitimer(signal.ITIMER_REAL, 0)
