@@ -17,7 +17,9 @@ Beside both, the floor: the samples run in one plain process with no sandbox and
 around them (inputs deep-copied, each answer compared with ``==`` to the expected output, a
 sample stopping at its first wrong answer or at EvalPlus's per-input time limit), divided by
 ``--workers``. Any scorer that runs every sample spends at least that long; ours and EvalPlus's
-wall times are printed against it.
+wall times are printed against it, and against the floor plus one jail's life (measured below)
+per sample, divided by the workers: what a scorer that starts a fresh jail for every sample (as
+ours does, and as EvalPlus starts a fresh process) cannot go below.
 
 Before the comparison, the per-program cost of the sandbox is measured against the floor, a bare
 ``python -c pass`` spawn, one after the other on one core: a program loaded in its jail (no
@@ -267,6 +269,12 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
           f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers}); the floor "
           f"(unsandboxed, in one process, / workers) {floor_s:.1f} s = "
           f"{floor_s / theirs_s:.2f} x EvalPlus; ours {ours_s / floor_s:.2f} x the floor")
+    if args.jail_s is not None:
+        jailed_s = floor_s + len(rows) * args.jail_s / args.workers
+        print(f"{dataset}: the floor + one jail per sample ({len(rows)} x {1000 * args.jail_s:.1f} "
+              f"ms / {args.workers} workers) {jailed_s:.1f} s = {jailed_s / theirs_s:.2f} x EvalPlus "
+              "(the least a scorer that starts a fresh jail for every sample spends here); ours "
+              f"{ours_s / jailed_s:.2f} x that")
 
 
 def _mean_seconds(action, runs: int) -> float:
@@ -285,8 +293,9 @@ def _one_call_job():
                    Limits(timeout_s=5.0))
 
 
-def sandbox_overhead(runs: int) -> None:
-    """Per-program time of the sandbox against a bare interpreter spawn (the floor)."""
+def sandbox_overhead(runs: int) -> float:
+    """Per-program time of the sandbox against a bare interpreter spawn (the floor); returns the
+    seconds of one program loaded in its jail (a jail's whole life, without tests)."""
     from faulttune.sandbox import isolation, run_differential, run_program
 
     program, tests = "def f(x):\n    return x + 1\n", "assert f(1) == 2\n"
@@ -298,10 +307,12 @@ def sandbox_overhead(runs: int) -> None:
     }
     print(f"sandbox overhead ({isolation().label()}; {runs} runs each, one at a time):")
     print(f"  bare `python -c pass` spawn: {1000 * bare:.1f} ms (the floor)")
+    seconds_of = {}
     for label, action in cases.items():
-        seconds = _mean_seconds(action, runs)
+        seconds = seconds_of[label] = _mean_seconds(action, runs)
         print(f"  {label}: {1000 * seconds:.1f} ms = floor + {1000 * (seconds - bare):.1f} ms "
               f"({seconds / bare:.2f}x)")
+    return seconds_of["program loaded in its jail"]
 
 
 def main() -> None:
@@ -316,8 +327,7 @@ def main() -> None:
     parser.add_argument("--overhead-runs", type=int, default=30,
                         help="programs per case for the sandbox overhead (0: skip)")
     args = parser.parse_args()
-    if args.overhead_runs:
-        sandbox_overhead(args.overhead_runs)
+    args.jail_s = sandbox_overhead(args.overhead_runs) if args.overhead_runs else None
     with tempfile.TemporaryDirectory(prefix="score-vs-evalplus-") as tmp:
         for dataset in args.datasets.split(","):
             bench_dataset(dataset, args, Path(tmp))
