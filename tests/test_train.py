@@ -656,8 +656,9 @@ def assert_same_adam_update(one: dict[str, torch.Tensor], two: dict[str, torch.T
     """The two runs' weights moved alike. Adam divides each gradient element by its own running RMS,
     so where an element's gradient is near round-off (or its two steps nearly cancel) a different
     float summation order (two processes, or another BLAS thread count) shows as a step difference
-    up to ~1e-5: a few elements in millions, measured. A wrong update (a lost or doubled half, a
-    process that did not step) moves nearly every element by about ``lr``, which the steps did."""
+    up to ~1e-5: a few elements in millions, measured. A missed or extra step moves elements by
+    about ``lr`` (a run one step short differs by 5e-4: caught); a wrongly weighted gradient, to
+    which Adam's step is blind in scale, shows in the gradient norms compared above."""
     from transformers import AutoModelForCausalLM
 
     start = dict(AutoModelForCausalLM.from_pretrained(resolve_model(TINY_RANDOM)).state_dict())
