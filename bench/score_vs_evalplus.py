@@ -245,7 +245,8 @@ def run_floor(benchmark: str, samples: Path, data_dir: Path) -> float:
     return float(done.stdout.split()[-1])
 
 
-def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
+def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: float | None) -> None:
+    """``jail_s``: one jail's life (see :func:`sandbox_overhead`), None when not measured."""
     samples = work / f"{dataset}_samples.jsonl"
     rows = build_samples(dataset, args.data_dir, args.mutants, samples, args.tasks)
     if not rows:
@@ -269,9 +270,9 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path) -> None:
           f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers}); the floor "
           f"(unsandboxed, in one process, / workers) {floor_s:.1f} s = "
           f"{floor_s / theirs_s:.2f} x EvalPlus; ours {ours_s / floor_s:.2f} x the floor")
-    if args.jail_s is not None:
-        jailed_s = floor_s + len(rows) * args.jail_s / args.workers
-        print(f"{dataset}: the floor + one jail per sample ({len(rows)} x {1000 * args.jail_s:.1f} "
+    if jail_s is not None:
+        jailed_s = floor_s + len(rows) * jail_s / args.workers
+        print(f"{dataset}: the floor + one jail per sample ({len(rows)} x {1000 * jail_s:.1f} "
               f"ms / {args.workers} workers) {jailed_s:.1f} s = {jailed_s / theirs_s:.2f} x EvalPlus "
               "(the least a scorer that starts a fresh jail for every sample spends here); ours "
               f"{ours_s / jailed_s:.2f} x that")
@@ -327,10 +328,10 @@ def main() -> None:
     parser.add_argument("--overhead-runs", type=int, default=30,
                         help="programs per case for the sandbox overhead (0: skip)")
     args = parser.parse_args()
-    args.jail_s = sandbox_overhead(args.overhead_runs) if args.overhead_runs else None
+    jail_s = sandbox_overhead(args.overhead_runs) if args.overhead_runs else None
     with tempfile.TemporaryDirectory(prefix="score-vs-evalplus-") as tmp:
         for dataset in args.datasets.split(","):
-            bench_dataset(dataset, args, Path(tmp))
+            bench_dataset(dataset, args, Path(tmp), jail_s)
 
 
 if __name__ == "__main__":
