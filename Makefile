@@ -47,9 +47,10 @@ study: system-deps install
 # its module fixtures are built once; the longest files start first, in the order that
 # tests/conftest.py gives them (pytest.mark.minutes), not xdist's order by number of tests; the SLURM
 # file and the tests that wait on a timeout or a scripted teacher leave cores idle that the extra
-# workers fill. `.ci/run` from a clean clone on the 2-core team machine, install included: 1,078 s
-# on four workers (commit 33999f9); commit aa900b1's suite, in xdist's order and on the two workers
-# that nproc gave under OMP_NUM_THREADS=1, took 1,493 s.
+# workers fill. `.ci/run` from a clean clone on the 2-core team machine, install included, four
+# workers: 977 s (commit e722514) and 1,162 s (cde924a, on a slower afternoon of the same machine);
+# commit aa900b1's suite, in xdist's order and on the two workers that nproc gave under
+# OMP_NUM_THREADS=1, took 1,493 s.
 TEST_WORKERS ?= $(shell n=$$(( 2 * $(CORES) )); echo $$(( n > 5 ? 5 : n )))
 test: system-deps install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
