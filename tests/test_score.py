@@ -504,6 +504,24 @@ def test_huge_expected_outputs_leave_the_program_its_memory(verdicts):
     assert verdicts[1]["detail"].startswith("wrong output on base input #0: combinations_colors(")
 
 
+def test_a_limit_covers_the_canonical_call_and_the_pickling_of_its_output(data_dir):
+    """A program's clock runs until its pickled answer has arrived, so the reference it is held
+    to (EvalPlus's max(1 s, 4 x the canonical's time)) includes encoding the canonical output."""
+    from faulttune.data.benchmarks import dataset_path
+    from faulttune.evaluate import _stage, expected_outputs
+
+    stage = _stage("base", {"base_time": [0.1, 3.0], "base_encode_time": [0.05, 2.0]})
+    assert stage.time_limits == (1.0, 20.0) and stage.budget_s == 22.0
+    tasks = {t.task_id: t for t in load_benchmark("mbpp_plus", data_dir)}
+    entry = expected_outputs("mbpp_plus", list(tasks.values()),
+                             dataset_path("mbpp_plus", data_dir))["Mbpp/255"]
+    encode = entry["plus_encode_time"]
+    assert len(encode) == len(entry["plus_time"]) == len(tasks["Mbpp/255"].extra["plus_input"])
+    # input #85's output (261 MB) takes the longest to pickle, by far
+    assert max(range(len(encode)), key=encode.__getitem__) == 85
+    assert encode[85] > 3 * sorted(encode)[-2]
+
+
 # --- whole benchmarks (slow: every canonical solution, and every HumanEvalFix bug) ---------------
 
 

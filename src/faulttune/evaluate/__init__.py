@@ -70,6 +70,7 @@ from faulttune.evaluate.expected import (
     cache_dir,
     expected_outputs,
     read_cases,
+    reference_times,
 )
 from faulttune.evaluate.samples import (
     EMPTY_SOLUTION,
@@ -172,8 +173,8 @@ def _canonical_seconds(expected: dict[str, Any] | None, task_id: str) -> float:
     last (a correct program of HumanEval/139 runs ~4 s, most run in ~0.05 s)."""
     if expected is None:
         return 0.0
-    times = expected[task_id]
-    return sum(times["base_time"]) + sum(times.get("plus_time", ()))
+    entry = expected[task_id]
+    return sum(reference_times(entry, "base")) + sum(reference_times(entry, "plus"))
 
 
 def _run_plan(plan: TestJob | DiffJob) -> SandboxResult:
@@ -230,8 +231,10 @@ def answer_limit_kb(largest_output_bytes: int) -> int:
     return min(ANSWER_CAP_KB, max(ANSWER_FLOOR_KB, wanted))
 
 
-def _stage(name: str, times: list[float]) -> Stage:
-    limits = tuple(max(MIN_TIME_LIMIT_S, GT_TIME_LIMIT_FACTOR * t) for t in times)
+def _stage(name: str, expected: dict[str, Any]) -> Stage:
+    """EvalPlus's limits (``max(1 s, 4 x the reference)``) on :func:`reference_times`."""
+    limits = tuple(max(MIN_TIME_LIMIT_S, GT_TIME_LIMIT_FACTOR * t)
+                   for t in reference_times(expected, name))
     return Stage(name, limits, min(STAGE_CAP_S, sum(limits)) + 1.0)
 
 
@@ -240,9 +243,9 @@ def diff_job(benchmark: str, task: BenchmarkTask, program: str,
     """The job that runs ``program`` on a task's inputs, compared with ``expected`` (the task's
     entry of :func:`expected_outputs`)."""
     dataset, with_plus = DIFF_BENCHMARKS[benchmark]
-    stages = [_stage("base", expected["base_time"])]
+    stages = [_stage("base", expected)]
     if with_plus:
-        stages.append(_stage("plus", expected["plus_time"]))
+        stages.append(_stage("plus", expected))
     timeout = sum(s.budget_s for s in stages) + 5.0
     limits = Limits(timeout_s=timeout, memory_mb=MEMORY_MB, stack_mb=MEMORY_MB, cpu_s=timeout,
                     max_processes=1, max_answer_kb=answer_limit_kb(expected["largest"]))

@@ -1,8 +1,10 @@
 """The canonical solutions' outputs on every base and plus input, computed once and cached.
 
-``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v3/`` (default ``~/.cache/faulttune``):
-``index.pkl`` maps task_id to ``{"file", "base_time", "plus_time", "needs_numpy", "largest"}``
-(``largest``: the bytes of the largest pickled output, which sets the task's answer limit), and
+``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v4/`` (default ``~/.cache/faulttune``):
+``index.pkl`` maps task_id to ``{"file", "base_time", "plus_time", "base_encode_time",
+"plus_encode_time", "needs_numpy", "largest"}`` (per input, in seconds: the canonical call, timed
+by EvalPlus's ``trusted_exec``, and the pickling of its output; ``largest``: the bytes of the
+largest pickled output, which sets the task's answer limit), and
 each task file is a pickle stream of ``(input, pickled expected output)`` pairs, base inputs then
 plus inputs. The scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255
 holds ~800 MB) and unpickles an expected output only to compare it itself. This folder lives
@@ -19,6 +21,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DIFF_BENCHMARKS = {"humaneval_plus": ("humaneval", True), "mbpp": ("mbpp", False),
                    "mbpp_plus": ("mbpp", True)}  # name -> (EvalPlus dataset, with plus inputs)
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 
 
 def cache_dir() -> Path:
@@ -39,7 +42,7 @@ def cache_dir() -> Path:
 
 def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
                      workers: int | None = None) -> dict[str, dict[str, Any]]:
-    """Index of the canonical outputs: ``{task_id: {file, base_time, plus_time, needs_numpy}}``.
+    """Index of the canonical outputs: ``{task_id: {file, base_time, plus_time, ...}}``.
 
     Computed once per dataset file (keyed by its sha256) with EvalPlus's ``trusted_exec``.
     """
@@ -52,6 +55,15 @@ def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
     with open(folder / "index.pkl", "rb") as f:
         index = pickle.load(f)
     return {tid: {**entry, "file": str(folder / entry["file"])} for tid, entry in index.items()}
+
+
+def reference_times(entry: dict[str, Any], stage: str) -> list[float]:
+    """Per input of ``stage`` ("base" or "plus"): the canonical solution's call plus the pickling
+    of its output. A program's clock in the scorer runs until its pickled answer has arrived, so
+    its reference must include the encoding too: Mbpp/255's plus input #85 returns 261 MB, which
+    takes longer to pickle (~1.9 s) than to compute (~1.5 s)."""
+    return [call + encode for call, encode in
+            zip(entry[f"{stage}_time"], entry[f"{stage}_encode_time"], strict=True)]
 
 
 def read_cases(path: str) -> Iterator[tuple[Any, Pickled]]:
@@ -104,8 +116,11 @@ def _write_canonical_outputs(job: tuple[Any, ...]) -> dict[str, Any]:
         for name, inputs in (("base", base), ("plus", plus)):
             outputs, meta[f"{name}_time"] = trusted_exec(
                 code, inputs, entry, record_time=True, output_not_none=not_none)
+            meta[f"{name}_encode_time"] = encode_times = []
             for inp, out in zip(inputs, outputs):
+                start = time.perf_counter()
                 encoded = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+                encode_times.append(time.perf_counter() - start)
                 pickle.dump((inp, encoded), f, protocol=pickle.HIGHEST_PROTOCOL)
                 meta["largest"] = max(meta["largest"], len(encoded))
                 meta["needs_numpy"] = meta["needs_numpy"] or is_floats(out)
