@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -147,3 +148,20 @@ def start_as_user(user: str, command: list[str], hidden: list[str]) -> subproces
     return subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                              AS_USER, "sh", user, *command], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def start_driver_as(user: str, driver: str = "jail_driver.py",
+                    arguments: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """``tests/<driver> <arguments>`` as ``user``, from this checkout and this interpreter."""
+    python, root = str(Path(sys.executable)), Path(__file__).resolve().parents[1]
+    closed = [str(d) for d in [*reversed(Path(python).parents), root] if not enterable(d, user)]
+    if closed:  # e.g. a checkout in a `mktemp -d` folder (mode 0700)
+        pytest.skip(f"{user} cannot enter {closed[0]}: the runs as another user need a checkout "
+                    "and a venv that other users can reach")
+    return start_as_user(user, [python, str(root / "tests" / driver), *arguments],
+                         hidden=hidden_parents([os.path.realpath(python)], user))
+
+
+def enterable(folder: Path, user: str) -> bool:
+    st, uid = folder.stat(), pwd.getpwnam(user).pw_uid
+    return bool(st.st_mode & 0o001) or st.st_uid == uid

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import signal
 import socket
 import subprocess
@@ -23,14 +22,13 @@ from pathlib import Path
 import psutil
 import pytest
 from jail_checks import (
-    hidden_parents,
     hostile,
     jail_processes,
     leftover_cgroups,
     leftovers,
     make_test_user,
     needs_jail,
-    start_as_user,
+    start_driver_as,
     sysv_objects,
 )
 
@@ -239,21 +237,6 @@ def test_all_processes_of_a_program_share_one_memory_bound():
 
 
 # --- the corpus as an unprivileged user --------------------------------------------------------
-
-
-def start_driver_as(user: str) -> subprocess.Popen[str]:
-    python = str(Path(sys.executable))
-    closed = [str(d) for d in [*reversed(Path(python).parents), ROOT] if not enterable(d, user)]
-    if closed:  # e.g. a checkout in a `mktemp -d` folder (mode 0700)
-        pytest.skip(f"{user} cannot enter {closed[0]}: the runs as another user need a checkout "
-                    "and a venv that other users can reach")
-    return start_as_user(user, [python, str(ROOT / "tests" / "jail_driver.py")],
-                         hidden=hidden_parents([os.path.realpath(python)], user))
-
-
-def enterable(folder: Path, user: str) -> bool:
-    st, uid = folder.stat(), pwd.getpwnam(user).pw_uid
-    return bool(st.st_mode & 0o001) or st.st_uid == uid
 
 
 def run_driver_as(user: str, jobs: list[dict[str, object]],

@@ -5,7 +5,8 @@ it with the expected output (``comparison``), which never enters the jail: a sma
 64 KiB) here, a larger one in the run's checker process (``checker``), which the scorer times
 and kills like a jail, so a large answer never holds up this process. Each call has its own
 time limit, measured by the scorer from the moment the input is written to the moment the answer
-has arrived; a program that overruns it is killed. Each stage (base inputs, then plus inputs)
+has arrived, less the time the program waited for a CPU that other processes held
+(:mod:`.contention`); a program that overruns it is killed. Each stage (base inputs, then plus inputs)
 loads the program again, as EvalPlus runs each stage in a fresh process, and has a budget: the sum
 of the time its calls and its loading took (the scorer's own decoding and comparing is not
 counted) may not exceed it.
@@ -26,6 +27,7 @@ from typing import Any
 from faulttune.sandbox import wire
 from faulttune.sandbox.assertions import describe_call
 from faulttune.sandbox.comparison import OutputCheck, is_floats, safe_repr
+from faulttune.sandbox.contention import Contention
 from faulttune.sandbox.protocol import (
     Verdict,
     await_start,
@@ -119,6 +121,9 @@ log = logging.getLogger("faulttune.sandbox")
 WINDOW = 16  # inputs in flight at once: the program never waits for the scorer between them
 WINDOW_BYTES = 64 << 20  # ... unless their expected outputs are larger than this
 SMALL_REQUEST = 1 << 15  # a larger input goes out alone (its sending time is then known)
+# A program that waited for a CPU other processes held gets that time back (``contention``), up to
+# this many times its limit: on a machine where it gets less than a tenth of a CPU, it times out.
+STRETCH = 10
 # a pickled float (BINFLOAT) that may be NaN or infinite: every exponent bit set
 _MAYBE_NAN = re.compile(rb"G[\x7f\xff][\xf0-\xff]")
 
@@ -145,7 +150,9 @@ class _StageRun:
 
     def __init__(self, session: Session, job: DiffJob, stage: Stage):
         self.session, self.job, self.stage = session, job, stage
-        self.spent = 0.0  # the program's time in this stage: loading and calls
+        self.spent = 0.0  # the program's time in this stage by the wall clock: loading and calls
+        self.contention: Contention | None = None  # how long it waited for a CPU
+        self.waited_at_load = self.waited_since = 0.0  # its wait then, and when it last answered
         self.expected_in_flight = 0  # bytes of the pickled expected outputs of ``waiting``
         self.free_since = 0.0  # when the program answered its previous request
         self.atol = job.check.atol
@@ -176,6 +183,8 @@ class _StageRun:
             raise closed_verdict(self.session, "program", "before the tests finished") from None
         self.free_since = time.monotonic()
         self.spent += self.free_since - start
+        self.contention = self.session.contention("program")
+        self.waited_at_load = self.waited_since = self._waited()
         if names.get(self.job.entry_point) != "callable":
             raise Verdict("error", f"the program defines no function `{self.job.entry_point}`")
 
@@ -215,6 +224,8 @@ class _StageRun:
     def _answer(self, entry: _InFlight) -> None:
         stage, label = self.stage, self._label(entry.index)
         left = stage.budget_s - self.spent
+        if left < entry.limit:  # near the budget: the machine's load is forgiven here too
+            left += min(self._forgiven(self.waited_at_load), (STRETCH - 1) * stage.budget_s)
         if left <= 0:
             raise Verdict("timeout", f"time budget of the {stage.name} inputs "
                                      f"({stage.budget_s:.1f} s) used up before {label}")
@@ -234,18 +245,37 @@ class _StageRun:
                 entry.sent = session.drained_at("program")
             # (after a pause in reading its answers, the program's time starts again then)
             start = max(self.free_since, entry.sent, session.resumed_at("program"))
-            kind, body, arrived = session.receive_timed("program", start + limit)
-        except Overdue:
-            raise Verdict("timeout", f"{label} exceeded {limit:.2f} s: "
-                                     f"{self._call_text(entry.inp)}") from None
+            kind, body, arrived, forgiven = self._receive(start, limit, label, entry)
         except Oversize:
             raise self._oversize(entry, label) from None
         except Closed:
             raise closed_verdict(session, "program",
                                  f"on {label}: {self._call_text(entry.inp)}") from None
-        self.spent += min(arrived - start, limit)  # an answer the scorer saw late counts whole
-        self.free_since = arrived
+        # an answer the scorer saw late counts whole
+        self.spent += min(arrived - start, limit + forgiven)
+        self.free_since, self.waited_since = arrived, self._waited()
         return kind, body
+
+    def _receive(self, start: float, limit: float, label: str,
+                 entry: _InFlight) -> tuple[bytes, bytes, float, float]:
+        """The answer, when it arrived, and how much later than ``start + limit`` it was allowed
+        to: the time the program waited for a CPU others held (at most STRETCH - 1 limits)."""
+        forgiven = 0.0
+        while True:
+            try:
+                return (*self.session.receive_timed("program", start + limit + forgiven), forgiven)
+            except Overdue:
+                more = min(self._forgiven(self.waited_since), (STRETCH - 1) * limit)
+                if more <= forgiven:
+                    raise Verdict("timeout", f"{label} exceeded {limit:.2f} s: "
+                                             f"{self._call_text(entry.inp)}") from None
+                forgiven = more
+
+    def _waited(self) -> float:
+        return self.contention.waited() if self.contention is not None else 0.0
+
+    def _forgiven(self, waited_before: float) -> float:
+        return self.contention.forgiven(waited_before) if self.contention is not None else 0.0
 
     def _compare(self, entry: _InFlight, body: bytes, label: str) -> None:
         """Decode and compare the answer here when it is small, else in the checker."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faulttune.sandbox import framing, jail, reaper
+from faulttune.sandbox.contention import Contention, probe
 from faulttune.sandbox.results import Limits
 
 _BIG_FRAME = 1 << 20  # a reply larger than this gets time to arrive (see Session.receive)
@@ -73,6 +74,8 @@ class _Jail:
     queued: int = 0  # bytes of the frames received and not yet taken
     paused: bool = False  # not read while ``queued`` is at the session's frame limit
     resumed: float = 0.0  # when reading it last resumed
+    contention: Contention | None = None
+    probed: bool = False  # whether ``contention`` was looked for
 
 
 _live: set[Session] = set()
@@ -222,6 +225,16 @@ class Session:
             state.paused, state.resumed = False, time.monotonic()
         return frame
 
+    def contention(self, name: str) -> Contention | None:
+        """The run-queue wait of ``name``'s server (see :mod:`.contention`; None where it cannot
+        be read). Looked for once, after the jail said hello."""
+        state = self.jails[name]
+        if not state.probed and state.started:
+            state.probed = True
+            if jail.isolation().kind == "bwrap":
+                state.contention = probe(state.spawned.proc.pid)
+        return state.contention
+
     def resumed_at(self, name: str) -> float:
         """When reading ``name``'s answers last resumed after a pause (0: never paused)."""
         return self.jails[name].resumed
@@ -362,6 +375,8 @@ class Session:
 
     @staticmethod
     def _close_files(state: _Jail) -> None:
+        if state.contention is not None:
+            state.contention.close()
         for fd in (state.spawned.to_jail, state.spawned.from_jail):
             with contextlib.suppress(OSError):
                 os.close(fd)
