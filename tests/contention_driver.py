@@ -7,11 +7,15 @@ run-queue wait could not be read).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+
+import psutil
 
 os.sched_setaffinity(0, {0})  # before faulttune is imported: its jails inherit this one CPU
 
@@ -47,15 +51,37 @@ def main() -> None:
         job = DiffJob(PROGRAMS[program], "f", (stage,), OutputCheck("humaneval", "f", 0.0),
                       lambda: iter([((1,), 2), ((2,), 3), ((3,), 4)]),
                       Limits(timeout_s=60.0, max_processes=2))
+        stop, jail_cpu = threading.Event(), [0.0]
+        watcher = threading.Thread(target=watch_jail_cpu, args=({p.pid for p in busy}, stop,
+                                                               jail_cpu))
+        watcher.start()
         start = time.monotonic()
-        result = run_differential(job)
-        seconds = time.monotonic() - start
+        try:
+            result = run_differential(job)
+        finally:
+            seconds = time.monotonic() - start
+            stop.set()
+            watcher.join()
     finally:
         for proc in busy:
             proc.kill()
             proc.wait()
     print(json.dumps({"status": result.status, "detail": result.detail, "seconds": seconds,
-                      "uid": os.getuid()}))
+                      "jail_cpu": jail_cpu[0], "uid": os.getuid()}))
+
+
+def watch_jail_cpu(hogs: set[int], stop: threading.Event, most: list[float]) -> None:
+    """The most CPU seconds the jail's processes (every process below this one but the busy
+    ones) had used together, sampled every 20 ms."""
+    me = psutil.Process()
+    while not stop.wait(0.02):
+        total = 0.0
+        for proc in me.children(recursive=True):
+            if proc.pid not in hogs:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+        most[0] = max(most[0], total)
 
 
 if __name__ == "__main__":

@@ -33,20 +33,26 @@ class Contention:
 
     jail_proc: str  # the jail's own /proc, seen from here: /proc/<init>/root/proc
     schedstat: int  # an open /proc/<server>/schedstat (read with pread, ~1 us)
+    last_waited: float = 0.0
 
     def waited(self) -> float:
-        """Seconds the server has waited in a run queue since it started."""
-        return _field(os.pread(self.schedstat, 128, 0), 1) / 1e9
+        """Seconds the server has waited in a run queue since it started (once it has ended:
+        the last reading)."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            self.last_waited = _field(os.pread(self.schedstat, 128, 0), 1) / 1e9
+        return self.last_waited
 
     def others_ran(self) -> float:
         """An upper bound on the CPU seconds every other task of the jail has used so far
-        (``/proc/<pid>/stat`` counts in clock ticks, rounded down: one more tick each)."""
+        (``/proc/<pid>/stat`` counts in clock ticks, each figure rounded down: one more tick
+        per figure)."""
         total = 0.0
-        for entry in os.listdir(self.jail_proc):
-            if not entry.isdigit():
-                continue
+        # newest first: a task that ends meanwhile is then in its reaper's figures (the server's
+        # or init's, read after it), counted once or twice but never missed
+        for ns_pid in sorted((int(e) for e in os.listdir(self.jail_proc) if e.isdigit()),
+                             reverse=True):
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                total += self._cpu_besides_the_server(int(entry))
+                total += self._cpu_besides_the_server(ns_pid)
         return max(0.0, total)
 
     def _cpu_besides_the_server(self, ns_pid: int) -> float:
@@ -57,12 +63,17 @@ class Contention:
         if ns_pid != SERVER_NS_PID:
             return (own + children + 2) * _TICK_S
         main_thread = _field(os.pread(self.schedstat, 128, 0), 0) / 1e9
-        return (own + 1) * _TICK_S - main_thread + (children + 1) * _TICK_S
+        return (own + 2) * _TICK_S - main_thread + (children + 1) * _TICK_S
 
     def forgiven(self, waited_before: float) -> float:
         """The server's run-queue wait since :meth:`waited` answered ``waited_before``, less
-        what the jail's other tasks may have run meanwhile (never below 0)."""
-        return max(0.0, self.waited() - waited_before - self.others_ran())
+        what the jail's other tasks may have run meanwhile (never below 0; 0 once the jail's
+        tasks cannot be read)."""
+        try:
+            others = self.others_ran()
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        return max(0.0, self.waited() - waited_before - others)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
