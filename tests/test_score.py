@@ -522,6 +522,35 @@ def test_a_limit_covers_the_canonical_call_and_the_pickling_of_its_output(data_d
     assert encode[85] > 3 * sorted(encode)[-2]
 
 
+def test_scorers_started_together_build_the_expected_outputs_once(tmp_path, monkeypatch):
+    import pickle
+    import threading
+
+    from faulttune.evaluate import expected
+
+    builds = []
+
+    def slow_build(dataset, tasks, folder, workers):
+        builds.append(folder)
+        time.sleep(0.5)
+        folder.mkdir(parents=True)
+        (folder / "index.pkl").write_bytes(pickle.dumps({"T/0": {"file": "0.pkl"}}))
+
+    monkeypatch.setenv("FAULTTUNE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(expected, "_build", slow_build)
+    source = tmp_path / "dataset.jsonl"
+    source.write_text("{}\n")
+    found = []
+    scorers = [threading.Thread(target=lambda: found.append(
+        expected.expected_outputs("mbpp_plus", [], source))) for _ in range(3)]
+    for scorer in scorers:
+        scorer.start()
+    for scorer in scorers:
+        scorer.join()
+    assert len(builds) == 1
+    assert [index["T/0"]["file"] for index in found] == [str(builds[0] / "0.pkl")] * 3
+
+
 # --- whole benchmarks (slow: every canonical solution, and every HumanEvalFix bug) ---------------
 
 

@@ -8,6 +8,7 @@ silently: they go to ``<output>.rejected.parquet`` (see :func:`rejected_path`) w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -236,3 +237,22 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def cache_dir() -> Path:
+    """Where built things are kept between runs (models, expected outputs):
+    ``$FAULTTUNE_CACHE`` or ``~/.cache/faulttune``."""
+    return Path(os.environ.get("FAULTTUNE_CACHE") or Path.home() / ".cache" / "faulttune")
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (a file lock): one process at a time builds ``path``, the others wait
+    and then find it built."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -93,7 +93,8 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str | None]:
 
 def local_model_folder(name: str) -> Path | None:
     """The folder a model name resolves to if it exists already (nothing is downloaded or built)."""
-    from faulttune.models import REGISTRY, cache_dir
+    from faulttune.io import cache_dir
+    from faulttune.models import REGISTRY
 
     folder = cache_dir() / "models" / name if name in REGISTRY else Path(name)
     return folder if (folder / "config.json").is_file() else None

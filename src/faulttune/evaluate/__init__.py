@@ -67,7 +67,6 @@ from typing import Any
 from faulttune.data.benchmarks import BenchmarkTask, dataset_path, load_benchmark
 from faulttune.evaluate.expected import (
     DIFF_BENCHMARKS,
-    cache_dir,
     expected_outputs,
     read_cases,
     reference_times,
@@ -95,7 +94,7 @@ from faulttune.sandbox import (
     run_test_job,
 )
 
-__all__ = ["DIFF_BENCHMARKS", "cache_dir", "diff_job", "expected_outputs", "score_command",
+__all__ = ["DIFF_BENCHMARKS", "diff_job", "expected_outputs", "score_command",
            "score_samples", "summarise"]
 
 log = logging.getLogger(__name__)

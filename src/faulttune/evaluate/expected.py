@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from faulttune.data.benchmarks import BenchmarkTask
+from faulttune.io import cache_dir, exclusive
 from faulttune.sandbox.differential import Pickled
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 DIFF_BENCHMARKS = {"humaneval_plus": ("humaneval", True), "mbpp": ("mbpp", False),
                    "mbpp_plus": ("mbpp", True)}  # name -> (EvalPlus dataset, with plus inputs)
 _CACHE_VERSION = 4
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("FAULTTUNE_CACHE") or Path.home() / ".cache" / "faulttune")
 
 
 def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
@@ -49,9 +46,11 @@ def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     folder = cache_dir() / "expected" / f"{digest}-v{_CACHE_VERSION}"
     if not (folder / "index.pkl").is_file():
-        log.info("computing expected outputs of %s (%d tasks) into %s", benchmark, len(tasks),
-                 folder)
-        _build(DIFF_BENCHMARKS[benchmark][0], tasks, folder, workers)
+        with exclusive(folder):  # scorers started together build it once
+            if not (folder / "index.pkl").is_file():
+                log.info("computing expected outputs of %s (%d tasks) into %s", benchmark,
+                         len(tasks), folder)
+                _build(DIFF_BENCHMARKS[benchmark][0], tasks, folder, workers)
     with open(folder / "index.pkl", "rb") as f:
         index = pickle.load(f)
     return {tid: {**entry, "file": str(folder / entry["file"])} for tid, entry in index.items()}
@@ -61,7 +60,7 @@ def reference_times(entry: dict[str, Any], stage: str) -> list[float]:
     """Per input of ``stage`` ("base" or "plus"): the canonical solution's call plus the pickling
     of its output. A program's clock in the scorer runs until its pickled answer has arrived, so
     its reference must include the encoding too: Mbpp/255's plus input #85 returns 261 MB, which
-    takes longer to pickle (~1.9 s) than to compute (~1.5 s)."""
+    takes longer to pickle (1.7-1.9 s) than to compute (~1.5 s)."""
     return [call + encode for call, encode in
             zip(entry[f"{stage}_time"], entry[f"{stage}_encode_time"], strict=True)]
 
