@@ -24,7 +24,7 @@ from pathlib import Path
 
 from faulttune.data.benchmarks import dataset_path, load_benchmark
 from faulttune.evaluate import expected_outputs, score_samples
-from faulttune.evaluate.expected import reference_times
+from faulttune.evaluate.expected import reference_seconds
 from faulttune.sandbox.runner import Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def heaviest(benchmark: str, data_dir: Path, count: int) -> list[dict[str, str]]:
     tasks = load_benchmark(benchmark, data_dir)
     index = expected_outputs(benchmark, tasks, dataset_path(benchmark, data_dir))
-    seconds = {t.task_id: sum(reference_times(index[t.task_id], "base"))
-               + sum(reference_times(index[t.task_id], "plus")) for t in tasks}
-    chosen = sorted(tasks, key=lambda t: -seconds[t.task_id])[:count]
+    chosen = sorted(tasks, key=lambda t: -reference_seconds(index[t.task_id]))[:count]
     return [{"task_id": t.task_id, "solution": t.canonical_solution} for t in chosen]
 
 

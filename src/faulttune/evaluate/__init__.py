@@ -69,6 +69,7 @@ from faulttune.evaluate.expected import (
     DIFF_BENCHMARKS,
     expected_outputs,
     read_cases,
+    reference_seconds,
     reference_times,
 )
 from faulttune.evaluate.samples import (
@@ -172,8 +173,7 @@ def _canonical_seconds(expected: dict[str, Any] | None, task_id: str) -> float:
     last (a correct program of HumanEval/139 runs ~4 s, most run in ~0.05 s)."""
     if expected is None:
         return 0.0
-    entry = expected[task_id]
-    return sum(reference_times(entry, "base")) + sum(reference_times(entry, "plus"))
+    return reference_seconds(expected[task_id])
 
 
 def _run_plan(plan: TestJob | DiffJob) -> SandboxResult:

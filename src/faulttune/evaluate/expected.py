@@ -65,6 +65,11 @@ def reference_times(entry: dict[str, Any], stage: str) -> list[float]:
             zip(entry[f"{stage}_time"], entry[f"{stage}_encode_time"], strict=True)]
 
 
+def reference_seconds(entry: dict[str, Any]) -> float:
+    """The whole reference of a task: every base and plus input's :func:`reference_times`."""
+    return sum(reference_times(entry, "base")) + sum(reference_times(entry, "plus"))
+
+
 def read_cases(path: str) -> Iterator[tuple[Any, Pickled]]:
     """The ``(input, expected)`` pairs of one task file, in order (the file closes with it); the
     expected output stays pickled until a comparison needs it (the checker gets it as it is)."""

@@ -96,8 +96,7 @@ def probe(bwrap_pid: int) -> Contention | None:
         return None
     contention = Contention(jail_proc, fd)
     try:
-        contention.waited()
-        contention.others_ran()
+        contention.others_ran()  # the jail's own /proc can be read
     except (OSError, ValueError, IndexError):
         contention.close()
         return None
