@@ -34,6 +34,8 @@ def test_the_plan_trains_the_contrastive_models_first_and_evaluates_the_rest():
     assert plan.required_models("tis") == ["tis.negative", "tis.positive"]
     assert plan.mask_inputs("tis.positive") == [("pairs_correct", "mutation")]
     assert {"tis.negative", "tis.positive"} <= set(plan.trained) - set(plan.evaluated)
+    # trained ahead of the other trainings (the train rule's priority)
+    assert [n for n in plan.trained if plan.required_by_others(n)] == ["tis.negative", "tis.positive"]
     assert plan.experiments["iterpref-trace"].baseline == "iterpref"
     assert plan.masks_reads("target_dpo-trace") == (False, True)  # traced: reads the traces
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -35,6 +36,27 @@ def planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+
+
+def threads_asked() -> dict[str, int]:
+    """Rule name -> the `threads:` it asks for, from the rule files."""
+    asked, rule = {}, None
+    for path in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for line in path.read_text().splitlines():
+            if match := re.match(r"rule (\w+):", line):
+                rule = match.group(1)
+            elif rule and (match := re.match(r"\s+threads: (\d+)", line)):
+                asked[rule] = int(match.group(1))
+    return asked
+
+
+def test_the_cpu_profile_runs_every_job_on_one_core():
+    """On two cores a job that asks for two waits until both model jobs have ended, and the
+    trainings behind it then run last, one at a time (the demo's traces job did, before)."""
+    threaded = {rule for rule, n in threads_asked().items() if n > 1}
+    assert {"train", "traces", "score"} <= threaded
+    profile = yaml.safe_load((REPO / "profiles" / "cpu" / "config.yaml").read_text())
+    assert sorted(r for r in threaded if profile["set-threads"].get(r) != 1) == []
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.stem for p in SCRIPTS])

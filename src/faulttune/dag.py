@@ -274,6 +274,10 @@ class Plan:
         roles in ``train(name).requires``."""
         return list(self.experiments[name].requires.values())
 
+    def required_by_others(self, name: str) -> bool:
+        """Whether another experiment's method needs ``name``'s model before it trains."""
+        return any(name in self.required_models(other) for other in self.trained)
+
     # -- evaluation ------------------------------------------------------------------------
 
     def model_of(self, name: str) -> str | None:

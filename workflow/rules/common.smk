@@ -127,6 +127,12 @@ def required_models(wildcards):
     return [f"{R}/models/{name}" for name in PLAN.required_models(wildcards.experiment)]
 
 
+def training_priority(wildcards):
+    """Trainings before evaluations (priority 0), and the models another experiment's training
+    needs before the rest."""
+    return 2 if PLAN.required_by_others(wildcards.experiment) else 1
+
+
 def trained_model_input(wildcards):
     return [] if PLAN.model_of(wildcards.experiment) else [f"{R}/models/{wildcards.experiment}"]
 

@@ -18,6 +18,8 @@ rule masks:
         f"{R}/benchmarks/masks/{{kind}}_{{source}}.tsv",
     params:
         settings=lambda w: PLAN.masks(w.kind).to_params(),
+    # seconds long, and a training waits on it: ahead of every model job
+    priority: 3
     conda:
         "../../envs/cpu.yaml"
     script:
@@ -37,6 +39,8 @@ rule traces:
     params:
         settings=PLAN.traces().to_params(),
     threads: 2
+    # seconds long, and a training waits on it: ahead of every model job
+    priority: 3
     conda:
         "../../envs/cpu.yaml"
     script:

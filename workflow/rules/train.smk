@@ -15,8 +15,9 @@ rule train:
     params:
         settings=lambda w: PLAN.train(w.experiment).to_params(),
     threads: 2
-    # the longest jobs start first, so that evaluations fill in beside them, not after them
-    priority: 1
+    # the longest jobs start first, so that evaluations fill in beside them, not after them; the
+    # models another experiment trains from (TIS-DPO's contrastive pair) first of all
+    priority: training_priority
     resources:
         gpu=config["train"]["num_processes"],
     conda:
