@@ -153,7 +153,7 @@ def changed_value(key: str, value: Any) -> Any:
         # a method that takes the experiment's keys and leaves every baseline unambiguous
         return {"base": "focused_dpo", "sft": "focused_dpo", "cct": "target_rpo", "fgit": "focused_dpo",
                 "dpo": "focused_dpo", "rpo": "target_rpo", "target_dpo": "target_rpo",
-                "target_rpo": "rpo"}[value]
+                "target_rpo": "rpo", "tis_dpo": "focused_dpo"}[value]
     options = schema_of(key).get("enum")
     if isinstance(value, bool):
         return not value
@@ -176,6 +176,11 @@ def readers(key: str) -> tuple[str, ...]:
     swept = DEMO.get("sweeps", {}).get(name, {}) if rest != ["method"] else {}
     family = [name] + [f"{name}~{k}={v}" for k, values in swept.items() if k != rest[0]
                        for v in values]
+    # the models an experiment trains from (TIS-DPO's contrastive pair) that inherit the key; a
+    # changed method drops them
+    plan = Plan(load_config(REPO / "config" / "config.yaml"), environ={})
+    family += [required for n in family for required in plan.required_models(n)
+               if rest != ["method"] and rest[0] in plan.experiments[required].values()]
     return tuple(f"{R}/models/{n}" for n in family)
 
 
