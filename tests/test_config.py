@@ -135,8 +135,12 @@ def test_sweeps_expand_one_parameter_at_a_time_with_stable_names():
 def test_seeds_replicate_every_trained_experiment_with_paired_baselines():
     config = validate_config(config_with(seeds=[0, 7]))
     experiments = expand_experiments(config)
-    trained = [n for n, e in experiments.items() if e.trained and e.replica_of is None]
-    assert {f"{n}@seed=7" for n in trained} == {n for n in experiments if "@seed=" in n}
+    declared = [n for n, e in experiments.items()
+                if e.trained and e.replica_of is None and e.required_by is None]
+    # a replica's contrastive models (TIS-DPO's) are its own: named after the replica
+    contrastive = {f"{n}@seed=7.{role}" for n in declared for role in experiments[n].requires}
+    assert contrastive == {"tis@seed=7.positive", "tis@seed=7.negative"}
+    assert {f"{n}@seed=7" for n in declared} | contrastive == {n for n in experiments if "@seed=" in n}
     assert "base@seed=7" not in experiments
     replica = experiments["fgit@seed=7"]
     assert (replica.seed, replica.family, replica.baseline) == (7, "fgit", "sft@seed=7")

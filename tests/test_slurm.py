@@ -135,7 +135,7 @@ SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/
 def slurm_jobs(snakemake_output: str, rule: str) -> list[dict[str, str]]:
     """`scontrol show job` of every SLURM job that snakemake reports it submitted for ``rule``.
 
-    slurmctld keeps finished jobs for MinJobAge (300 s), long enough to read them back here.
+    The test cluster's slurmctld keeps finished jobs for MinJobAge (1800 s, longer than a test).
     """
     jobs = []
     for job_id, job_rule in SUBMITTED.findall(snakemake_output):

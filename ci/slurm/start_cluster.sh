@@ -46,7 +46,9 @@ AutoDetect=off
 NodeName=${H} Name=gpu File=/var/spool/slurmd/fake-gpus/nvidia[0-$((GPUS - 1))]
 CONF
   # MinJobAge must stay >= 3 x the plugin's status interval, or it silently falls back to sacct
-  # (which fails without accounting and hangs snakemake). DefMemPerCPU stops memory-less jobs
+  # (which fails without accounting and hangs snakemake); 1800 s also outlives a test (its 1200 s
+  # timeout), so a test reads back every job it submitted (SLURM's default, 300 s, did not on a
+  # busy machine). DefMemPerCPU stops memory-less jobs
   # from taking the whole node.
   cat > /etc/slurm/slurm.conf <<CONF
 ClusterName=faulttune-test
@@ -75,7 +77,7 @@ ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
-MinJobAge=300
+MinJobAge=1800
 KillWait=5
 Waittime=0
 NodeName=${H} CPUs=${CPUS} RealMemory=${MEM} Gres=gpu:${GPUS} State=UNKNOWN

@@ -16,7 +16,7 @@ rule train:
         settings=lambda w: PLAN.train(w.experiment).to_params(),
     threads: 2
     # the longest jobs start first, so that evaluations fill in beside them, not after them; the
-    # models another experiment trains from (TIS-DPO's contrastive pair) first of all
+    # models another experiment's training needs first of all
     priority: training_priority
     resources:
         gpu=config["train"]["num_processes"],
