@@ -49,7 +49,9 @@ study: system-deps install
 # file and the tests that wait on a timeout or a scripted teacher leave cores idle that the extra
 # workers fill. `.ci/run` from a clean clone on the 2-core team machine, install included, four
 # workers: 977 s (commit e722514), 1,162 s (cde924a, on a slower afternoon of the same machine),
-# 1,144 s (ad95b1d) and 934 s (edce32b, the same machine an hour later);
+# 1,144 s (ad95b1d) and 934 s (edce32b, the same machine an hour later); with TIS-DPO and the trace
+# mask in the demo config, 1,084 s (472a366, three tests failing, since fixed) and 1,388 s (82447bd,
+# 855 passed, its last 8 minutes beside a `make demo`);
 # commit aa900b1's suite, in xdist's order and on the two workers that nproc gave under
 # OMP_NUM_THREADS=1, took 1,493 s.
 TEST_WORKERS ?= $(shell n=$$(( 2 * $(CORES) )); echo $$(( n > 5 ? 5 : n )))
