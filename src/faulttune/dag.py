@@ -276,7 +276,7 @@ class Plan:
 
     def required_by_others(self, name: str) -> bool:
         """Whether another experiment's method needs ``name``'s model before it trains."""
-        return any(name in self.required_models(other) for other in self.trained)
+        return self.experiments[name].required_by is not None
 
     # -- evaluation ------------------------------------------------------------------------
 
