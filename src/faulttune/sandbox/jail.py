@@ -76,7 +76,7 @@ class Isolation:
             base + " (no process limit: root without cgroups)")
 
 
-@dataclass
+@dataclass(eq=False)  # one object per jail: compared and hashed by identity
 class Spawned:
     """A started jail: its process, the two ends of its channel, and what to clean up."""
 

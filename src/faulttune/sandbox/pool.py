@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from faulttune.sandbox import spares
 from faulttune.sandbox.assertions import TestJob, run_test_job
 from faulttune.sandbox.results import Limits, SandboxResult
 from faulttune.sandbox.runner import allow_sessions, terminate_all
@@ -25,16 +26,19 @@ def run_in_pool(func: Callable[[T], R], items: Sequence[T], *, workers: int | No
 
     Shows a tqdm bar and logs a warning when nothing has finished for ``stall_s`` seconds. An
     exception or an interrupt (Ctrl-C, SystemExit from a signal handler) kills every jail at once
-    instead of waiting for the running ones.
+    instead of waiting for the running ones. With more items than workers, each worker starts its
+    next jail while it runs one (:mod:`.spares`).
     """
     from tqdm import tqdm
 
     results: list[Any] = [None] * len(items)
     allow_sessions()
-    pool = cf.ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1))
+    threads = max(1, workers or os.cpu_count() or 1)
+    call = _ahead(func) if len(items) > threads else func
+    pool = cf.ThreadPoolExecutor(threads)
     try:
         with tqdm(total=len(items), desc=desc, disable=not progress, leave=False) as bar:
-            pending = {pool.submit(func, item): i for i, item in enumerate(items)}
+            pending = {pool.submit(call, item): i for i, item in enumerate(items)}
             while pending:
                 done, _ = cf.wait(pending, timeout=stall_s, return_when=cf.FIRST_COMPLETED)
                 if not done:
@@ -49,8 +53,18 @@ def run_in_pool(func: Callable[[T], R], items: Sequence[T], *, workers: int | No
         pool.shutdown(wait=True)  # quick: every jail is dead, so every worker returns
         allow_sessions()
         raise
+    finally:
+        spares.discard_all()
     pool.shutdown(wait=True)
     return results
+
+
+def _ahead(func: Callable[[T], R]) -> Callable[[T], R]:
+    def call(item: T) -> R:
+        with spares.ahead():
+            return func(item)
+
+    return call
 
 
 def as_test_job(job: TestJob | tuple[str, str]) -> TestJob:

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from faulttune.sandbox import framing, jail, reaper
+from faulttune.sandbox import framing, jail, reaper, spares
 from faulttune.sandbox.contention import Contention, probe
 from faulttune.sandbox.results import Limits
 
@@ -93,12 +93,14 @@ def terminate_all() -> None:
     with _live_lock:
         _stopping.set()
         sessions = list(_live)
+    spares.discard_all(stop=True)
     for session in sessions:
         session.terminate()
 
 
 def allow_sessions() -> None:
     _stopping.clear()
+    spares.reopen()
 
 
 class Session:
@@ -122,7 +124,7 @@ class Session:
 
     def start(self, name: str, role: str) -> None:
         """Start a jail for ``role`` under ``name``; its bootstrap bundle goes out first."""
-        spawned = jail.spawn(role, self.limits)
+        spawned = spares.spawn(role, self.limits)
         cap = self.limits.max_output_kb * 1024
         state = _Jail(spawned, _Tail(cap), _Tail(cap))
         with _live_lock:  # terminate_all() either sees this jail or we see its flag
@@ -137,8 +139,9 @@ class Session:
             os.set_blocking(fd, False)
             self.selector.register(fd, selectors.EVENT_READ, (name, stream))
         os.set_blocking(spawned.to_jail, False)
-        state.outbox.append(memoryview(spawned.preamble))
-        self.selector.register(spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
+        if spawned.preamble:  # a spare (``spares``) has written all or part of it already
+            state.outbox.append(memoryview(spawned.preamble))
+            self.selector.register(spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
 
     # --- frames -------------------------------------------------------------------------------
 
