@@ -749,3 +749,26 @@ def test_a_float_answer_taken_by_its_bytes_still_raises_the_tolerance():
 def test_a_nan_answer_fails_though_its_bytes_are_the_expected_ones():
     program = "def f(x):\n    return float('nan')\n"  # its answer pickles as the expected NaN
     assert _differential(program, [((0,), _pickled(float("nan")))]).status == "fail"
+
+
+def test_the_inputs_in_flight_are_bounded_by_count_and_by_their_requests_bytes(monkeypatch):
+    from faulttune.sandbox import differential
+
+    seen: list[tuple[int, int]] = []  # (inputs in flight, their requests' bytes) after each top-up
+    real = differential._StageRun._top_up
+
+    def recording(self, waiting, upcoming, cases):
+        real(self, waiting, upcoming, cases)
+        seen.append((len(waiting), self.requests_in_flight))
+
+    monkeypatch.setattr(differential._StageRun, "_top_up", recording)
+    program = "def f(s):\n    return len(s)\n"
+    small = [((str(i),), len(str(i))) for i in range(3 * differential.WINDOW)]
+    assert _differential(program, small).passed
+    assert max(n for n, _ in seen) == differential.WINDOW
+    seen.clear()
+    mid = [(("x" * 20_000 + str(i),), 20_000 + len(str(i))) for i in range(100)]
+    assert _differential(program, mid).passed
+    most = max(b for _, b in seen)
+    assert differential.REQUEST_BYTES <= most < differential.REQUEST_BYTES + 20_100
+    assert max(n for n, _ in seen) < differential.WINDOW

@@ -118,8 +118,9 @@ INLINE_ANSWER = 1 << 16  # bytes: a larger answer is decoded and compared by the
 # one decodes 30 to 250 MB/s)
 CHECK_S, CHECK_BYTES_PER_S = 20.0, 1e6
 log = logging.getLogger("faulttune.sandbox")
-WINDOW = 16  # inputs in flight at once: the program never waits for the scorer between them
+WINDOW = 128  # inputs in flight at once: the program never waits for the scorer between them
 WINDOW_BYTES = 64 << 20  # ... unless their expected outputs are larger than this
+REQUEST_BYTES = 1 << 19  # ... or their requests (the inputs, kept decoded here for the details)
 SMALL_REQUEST = 1 << 15  # a larger input goes out alone (its sending time is then known)
 # A program that waited for a CPU other processes held gets that time back (``contention``), up to
 # this many times its limit: on a machine where it gets less than a tenth of a CPU, it times out.
@@ -137,6 +138,7 @@ class _InFlight:
     expected: Any
     limit: float
     sent: float | None  # when the request was written whole; None while it is being written
+    size: int  # of the request
 
 
 class _StageRun:
@@ -154,6 +156,7 @@ class _StageRun:
         self.contention: Contention | None = None  # how long it waited for a CPU
         self.waited_at_load = self.waited_since = 0.0  # its wait then, and when it last answered
         self.expected_in_flight = 0  # bytes of the pickled expected outputs of ``waiting``
+        self.requests_in_flight = 0  # bytes of the requests of ``waiting``
         self.free_since = 0.0  # when the program answered its previous request
         self.atol = job.check.atol
         projection = job.check.projection
@@ -169,6 +172,7 @@ class _StageRun:
                 return
             entry = waiting.popleft()
             self.expected_in_flight -= _size(entry.expected)
+            self.requests_in_flight -= entry.size
             self._answer(entry)
 
     def _load(self) -> None:
@@ -191,7 +195,8 @@ class _StageRun:
     def _top_up(self, waiting: deque[_InFlight], upcoming: Iterator[tuple[int, float]],
                 cases: Iterator[tuple[Any, Any]]) -> None:
         while len(waiting) < WINDOW and not self.session.sending("program") and (
-                not waiting or self.expected_in_flight < WINDOW_BYTES):
+                not waiting or (self.expected_in_flight < WINDOW_BYTES
+                                and self.requests_in_flight < REQUEST_BYTES)):
             step = next(upcoming, None)
             if step is None:
                 return
@@ -199,8 +204,9 @@ class _StageRun:
             inp, expected = next(cases)
             request = self._request(inp, index)
             sent = self._post(request, inp, index)
-            waiting.append(_InFlight(index, inp, expected, limit, sent))
+            waiting.append(_InFlight(index, inp, expected, limit, sent, len(request)))
             self.expected_in_flight += _size(expected)
+            self.requests_in_flight += len(request)
             if len(request) > SMALL_REQUEST:
                 return
 
