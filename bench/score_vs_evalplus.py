@@ -17,13 +17,17 @@ Beside both, the floor: the samples run in one plain process with no sandbox and
 around them (inputs deep-copied, each answer compared with ``==`` to the expected output, a
 sample stopping at its first wrong answer or at EvalPlus's per-input time limit), divided by
 ``--workers``. Any scorer that runs every sample spends at least that long; ours and EvalPlus's
-wall times are printed against it, and against the floor plus one jail's life (measured below)
-per sample, divided by the workers: what a scorer that starts a fresh jail for every sample (as
-ours does, and as EvalPlus starts a fresh process) cannot go below.
+wall times are printed against it, and against the floor plus the CPU time of one jail's life
+(measured below) per sample, divided by the workers: what a scorer that starts a fresh jail for
+every sample (as ours does, and as EvalPlus starts a fresh process) cannot go below when the
+workers keep every core busy. (A jail's wall-clock life is longer than its CPU time: much of its
+start is waiting, which ours overlaps with the previous program's run, see
+``faulttune.sandbox.spares``.)
 
 Before the comparison, the per-program cost of the sandbox is measured against the floor, a bare
 ``python -c pass`` spawn, one after the other on one core: a program loaded in its jail (no
-tests), the same with one differential call, and an assert-style run (program and judge jails).
+tests), the same with one differential call, and an assert-style run (program and judge jails);
+for the first, also the CPU time the whole machine spent per jail (from ``/proc/stat``).
 
     python bench/score_vs_evalplus.py [--datasets humaneval,mbpp] [--mutants 2] [--workers 2]
         [--tasks HumanEval/130,Mbpp/255] [--overhead-runs 30]
@@ -246,7 +250,7 @@ def run_floor(benchmark: str, samples: Path, data_dir: Path) -> float:
 
 
 def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: float | None) -> None:
-    """``jail_s``: one jail's life (see :func:`sandbox_overhead`), None when not measured."""
+    """``jail_s``: one jail's CPU time (see :func:`sandbox_overhead`), None when not measured."""
     samples = work / f"{dataset}_samples.jsonl"
     rows = build_samples(dataset, args.data_dir, args.mutants, samples, args.tasks)
     if not rows:
@@ -272,18 +276,26 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: fl
           f"{floor_s / theirs_s:.2f} x EvalPlus; ours {ours_s / floor_s:.2f} x the floor")
     if jail_s is not None:
         jailed_s = floor_s + len(rows) * jail_s / args.workers
-        print(f"{dataset}: the floor + one jail per sample ({len(rows)} x {1000 * jail_s:.1f} "
-              f"ms / {args.workers} workers) {jailed_s:.1f} s = {jailed_s / theirs_s:.2f} x EvalPlus "
-              "(the least a scorer that starts a fresh jail for every sample spends here); ours "
-              f"{ours_s / jailed_s:.2f} x that")
+        print(f"{dataset}: the floor + one jail's CPU time per sample ({len(rows)} x "
+              f"{1000 * jail_s:.1f} ms / {args.workers} workers) {jailed_s:.1f} s = "
+              f"{jailed_s / theirs_s:.2f} x EvalPlus (the least a scorer that starts a fresh jail "
+              f"for every sample spends here); ours {ours_s / jailed_s:.2f} x that")
 
 
-def _mean_seconds(action, runs: int) -> float:
+def _busy_seconds() -> float:
+    """CPU time the whole machine has spent so far (every core, every process), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _mean_seconds(action, runs: int) -> tuple[float, float]:
+    """(wall, machine CPU) seconds per ``action()``."""
     action()  # warm: imports, the jail probe, caches
-    start = time.perf_counter()
+    start, busy = time.perf_counter(), _busy_seconds()
     for _ in range(runs):
         action()
-    return (time.perf_counter() - start) / runs
+    return (time.perf_counter() - start) / runs, (_busy_seconds() - busy) / runs
 
 
 def _one_call_job():
@@ -296,11 +308,12 @@ def _one_call_job():
 
 def sandbox_overhead(runs: int) -> float:
     """Per-program time of the sandbox against a bare interpreter spawn (the floor); returns the
-    seconds of one program loaded in its jail (a jail's whole life, without tests)."""
+    CPU seconds of one program loaded in its jail (a jail's whole life, without tests)."""
     from faulttune.sandbox import isolation, run_differential, run_program
 
     program, tests = "def f(x):\n    return x + 1\n", "assert f(1) == 2\n"
-    bare = _mean_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), runs)
+    bare, _ = _mean_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True),
+                            runs)
     cases = {
         "program loaded in its jail": lambda: run_program(program),
         "+ one differential call": lambda: run_differential(_one_call_job()),
@@ -308,12 +321,12 @@ def sandbox_overhead(runs: int) -> float:
     }
     print(f"sandbox overhead ({isolation().label()}; {runs} runs each, one at a time):")
     print(f"  bare `python -c pass` spawn: {1000 * bare:.1f} ms (the floor)")
-    seconds_of = {}
+    cpu_of = {}
     for label, action in cases.items():
-        seconds = seconds_of[label] = _mean_seconds(action, runs)
+        seconds, cpu_of[label] = _mean_seconds(action, runs)
         print(f"  {label}: {1000 * seconds:.1f} ms = floor + {1000 * (seconds - bare):.1f} ms "
-              f"({seconds / bare:.2f}x)")
-    return seconds_of["program loaded in its jail"]
+              f"({seconds / bare:.2f}x); CPU time {1000 * cpu_of[label]:.1f} ms")
+    return cpu_of["program loaded in its jail"]
 
 
 def main() -> None:
