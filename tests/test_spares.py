@@ -124,3 +124,22 @@ def test_a_spare_that_cannot_start_costs_only_the_spare(started, monkeypatch, ca
     assert first is started[0] and spares.count() == 0
     assert "could not start a spare jail" in caplog.text
     spares.dispose(first)
+
+
+def test_a_pool_as_an_unprivileged_user_gives_every_program_its_own_jail():
+    """No cgroup for a plain user: its jails are held to one core by affinity, started ahead
+    the same way, and none is left when the scorer ends."""
+    import json
+
+    from jail_checks import jail_processes, make_test_user, start_driver_as
+
+    user = make_test_user()
+    job = {"program": LOOKS_FOR_AN_EARLIER_PROGRAM, "tests": "assert found() == [], found()\n",
+           "limits": {"timeout_s": 6.0}}
+    driver = start_driver_as(user, arguments=("--pool",))
+    stdout, stderr = driver.communicate(json.dumps([job] * 4), timeout=120)
+    assert driver.returncode == 0, stderr[-2000:]
+    report = json.loads(stdout)
+    assert report["uid"] != 0 and report["isolation"] == "bwrap+seccomp"
+    assert [r["status"] for r in report["results"]] == ["pass"] * 4, report["results"]
+    assert jail_processes(driver.pid) == [] and leftovers(driver.pid) == {}
