@@ -30,7 +30,7 @@ tests), the same with one differential call, and an assert-style run (program an
 for the first, also the CPU time the whole machine spent per jail (from ``/proc/stat``).
 
     python bench/score_vs_evalplus.py [--datasets humaneval,mbpp] [--mutants 2] [--workers 2]
-        [--tasks HumanEval/130,Mbpp/255] [--overhead-runs 30]
+        [--tasks HumanEval/130,Mbpp/255] [--overhead-runs 30] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -249,6 +249,27 @@ def run_floor(benchmark: str, samples: Path, data_dir: Path) -> float:
     return float(done.stdout.split()[-1])
 
 
+def timed_pairs(dataset: str, samples: Path, out: Path, theirs_samples: Path,
+                args: argparse.Namespace) -> tuple[float, float, dict]:
+    """Ours then EvalPlus, ``args.repeats`` times in turn: the median of each (the machine's
+    speed drifts between runs, EvalPlus's more than ours) and EvalPlus's first results."""
+    import statistics
+
+    ours, theirs, first = [], [], None
+    for repeat in range(args.repeats):
+        ours.append(run_ours(PLUS_NAME[dataset], samples, out, args.data_dir, args.workers))
+        # EvalPlus reuses (or asks about) the results file of an earlier run
+        theirs_samples.with_name(theirs_samples.stem + "_eval_results.json").unlink(missing_ok=True)
+        seconds, results = run_evalplus(dataset, theirs_samples, args.data_dir, args.workers)
+        theirs.append(seconds)
+        first = first or results
+        if args.repeats > 1:
+            print(f"{dataset} pair {repeat + 1}: ours {ours[-1]:.1f} s, EvalPlus {seconds:.1f} s, "
+                  f"ratio {ours[-1] / seconds:.2f}")
+    assert first is not None
+    return statistics.median(ours), statistics.median(theirs), first
+
+
 def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: float | None) -> None:
     """``jail_s``: one jail's CPU time (see :func:`sandbox_overhead`), None when not measured."""
     samples = work / f"{dataset}_samples.jsonl"
@@ -257,10 +278,9 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: fl
         return
     warm_caches(dataset, args.data_dir, args.workers)
     out = work / f"{dataset}_ours.json"
-    ours_s = run_ours(PLUS_NAME[dataset], samples, out, args.data_dir, args.workers)
     theirs_samples = evalplus_samples(rows, dataset, args.data_dir,
                                       work / f"{dataset}_evalplus_samples.jsonl")
-    theirs_s, results = run_evalplus(dataset, theirs_samples, args.data_dir, args.workers)
+    ours_s, theirs_s, results = timed_pairs(dataset, samples, out, theirs_samples, args)
     floor_s = run_floor(PLUS_NAME[dataset], samples, args.data_dir) / args.workers
     ours = json.loads(out.read_text())
     compare(f"{PLUS_NAME[dataset]} vs EvalPlus base+plus", rows, ours,
@@ -270,7 +290,8 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: fl
         run_ours("mbpp", samples, base_out, args.data_dir, args.workers)
         compare("mbpp vs EvalPlus base", rows, json.loads(base_out.read_text()),
                 evalplus_verdicts(rows, results, plus=False))
-    print(f"{dataset}: wall time ours {ours_s:.1f} s, EvalPlus {theirs_s:.1f} s, "
+    median = f" (median of {args.repeats} runs each)" if args.repeats > 1 else ""
+    print(f"{dataset}: wall time{median} ours {ours_s:.1f} s, EvalPlus {theirs_s:.1f} s, "
           f"ratio ours/EvalPlus {ours_s / theirs_s:.2f} (workers {args.workers}); the floor "
           f"(unsandboxed, in one process, / workers) {floor_s:.1f} s = "
           f"{floor_s / theirs_s:.2f} x EvalPlus; ours {ours_s / floor_s:.2f} x the floor")
@@ -338,6 +359,8 @@ def main() -> None:
                         default=Path(os.environ.get("FAULTTUNE_DATA_DIR") or DEFAULT_DATA))
     parser.add_argument("--tasks", type=lambda text: set(text.split(",")), default=None,
                         help="comma-separated task ids (default: all)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs of each scorer, in turn (medians are compared)")
     parser.add_argument("--overhead-runs", type=int, default=30,
                         help="programs per case for the sandbox overhead (0: skip)")
     args = parser.parse_args()
