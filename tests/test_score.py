@@ -752,23 +752,39 @@ def test_a_nan_answer_fails_though_its_bytes_are_the_expected_ones():
 
 
 def test_the_inputs_in_flight_are_bounded_by_count_and_by_their_requests_bytes(monkeypatch):
-    from faulttune.sandbox import differential
+    from collections import deque
 
-    seen: list[tuple[int, int]] = []  # (inputs in flight, their requests' bytes) after each top-up
+    from faulttune.sandbox import DiffJob, Limits, OutputCheck, Stage, differential
+
+    seen: list[int] = []  # inputs in flight after each top-up
     real = differential._StageRun._top_up
 
     def recording(self, waiting, upcoming, cases):
         real(self, waiting, upcoming, cases)
-        seen.append((len(waiting), self.requests_in_flight))
+        seen.append(len(waiting))
 
     monkeypatch.setattr(differential._StageRun, "_top_up", recording)
     program = "def f(s):\n    return len(s)\n"
     small = [((str(i),), len(str(i))) for i in range(3 * differential.WINDOW)]
-    assert _differential(program, small).passed
-    assert max(n for n, _ in seen) == differential.WINDOW
-    seen.clear()
-    mid = [(("x" * 20_000 + str(i),), 20_000 + len(str(i))) for i in range(100)]
-    assert _differential(program, mid).passed
-    most = max(b for _, b in seen)
-    assert differential.REQUEST_BYTES <= most < differential.REQUEST_BYTES + 20_100
-    assert max(n for n, _ in seen) < differential.WINDOW
+    assert _differential(program, small).passed  # (their requests fit the pipe at once)
+    assert max(seen) == differential.WINDOW
+
+    class PipeThatTakesEverything:  # so that only the bounds stop the top-up
+        def sending(self, name):
+            return False
+
+        def post(self, name, kind, body):
+            return True
+
+    size = 20_000
+    mid = [(("x" * size,), size)] * 100
+    stage = Stage("base", (1.0,) * len(mid), 5.0)
+    job = DiffJob(program, "f", (stage,), OutputCheck("humaneval", "f", 0.0), lambda: iter(mid),
+                  Limits())
+    run = differential._StageRun(PipeThatTakesEverything(), job, stage)
+    waiting: deque = deque()
+    run._top_up(waiting, iter(enumerate(stage.time_limits)), iter(mid))
+    request = len(differential.wire.dumps_trusted(("f", ["x" * size], {})))
+    assert run.requests_in_flight == len(waiting) * request
+    assert differential.REQUEST_BYTES <= run.requests_in_flight < differential.REQUEST_BYTES + request
+    assert len(waiting) < differential.WINDOW
