@@ -36,6 +36,16 @@ def kill(spawned: Spawned) -> None:
         shutil.rmtree(spawned.workdir, ignore_errors=True)
 
 
+def release(spawned: Spawned) -> None:
+    """Close the scorer's ends of a jail's pipes (once: after this the fds may be reused)."""
+    for fd in (spawned.to_jail, spawned.from_jail):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    for stream in (spawned.proc.stdout, spawned.proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def _children(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:

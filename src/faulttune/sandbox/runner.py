@@ -380,9 +380,4 @@ class Session:
     def _close_files(state: _Jail) -> None:
         if state.contention is not None:
             state.contention.close()
-        for fd in (state.spawned.to_jail, state.spawned.from_jail):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        for stream in (state.spawned.proc.stdout, state.spawned.proc.stderr):
-            if stream is not None:
-                stream.close()
+        reaper.release(state.spawned)

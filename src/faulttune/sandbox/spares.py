@@ -117,12 +117,7 @@ def discard_all(stop: bool = False) -> None:
 def dispose(spawned: jail.Spawned) -> None:
     """Kill a jail no session took (a spare), and close the scorer's ends of its pipes."""
     reaper.kill(spawned)
-    for fd in (spawned.to_jail, spawned.from_jail):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    for stream in (spawned.proc.stdout, spawned.proc.stderr):
-        if stream is not None:
-            stream.close()
+    reaper.release(spawned)
 
 
 def reopen() -> None:
