@@ -747,8 +747,83 @@ def test_a_float_answer_taken_by_its_bytes_still_raises_the_tolerance():
 
 
 def test_a_nan_answer_fails_though_its_bytes_are_the_expected_ones():
+    import pickle
+
+    from faulttune.sandbox.differential import Pickled
+
     program = "def f(x):\n    return float('nan')\n"  # its answer pickles as the expected NaN
     assert _differential(program, [((0,), _pickled(float("nan")))]).status == "fail"
+    said = Pickled.known(pickle.dumps(float("nan"), protocol=5), holds_nan=True, floats=True)
+    assert _differential(program, [((0,), said)]).status == "fail"
+
+
+def test_holds_nan_finds_a_nan_anywhere_and_knows_what_it_does_not_know():
+    from faulttune.sandbox.comparison import holds_nan
+
+    nan = float("nan")
+    assert holds_nan([1.0, 2.5, float("inf")]) is False
+    assert holds_nan([1.0, nan]) is True
+    assert holds_nan({"a": [(1, "x", complex(0, nan))]}) is True
+    assert holds_nan({nan: 1}) is True
+    assert holds_nan(("s", b"b", None, True, 10**40, frozenset({1.5}))) is False
+    looped: list = [1.0]
+    looped.append(looped)
+    assert holds_nan(looped) is False
+    assert holds_nan([1.0, object()]) is None
+
+
+def test_an_answer_is_taken_by_its_bytes_where_the_cache_says_no_nan(monkeypatch):
+    """A float's bytes can look like a NaN's inside a pickle (G, then 0x7f 0xf0, mid-float):
+    where the cache says the value holds none, equal bytes are enough; where it does not say,
+    the answer is decoded and compared."""
+    import pickle
+    import struct
+
+    from faulttune.sandbox import differential
+    from faulttune.sandbox.differential import Pickled
+
+    value = [struct.unpack(">d", b"\x40G\x7f\xf0\x00\x00\x00\x01")[0], 2.0]
+    encoded = pickle.dumps(value, protocol=5)
+    assert differential._MAYBE_NAN.search(encoded)
+    decoded = []  # the answers decoded (the load's reply is decoded too: not counted)
+    real_loads = differential.wire.loads
+    monkeypatch.setattr(differential.wire, "loads", lambda body: decoded.extend(
+        [body] if body == encoded else []) or real_loads(body))
+    program = f"def f(x):\n    return {value!r}\n"
+    said = Pickled.known(encoded, holds_nan=False, floats=True)
+    assert _differential(program, [((0,), said)]).passed and decoded == []
+    assert _differential(program, [((0,), Pickled(encoded))]).passed and len(decoded) == 1
+
+
+def test_the_cache_says_which_expected_outputs_hold_a_nan_and_are_floats(data_dir, monkeypatch):
+    """HumanEval/130's outputs are large lists of floats whose bytes look like NaNs': a correct
+    program's answers are taken by their bytes, never sent to the checker."""
+    import pickle
+
+    from faulttune.data.benchmarks import dataset_path
+    from faulttune.evaluate import diff_job, expected_outputs
+    from faulttune.evaluate.expected import read_cases
+    from faulttune.sandbox import differential, run_differential
+    from faulttune.sandbox.comparison import holds_nan, is_floats
+
+    tasks = {t.task_id: t for t in load_benchmark("humaneval_plus", data_dir)}
+    entry = expected_outputs("humaneval_plus", list(tasks.values()),
+                             dataset_path("humaneval_plus", data_dir))["HumanEval/130"]
+    facts = []
+    for _, expected in read_cases(entry["file"]):
+        value = pickle.loads(expected)
+        assert (expected.holds_nan, expected.floats) == (holds_nan(value), is_floats(value))
+        facts.append((expected.holds_nan, expected.floats, len(expected)))
+    assert {nan for nan, *_ in facts} == {False}  # (lists of ints then floats: not is_floats)
+    assert max(size for *_, size in facts) > differential.INLINE_ANSWER
+    task = tasks["HumanEval/130"]
+    job = diff_job("humaneval_plus", task, task.prompt + task.extra["canonical_body"], entry)
+    checked_outside = []
+    real = differential._StageRun._check_outside
+    monkeypatch.setattr(differential._StageRun, "_check_outside",
+                        lambda self, *a: checked_outside.append(a) or real(self, *a))
+    assert run_differential(job).passed
+    assert checked_outside == []
 
 
 def test_the_inputs_in_flight_are_bounded_by_count_and_by_their_requests_bytes(monkeypatch):
@@ -775,6 +850,9 @@ def test_the_inputs_in_flight_are_bounded_by_count_and_by_their_requests_bytes(m
 
         def post(self, name, kind, body):
             return True
+
+        def post_many(self, name, kind, bodies):
+            return len(bodies)
 
     size = 20_000
     mid = [(("x" * size,), size)] * 100

@@ -1,12 +1,14 @@
 """The canonical solutions' outputs on every base and plus input, computed once and cached.
 
-``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v4/`` (default ``~/.cache/faulttune``):
+``$FAULTTUNE_CACHE/expected/<sha256 of the dataset file>-v5/`` (default ``~/.cache/faulttune``):
 ``index.pkl`` maps task_id to ``{"file", "base_time", "plus_time", "base_encode_time",
 "plus_encode_time", "needs_numpy", "largest"}`` (per input, in seconds: the canonical call, timed
 by EvalPlus's ``trusted_exec``, and the pickling of its output; ``largest``: the bytes of the
 largest pickled output, which sets the task's answer limit), and
-each task file is a pickle stream of ``(input, pickled expected output)`` pairs, base inputs then
-plus inputs. The scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255
+each task file is a pickle stream of ``(input, pickled expected output, holds NaN, is floats)``
+per input, base inputs then plus inputs (the last two, of the output, let the scorer take an
+answer by its bytes without decoding the expected output; ``holds NaN`` is None for a value of a
+type :func:`~faulttune.sandbox.comparison.holds_nan` does not know). The scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255
 holds ~800 MB) and unpickles an expected output only to compare it itself. This folder lives
 outside every jail: programs never see it.
 """
@@ -28,13 +30,14 @@ from typing import Any
 
 from faulttune.data.benchmarks import BenchmarkTask
 from faulttune.io import cache_dir, exclusive
+from faulttune.sandbox.comparison import holds_nan
 from faulttune.sandbox.differential import Pickled
 
 log = logging.getLogger(__name__)
 
 DIFF_BENCHMARKS = {"humaneval_plus": ("humaneval", True), "mbpp": ("mbpp", False),
                    "mbpp_plus": ("mbpp", True)}  # name -> (EvalPlus dataset, with plus inputs)
-_CACHE_VERSION = 4
+_CACHE_VERSION = 5
 
 
 def expected_outputs(benchmark: str, tasks: list[BenchmarkTask], source: Path,
@@ -76,10 +79,10 @@ def read_cases(path: str) -> Iterator[tuple[Any, Pickled]]:
     with open(path, "rb") as f:
         while True:
             try:
-                inp, expected = pickle.load(f)
+                inp, expected, nan, floats = pickle.load(f)
             except EOFError:
                 return
-            yield inp, Pickled(expected)
+            yield inp, Pickled.known(expected, nan, floats)
 
 
 def _build(dataset: str, tasks: list[BenchmarkTask], folder: Path, workers: int | None) -> None:
@@ -125,7 +128,9 @@ def _write_canonical_outputs(job: tuple[Any, ...]) -> dict[str, Any]:
                 start = time.perf_counter()
                 encoded = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
                 encode_times.append(time.perf_counter() - start)
-                pickle.dump((inp, encoded), f, protocol=pickle.HIGHEST_PROTOCOL)
+                floats = is_floats(out)
+                pickle.dump((inp, encoded, holds_nan(out), floats), f,
+                            protocol=pickle.HIGHEST_PROTOCOL)
                 meta["largest"] = max(meta["largest"], len(encoded))
-                meta["needs_numpy"] = meta["needs_numpy"] or is_floats(out)
+                meta["needs_numpy"] = meta["needs_numpy"] or floats
     return meta

@@ -35,6 +35,36 @@ def is_floats(x: Any) -> bool:
     return False
 
 
+_NO_FLOATS = frozenset({int, bool, str, bytes, type(None)})
+_CONTAINERS = frozenset({list, tuple, set, frozenset})
+
+
+def holds_nan(value: Any) -> bool | None:
+    """Whether a NaN float (or complex) is anywhere in ``value``, a trusted value; None where it
+    holds a type this walk does not know (a NumPy array, an object)."""
+    todo, seen = [value], set()
+    while todo:
+        node = todo.pop()
+        kind = type(node)
+        if kind is float or kind is complex:
+            if node != node:
+                return True
+        elif kind in _CONTAINERS or kind is dict:
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            items = list(node.items()) if kind is dict else node
+            kinds = set(map(type, items))
+            if kinds == {float}:
+                if any(map(math.isnan, items)):
+                    return True
+            elif not kinds <= _NO_FLOATS:
+                todo.extend(items)
+        elif kind not in _NO_FLOATS:
+            return None
+    return False
+
+
 def _allclose(out: Any, exp: Any, atol: float) -> bool:
     import numpy
 
