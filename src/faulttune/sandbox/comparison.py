@@ -10,6 +10,7 @@ EvalPlus nor the task, so it also runs in the checker process that judges large 
 
 from __future__ import annotations
 
+import cmath
 import functools
 import math
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ def holds_nan(value: Any) -> bool | None:
         node = todo.pop()
         kind = type(node)
         if kind is float or kind is complex:
-            if node != node:
+            if cmath.isnan(node):
                 return True
         elif kind in _CONTAINERS or kind is dict:
             if id(node) in seen:
