@@ -16,10 +16,10 @@ import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+if TYPE_CHECKING:  # pyarrow is imported where a table is read or written (0.2 s: not for scoring)
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,9 @@ def write_parquet(
 ) -> None:
     """Write rows as Parquet, atomically (a temporary file renamed into place: a killed job never
     leaves a half-written table). With ``schema`` an empty table still gets its columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if schema is not None:
@@ -131,6 +134,8 @@ def read_parquet(
     path: str | os.PathLike[str], required: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
     """All rows of a Parquet file as dicts; a missing ``required`` column raises."""
+    import pyarrow.parquet as pq
+
     table = pq.read_table(path)
     missing = [c for c in required if c not in table.column_names]
     if missing:
@@ -158,6 +163,8 @@ def write_rejected(
     for i, row in enumerate(rows):
         if not row.get("reason"):
             raise ValueError(f"rejected row {i} of stage {stage!r} has no reason")
+    import pyarrow as pa
+
     path = rejected_path(output)
     enriched = [{**row, "stage": stage} for row in rows]
     if schema is None:
