@@ -58,8 +58,10 @@ scorer passes them, and ``bench/score_vs_evalplus.py`` lists them apart, see KNO
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
+import threading
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,7 @@ def score_samples(benchmark: str, samples: str | Path, out: str | Path, *, data_
     """Score every row of ``samples`` (see the module docstring), write and return RESULTS.
     ``rows``: only the rows [start, stop) (a shard's; the file as a whole must be scorable)."""
     out = check_writable(out, samples)
+    _probe_jails_meanwhile()
     all_rows = read_samples(samples)
     tasks = {t.task_id: t for t in load_benchmark(benchmark, data_dir)}
     if not all_rows:
@@ -160,6 +163,16 @@ def score_samples(benchmark: str, samples: str | Path, out: str | Path, *, data_
                **summarise(results, set(tasks)), "results": results}
     write_atomically(summary, out)
     return summary
+
+
+def _probe_jails_meanwhile() -> None:
+    """Probe the sandbox (a few jails started, ~0.3 s mostly waiting) while this thread reads the
+    samples and the benchmark; a failure is raised again where the first jail needs it."""
+    def probe() -> None:
+        with contextlib.suppress(Exception):
+            isolation()
+
+    threading.Thread(target=probe, name="probe-jails", daemon=True).start()
 
 
 def _count(problems: list[str]) -> str:
