@@ -137,25 +137,28 @@ def warm_caches(dataset: str, data_dir: Path, workers: int) -> None:
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
 
 
-def run_timed(cmd: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
+def run_timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds the whole machine spent meanwhile) of one command."""
+    start, busy = time.perf_counter(), _busy_seconds()
     subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _busy_seconds() - busy
 
 
-def run_ours(benchmark: str, samples: Path, out: Path, data_dir: Path, workers: int) -> float:
+def run_ours(benchmark: str, samples: Path, out: Path, data_dir: Path,
+             workers: int) -> tuple[float, float]:
     cmd = [sys.executable, "-m", "faulttune.cli", "score", benchmark, str(samples), "--out",
            str(out), "--data-dir", str(data_dir), "--workers", str(workers)]
     return run_timed(cmd, dict(os.environ, OMP_NUM_THREADS="1"))
 
 
-def run_evalplus(dataset: str, samples: Path, data_dir: Path, workers: int) -> tuple[float, dict]:
+def run_evalplus(dataset: str, samples: Path, data_dir: Path,
+                 workers: int) -> tuple[tuple[float, float], dict]:
     code = ("from evalplus.evaluate import evaluate\n"
             f"evaluate(dataset={dataset!r}, samples={str(samples)!r}, parallel={workers})\n")
-    seconds = run_timed([sys.executable, "-c", code], evalplus_env(dataset, data_dir))
+    timing = run_timed([sys.executable, "-c", code], evalplus_env(dataset, data_dir))
     results = json.loads(samples.with_name(samples.stem + "_eval_results.json").read_text())
-    return seconds, results
+    return timing, results
 
 
 def evalplus_verdicts(rows: list[dict], results: dict, plus: bool) -> list[bool]:
@@ -251,8 +254,9 @@ def run_floor(benchmark: str, samples: Path, data_dir: Path) -> float:
 
 def timed_pairs(dataset: str, samples: Path, out: Path, theirs_samples: Path,
                 args: argparse.Namespace) -> tuple[float, float, dict]:
-    """Ours then EvalPlus, ``args.repeats`` times in turn: the median of each (the machine's
-    speed drifts between runs, EvalPlus's more than ours) and EvalPlus's first results."""
+    """Ours then EvalPlus, ``args.repeats`` times in turn: the median wall time of each (the
+    machine's speed drifts between runs, EvalPlus's more than ours) and EvalPlus's first results.
+    Each run's CPU time (the whole machine's, in core-seconds) is printed beside its wall time."""
     import statistics
 
     ours, theirs, first = [], [], None
@@ -260,14 +264,15 @@ def timed_pairs(dataset: str, samples: Path, out: Path, theirs_samples: Path,
         ours.append(run_ours(PLUS_NAME[dataset], samples, out, args.data_dir, args.workers))
         # EvalPlus reuses (or asks about) the results file of an earlier run
         theirs_samples.with_name(theirs_samples.stem + "_eval_results.json").unlink(missing_ok=True)
-        seconds, results = run_evalplus(dataset, theirs_samples, args.data_dir, args.workers)
-        theirs.append(seconds)
+        timing, results = run_evalplus(dataset, theirs_samples, args.data_dir, args.workers)
+        theirs.append(timing)
         first = first or results
-        if args.repeats > 1:
-            print(f"{dataset} pair {repeat + 1}: ours {ours[-1]:.1f} s, EvalPlus {seconds:.1f} s, "
-                  f"ratio {ours[-1] / seconds:.2f}")
+        (ours_s, ours_cpu), (theirs_s, theirs_cpu) = ours[-1], timing
+        print(f"{dataset} pair {repeat + 1}: ours {ours_s:.1f} s ({ours_cpu:.1f} core-s), "
+              f"EvalPlus {theirs_s:.1f} s ({theirs_cpu:.1f} core-s), ratio {ours_s / theirs_s:.2f}")
     assert first is not None
-    return statistics.median(ours), statistics.median(theirs), first
+    return (statistics.median(s for s, _ in ours), statistics.median(s for s, _ in theirs),
+            first)
 
 
 def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: float | None) -> None:
