@@ -3,7 +3,9 @@
 The sample set is every canonical solution plus ``--mutants`` simple mutants of each (operator,
 constant and comparison swaps that still compile), for HumanEval+ and/or MBPP+. Both scorers run
 on the same machine in the same run, each in a fresh process with ``--workers`` parallel jobs,
-after both expected-output caches are warm. Agreement compares pass/no-pass per sample:
+after both expected-output caches are warm; each timed run prints its wall time and the CPU time
+the whole machine spent meanwhile (core-seconds). Each dataset's ratio is printed, and with more
+than one dataset, the whole run's last. Agreement compares pass/no-pass per sample:
 
 * ours ``humaneval_plus`` / ``mbpp_plus``  vs  EvalPlus base_status == plus_status == "pass"
 * ours ``mbpp``                            vs  EvalPlus base_status == "pass"
@@ -275,12 +277,14 @@ def timed_pairs(dataset: str, samples: Path, out: Path, theirs_samples: Path,
             first)
 
 
-def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: float | None) -> None:
-    """``jail_s``: one jail's CPU time (see :func:`sandbox_overhead`), None when not measured."""
+def bench_dataset(dataset: str, args: argparse.Namespace, work: Path,
+                  jail_s: float | None) -> tuple[float, float] | None:
+    """(ours, EvalPlus) median wall seconds on ``dataset`` (None: no samples); ``jail_s``: one
+    jail's CPU time (see :func:`sandbox_overhead`), None when not measured."""
     samples = work / f"{dataset}_samples.jsonl"
     rows = build_samples(dataset, args.data_dir, args.mutants, samples, args.tasks)
     if not rows:
-        return
+        return None
     warm_caches(dataset, args.data_dir, args.workers)
     out = work / f"{dataset}_ours.json"
     theirs_samples = evalplus_samples(rows, dataset, args.data_dir,
@@ -306,6 +310,7 @@ def bench_dataset(dataset: str, args: argparse.Namespace, work: Path, jail_s: fl
               f"{1000 * jail_s:.1f} ms / {args.workers} workers) {jailed_s:.1f} s = "
               f"{jailed_s / theirs_s:.2f} x EvalPlus (the least a scorer that starts a fresh jail "
               f"for every sample spends here); ours {ours_s / jailed_s:.2f} x that")
+    return ours_s, theirs_s
 
 
 def _busy_seconds() -> float:
@@ -370,9 +375,16 @@ def main() -> None:
                         help="programs per case for the sandbox overhead (0: skip)")
     args = parser.parse_args()
     jail_s = sandbox_overhead(args.overhead_runs) if args.overhead_runs else None
+    totals: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="score-vs-evalplus-") as tmp:
         for dataset in args.datasets.split(","):
-            bench_dataset(dataset, args, Path(tmp), jail_s)
+            timed = bench_dataset(dataset, args, Path(tmp), jail_s)
+            if timed is not None:
+                totals[dataset] = timed
+    if len(totals) > 1:  # each dataset's own ratio is above; this is the whole run's
+        ours_s, theirs_s = (sum(t[i] for t in totals.values()) for i in (0, 1))
+        print(f"all datasets ({', '.join(totals)}): ours {ours_s:.1f} s, EvalPlus "
+              f"{theirs_s:.1f} s, ratio {ours_s / theirs_s:.2f}")
 
 
 if __name__ == "__main__":
