@@ -851,9 +851,6 @@ def test_the_inputs_in_flight_are_bounded_by_count_and_by_their_requests_bytes(m
         def post(self, name, kind, body):
             return True
 
-        def post_many(self, name, kind, bodies):
-            return len(bodies)
-
     size = 20_000
     mid = [(("x" * size,), size)] * 100
     stage = Stage("base", (1.0,) * len(mid), 5.0)

@@ -133,7 +133,6 @@ WINDOW = 128  # inputs in flight at once: the program never waits for the scorer
 WINDOW_BYTES = 64 << 20  # ... unless their expected outputs are larger than this
 REQUEST_BYTES = 1 << 19  # ... or their requests (the inputs, kept decoded here for the details)
 SMALL_REQUEST = 1 << 15  # a larger input goes out alone (its sending time is then known)
-REFILL = 32  # requests written at once: the window is topped up once this many answers are in
 # A program that waited for a CPU other processes held gets that time back (``contention``), up to
 # this many times its limit: on a machine where it gets less than a tenth of a CPU, it times out.
 STRETCH = 10
@@ -170,7 +169,6 @@ class _StageRun:
         self.expected_in_flight = 0  # bytes of the pickled expected outputs of ``waiting``
         self.requests_in_flight = 0  # bytes of the requests of ``waiting``
         self.free_since = 0.0  # when the program answered its previous request
-        self.held: deque[tuple[_InFlight, bytes]] = deque()  # requests the pipe did not take yet
         self.atol = job.check.atol
         projection = job.check.projection
         self.extra = (projection,) if projection else ()
@@ -182,8 +180,6 @@ class _StageRun:
         while True:
             self._top_up(waiting, upcoming, cases)
             if not waiting:
-                if self.held:  # with nothing in flight the pipe is free: never left unsent
-                    raise RuntimeError("inputs left unsent")
                 return
             entry = waiting.popleft()
             self.expected_in_flight -= _size(entry.expected)
@@ -209,39 +205,21 @@ class _StageRun:
 
     def _top_up(self, waiting: deque[_InFlight], upcoming: Iterator[tuple[int, float]],
                 cases: Iterator[tuple[Any, Any]]) -> None:
-        """Post the next inputs while the window has room, :data:`REFILL` or more in one write."""
-        if self.session.sending("program") or len(waiting) > WINDOW - REFILL:
-            return
-        batch: list[tuple[_InFlight, bytes]] = []
-        while len(waiting) + len(batch) < WINDOW and (
-                not (waiting or batch) or (self.expected_in_flight < WINDOW_BYTES
-                                           and self.requests_in_flight < REQUEST_BYTES)):
-            item = self._next_request(upcoming, cases)
-            if item is None:
-                break
-            if item[0].size > SMALL_REQUEST and batch:
-                self.held.appendleft(item)
-                break
-            batch.append(item)
-            if item[0].size > SMALL_REQUEST:
-                break
-        if batch:
-            self._post(waiting, batch)
-
-    def _next_request(self, upcoming: Iterator[tuple[int, float]],
-                      cases: Iterator[tuple[Any, Any]]) -> tuple[_InFlight, bytes] | None:
-        """The next input and its request (counted in flight from here on), or None at the end."""
-        if self.held:
-            return self.held.popleft()
-        step = next(upcoming, None)
-        if step is None:
-            return None
-        index, limit = step
-        inp, expected = next(cases)
-        request = self._request(inp, index)
-        self.expected_in_flight += _size(expected)
-        self.requests_in_flight += len(request)
-        return _InFlight(index, inp, expected, limit, None, len(request)), request
+        while len(waiting) < WINDOW and not self.session.sending("program") and (
+                not waiting or (self.expected_in_flight < WINDOW_BYTES
+                                and self.requests_in_flight < REQUEST_BYTES)):
+            step = next(upcoming, None)
+            if step is None:
+                return
+            index, limit = step
+            inp, expected = next(cases)
+            request = self._request(inp, index)
+            sent = self._post(request, inp, index)
+            waiting.append(_InFlight(index, inp, expected, limit, sent, len(request)))
+            self.expected_in_flight += _size(expected)
+            self.requests_in_flight += len(request)
+            if len(request) > SMALL_REQUEST:
+                return
 
     def _request(self, inp: Any, index: int) -> bytes:
         try:
@@ -250,26 +228,12 @@ class _StageRun:
             raise Verdict("error", f"{SANDBOX_FAILURE}{self._label(index)} holds {e.what}, which "
                                    "cannot cross the sandbox boundary") from None
 
-    def _post(self, waiting: deque[_InFlight], batch: list[tuple[_InFlight, bytes]]) -> None:
-        """Write the batch's requests; the ones the pipe did not take wait in ``held``."""
-        session = self.session
+    def _post(self, request: bytes, inp: Any, index: int) -> float | None:
         try:
-            if len(batch) == 1:  # (a large request is written from its own buffer)
-                taken, pending = 1, not session.post("program", b"C", batch[0][1])
-            else:
-                taken = session.post_many("program", b"C", [request for _, request in batch])
-                pending = session.sending("program")
+            return time.monotonic() if self.session.post("program", b"C", request) else None
         except Closed:
-            entry = batch[0][0]
-            raise closed_verdict(session, "program", f"on {self._label(entry.index)}: "
-                                                     f"{self._call_text(entry.inp)}") from None
-        now = time.monotonic()
-        for entry, _ in batch[:taken]:
-            entry.sent = now
-            waiting.append(entry)
-        if pending:  # its time starts once it is written whole
-            waiting[-1].sent = None
-        self.held.extendleft(reversed(batch[taken:]))
+            raise closed_verdict(self.session, "program",
+                                 f"on {self._label(index)}: {self._call_text(inp)}") from None
 
     def _label(self, index: int) -> str:
         return f"{self.stage.name} input #{index}"
@@ -351,8 +315,9 @@ class _StageRun:
         """Whether the answer is, byte for byte, the expected output's own pickle, which then
         agrees without being decoded (most answers of a correct program: ``wire`` encodes plain
         values as pickle does, and equal bytes decode to equal values). Not where the value holds
-        a NaN (NaN != NaN; where the cache does not say, where its bytes may hold one), nor under a special oracle (its rule is not equality); a float output
-        raises ``atol`` for the rest of the stage as :func:`comparison.agrees` does."""
+        a NaN (NaN != NaN; where the cache does not say, where its bytes may hold one), nor
+        under a special oracle (its rule is not equality); a float output raises ``atol`` for the
+        rest of the stage as :func:`comparison.agrees` does."""
         expected = entry.expected
         if type(expected) is not Pickled or body != expected:
             return False

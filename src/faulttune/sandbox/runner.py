@@ -181,37 +181,6 @@ class Session:
         state.outbox.append(memoryview(data))
         return False
 
-    def post_many(self, name: str, kind: bytes, bodies: list[bytes]) -> int:
-        """Queue small frames for ``name`` with one write; how many of them it took (at least one).
-
-        Those it took went out whole at once, except the last of them while :meth:`sending`:
-        the event loop writes its rest. The ones after it are not queued: the caller posts them
-        later, so each frame's sending time stays exact (see :meth:`drained_at`).
-        """
-        state = self.jails[name]
-        if state.closed:
-            raise Closed(name)
-        if state.outbox:
-            raise RuntimeError(f"frames for {name} are still being written")
-        frames = [framing.frame(kind, body) for body in bodies]
-        data = b"".join(frames)
-        written = self._write_now(state, data)
-        if state.closed:
-            raise Closed(name)
-        if written == len(data):
-            state.drained = time.monotonic()
-            return len(frames)
-        taken, end = 0, 0
-        while end + len(frames[taken]) <= written:
-            end += len(frames[taken])
-            taken += 1
-        if taken and written == end:
-            state.drained = time.monotonic()
-            return taken
-        state.outbox.append(memoryview(frames[taken])[written - end:])
-        self.selector.register(state.spawned.to_jail, selectors.EVENT_WRITE, (name, "request"))
-        return taken + 1
-
     def sending(self, name: str) -> bool:
         """Whether frames for ``name`` are still being written."""
         return bool(self.jails[name].outbox)
