@@ -8,8 +8,9 @@ largest pickled output, which sets the task's answer limit), and
 each task file is a pickle stream of ``(input, pickled expected output, holds NaN, is floats)``
 per input, base inputs then plus inputs (the last two, of the output, let the scorer take an
 answer by its bytes without decoding the expected output; ``holds NaN`` is None for a value of a
-type :func:`~faulttune.sandbox.comparison.holds_nan` does not know). The scorer reads the pairs one at a time (a task's outputs can be huge: Mbpp/255
-holds ~800 MB) and unpickles an expected output only to compare it itself. This folder lives
+type :func:`~faulttune.sandbox.comparison.holds_nan` does not know). The scorer reads them one
+input at a time (a task's outputs can be huge: Mbpp/255 holds ~800 MB) and unpickles an expected
+output only to compare it itself. This folder lives
 outside every jail: programs never see it.
 """
 
