@@ -43,6 +43,8 @@ ROLE_MODULES = {
     "server": ("framing", "opcodes", "hashing", "wire", "fallback_guard", "server"),
     "judge": ("framing", "opcodes", "hashing", "wire", "fallback_guard", "server", "judge"),
     "checker": ("framing", "opcodes", "hashing", "wire", "comparison", "checker"),
+    "zygote": ("framing", "opcodes", "hashing", "wire", "fallback_guard", "server", "judge",
+               "zygote"),
 }
 
 
