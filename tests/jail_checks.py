@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from faulttune.sandbox import isolation
+from faulttune.sandbox import forkserver, isolation
 from faulttune.sandbox.jail import OWNER_VARIABLE
 
 HOSTILE = Path(__file__).parent / "hostile"
@@ -51,9 +51,11 @@ def _owner_of(proc: psutil.Process) -> int | None:
 def jail_processes(owner: int) -> list[psutil.Process]:
     """Live processes of jails started by the scorer ``owner`` (bwrap itself or the interpreter
     inside, recognised by their command line or environment, wherever they were reparented)."""
-    found = []
+    found, own = [], forkserver.zygote_pids() if owner == os.getpid() else set()
     for proc in psutil.process_iter():
         try:
+            if proc.pid in own:  # this scorer's zygotes (they start programs, and live on)
+                continue
             if _owner_of(proc) == owner and proc.status() != psutil.STATUS_ZOMBIE:
                 found.append(proc)
         except psutil.Error:  # gone while we looked
@@ -165,3 +167,8 @@ def start_driver_as(user: str, driver: str = "jail_driver.py",
 def enterable(folder: Path, user: str) -> bool:
     st, uid = folder.stat(), pwd.getpwnam(user).pw_uid
     return bool(st.st_mode & 0o001) or st.st_uid == uid
+
+
+def unprivileged_label() -> str:
+    """What RESULTS.json says of the jails of a plain user (no cgroup), forked as here."""
+    return "bwrap+seccomp" + ("+fork" if isolation().forked else "")

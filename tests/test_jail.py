@@ -30,6 +30,7 @@ from jail_checks import (
     needs_jail,
     start_driver_as,
     sysv_objects,
+    unprivileged_label,
 )
 
 import faulttune
@@ -282,7 +283,7 @@ def test_memory_bound_as_an_unprivileged_user():
         watcher.join()
     assert driver.returncode == 0, stderr[-2000:]
     report = json.loads(stdout)
-    assert report["isolation"] == "bwrap+seccomp" and report["results"][0]["status"] != "pass"
+    assert report["isolation"] == unprivileged_label() and report["results"][0]["status"] != "pass"
     bound = Limits(**limits).memory_bound_mb(cgroup=False)
     assert bound == 4 * 256 and 0 < max(peaks) <= bound * 1.1, max(peaks)
 
@@ -313,7 +314,7 @@ def test_the_corpus_as_an_unprivileged_user(tmp_path):
     cpus: dict[int, float] = {}
     report = run_driver_as(user, jobs, cpus)
     assert cpus and set(cpus.values()) == {1.0}, cpus  # each jail on one CPU
-    assert report["uid"] != 0 and report["isolation"] == "bwrap+seccomp" and report["counts_processes"]
+    assert report["uid"] != 0 and report["isolation"] == unprivileged_label() and report["counts_processes"]
     statuses = [r["status"] for r in report["results"]]
     assert statuses == [want for *_, want in USER_JOBS] + ["fail", "pass", "pass", "pass"], \
         report["results"]
@@ -411,6 +412,6 @@ def test_fallback_warns_once_and_results_record_it(tmp_path, data_dir):
 
 def test_a_required_jail_that_cannot_be_made_is_an_error(monkeypatch):
     monkeypatch.setenv("FAULTTUNE_SANDBOX", "bwrap")
-    monkeypatch.setattr(jail, "_bwrap", lambda: None)
+    monkeypatch.setattr(jail, "bwrap_path", lambda: None)
     with pytest.raises(RuntimeError, match="bubblewrap"):
         jail._probe()

@@ -97,9 +97,10 @@ def test_sandbox_failure_is_reported(monkeypatch):
     import sys
 
     monkeypatch.setattr(sys, "executable", "/nonexistent/python")
-    from faulttune.sandbox import jail
+    from faulttune.sandbox import bwrap, forkserver
 
-    monkeypatch.setattr(jail, "python_binary", lambda: "/nonexistent/python")
+    monkeypatch.setattr(bwrap, "python_binary", lambda: "/nonexistent/python")
+    forkserver.stop_all()  # a zygote started before would fork the program without a new python
     result = run_program("x = 1\n", "assert x == 1\n")
     assert result.status == "error" and result.detail.startswith("sandbox failure:")
 

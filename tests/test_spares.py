@@ -131,7 +131,7 @@ def test_a_pool_as_an_unprivileged_user_gives_every_program_its_own_jail():
     the same way, and none is left when the scorer ends."""
     import json
 
-    from jail_checks import jail_processes, make_test_user, start_driver_as
+    from jail_checks import jail_processes, make_test_user, start_driver_as, unprivileged_label
 
     user = make_test_user()
     job = {"program": LOOKS_FOR_AN_EARLIER_PROGRAM, "tests": "assert found() == [], found()\n",
@@ -140,6 +140,6 @@ def test_a_pool_as_an_unprivileged_user_gives_every_program_its_own_jail():
     stdout, stderr = driver.communicate(json.dumps([job] * 4), timeout=120)
     assert driver.returncode == 0, stderr[-2000:]
     report = json.loads(stdout)
-    assert report["uid"] != 0 and report["isolation"] == "bwrap+seccomp"
+    assert report["uid"] != 0 and report["isolation"] == unprivileged_label()
     assert [r["status"] for r in report["results"]] == ["pass"] * 4, report["results"]
     assert jail_processes(driver.pid) == [] and leftovers(driver.pid) == {}

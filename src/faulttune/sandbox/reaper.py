@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def kill(spawned: Spawned) -> None:
-    """SIGKILL the jail and everything in it, wait for it, and remove what it left.
+    """SIGKILL the jail and everything in it, reap it (bwrap, our child), and remove what it
+    left (the cgroup once its processes are gone).
 
     The jail's init (bwrap's child, PID 1 of the jail's namespace) is killed directly: the kernel
     then kills every process of the namespace. Killing bwrap alone relies on the init's
@@ -24,12 +26,14 @@ def kill(spawned: Spawned) -> None:
         doomed = [int(pid) for pid in _children(monitor)]
     else:
         doomed = [child.pid for child in _descendants(monitor)]
+    spawned.proc.kill()  # a forked program's monitor may not lead its process group yet
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(monitor, signal.SIGKILL)
     for pid in doomed:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    spawned.proc.wait()
+    if isinstance(spawned.proc, subprocess.Popen):
+        spawned.proc.wait()  # our child, reaped here; a forked program's monitor is the zygote's
     if spawned.cgroup is not None:
         spawned.cgroup.remove_later()
     if spawned.workdir is not None:
@@ -44,6 +48,8 @@ def release(spawned: Spawned) -> None:
     for stream in (spawned.proc.stdout, spawned.proc.stderr):
         if stream is not None:
             stream.close()
+    if not isinstance(spawned.proc, subprocess.Popen):
+        spawned.proc.close()
 
 
 def _children(pid: int) -> list[str]:

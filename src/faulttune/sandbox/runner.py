@@ -365,6 +365,7 @@ class Session:
         import signal
 
         for state in list(self.jails.values()):
+            state.spawned.proc.kill()
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(state.spawned.proc.pid, signal.SIGKILL)
 
