@@ -136,6 +136,8 @@ SMALL_REQUEST = 1 << 15  # a larger input goes out alone (its sending time is th
 # A program that waited for a CPU other processes held gets that time back (``contention``), up to
 # this many times its limit: on a machine where it gets less than a tenth of a CPU, it times out.
 STRETCH = 10
+# the server's run-queue wait is read (a system call) again only this long after the last reading
+WAIT_REFRESH_S = 0.5e-3  # so an input's forgiven wait may hold this much of the inputs' before it
 # a pickled float (BINFLOAT) that may be NaN or infinite: every exponent bit set
 _MAYBE_NAN = re.compile(rb"G[\x7f\xff][\xf0-\xff]")
 
@@ -165,7 +167,8 @@ class _StageRun:
         self.session, self.job, self.stage = session, job, stage
         self.spent = 0.0  # the program's time in this stage by the wall clock: loading and calls
         self.contention: Contention | None = None  # how long it waited for a CPU
-        self.waited_at_load = self.waited_since = 0.0  # its wait then, and when it last answered
+        # its wait at load, at an answer, and when that was read (see WAIT_REFRESH_S)
+        self.waited_at_load = self.waited_since = self.waited_read_at = 0.0
         self.expected_in_flight = 0  # bytes of the pickled expected outputs of ``waiting``
         self.requests_in_flight = 0  # bytes of the requests of ``waiting``
         self.free_since = 0.0  # when the program answered its previous request
@@ -200,6 +203,7 @@ class _StageRun:
         self.spent += self.free_since - start
         self.contention = self.session.contention("program")
         self.waited_at_load = self.waited_since = self._waited()
+        self.waited_read_at = self.free_since
         if names.get(self.job.entry_point) != "callable":
             raise Verdict("error", f"the program defines no function `{self.job.entry_point}`")
 
@@ -270,7 +274,9 @@ class _StageRun:
                                  f"on {label}: {self._call_text(entry.inp)}") from None
         # an answer the scorer saw late counts whole
         self.spent += min(arrived - start, limit + forgiven)
-        self.free_since, self.waited_since = arrived, self._waited()
+        self.free_since = arrived
+        if arrived - self.waited_read_at >= WAIT_REFRESH_S:
+            self.waited_since, self.waited_read_at = self._waited(), arrived
         return kind, body
 
     def _receive(self, start: float, limit: float, label: str,
