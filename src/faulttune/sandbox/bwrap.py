@@ -27,6 +27,7 @@ OWNER_VARIABLE = "FAULTTUNE_JAIL_OWNER"  # in the environment of bwrap itself, n
 # the loopback, dropping capabilities, and writing a program's user namespace's map
 ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SETPCAP", "CAP_SETFCAP")
 
+
 def python_flags() -> list[str]:
     # -S: no site (sys.path is the standard library plus the allowed packages); -P: no cwd
     return ["-S", "-s", "-B", *(["-P"] if sys.version_info >= (3, 11) else [])]
@@ -54,6 +55,7 @@ def drop_uid_before_bwrap() -> bool:
     is random; the kernel then does not count the jail's processes, and only a cgroup does.
     """
     return all(others_can_read(p) for p in system_mounts()[1])
+
 
 def random_uid() -> int:
     return 1_000_000 + secrets.randbelow(1_000_000_000)
@@ -121,15 +123,19 @@ def _one_cpu() -> list[str]:
         return [taskset, "--cpu-list", str(cpu)]
     return [sys.executable, "-S", "-c", _SET_AFFINITY, str(cpu)]
 
+
 def arguments_file(arguments: list[str]) -> int:
     """An fd holding ``arguments`` NUL-separated, for ``bwrap --args``."""
     return memory_file("bwrap-args", b"".join(a.encode() + b"\0" for a in arguments))
 
+
 def memory_file(name: str, data: bytes) -> int:
+    """An fd of an anonymous file holding ``data``, read from its start."""
     fd = os.memfd_create(name, 0)
     os.write(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
 
 def zygote_command(limits: Limits, control: int, syscalls: int,
                    tmpfs: str) -> tuple[list[str], tuple[int, ...], dict[str, Any]]:

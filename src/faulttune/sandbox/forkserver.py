@@ -1,21 +1,22 @@
 """Programs started as forks of a booted interpreter (:mod:`.zygote`), each in namespaces of its own.
 
 A fresh bwrap jail costs ~13 ms of bubblewrap and interpreter start and ~3 ms of bootstrap per
-program; a fork of a zygote that has booted once costs ~3 ms. What a program gets is what a fresh
-jail gives it (see :mod:`.jail`): its own mount, PID, network, IPC, UTS and cgroup namespaces, a
-private ``/tmp`` and ``/dev/shm``, its own ``/proc``, its own cgroup (joined before it starts),
-no capability, no new privileges, the system-call filter, the jail's read-only file system and
-environment. What it shares with the other programs of the same zygote: the zygote jail's user
-namespace (the filter refuses every call that makes a namespace, and the key calls, the only
-objects a user namespace holds) and, as root, the zygote's random uid.
+program; a fork of a zygote that has booted once costs a few. What a program gets is what a fresh
+jail gives it (see :mod:`.jail`): its own mount, PID, network, IPC, UTS, cgroup and user
+namespaces (as root, a random uid in the last), a private ``/tmp`` and ``/dev/shm``, its own
+``/proc``, its own cgroup (joined before the namespaces are made), no capability, no new
+privileges, the system-call filter, the jail's read-only file system and environment. What it
+shares with the programs before it: the zygote's jail (its read-only files) and the modules the
+zygote imported; nothing any program did.
 
-The zygote jail is the usual bwrap jail but keeps ``CAP_SYS_ADMIN``, ``CAP_NET_ADMIN`` and
-``CAP_SETPCAP`` inside its user namespace, and without ``--disable-userns`` (bwrap makes it with a
-second user namespace, whose locked mounts forbid the program's own ``/proc``). One zygote per
-spawn-time kind (packages, private folder size) serves every worker; it is started from a thread
-that lives as long as the scorer (bwrap's ``--die-with-parent`` is bound to the starting thread).
-Forking is used only where the system-call filter is installed; elsewhere every program gets a
-fresh jail. ``FAULTTUNE_SANDBOX_FORK=0`` turns it off.
+The zygote's jail is the usual bwrap jail but keeps :data:`.bwrap.ZYGOTE_CAPABILITIES` inside its
+user namespace, and has no ``--disable-userns`` (bwrap makes that with a second user namespace,
+whose locked mounts forbid a program's own ``/proc``; the filter refuses the programs every call
+that makes a namespace). One zygote per spawn-time kind (packages, private folder size) serves
+every worker; it is started from a thread that lives as long as the scorer (bwrap's
+``--die-with-parent`` is bound to the starting thread). Forking is used only where the
+system-call filter is installed; elsewhere every program gets a fresh jail.
+``FAULTTUNE_SANDBOX_FORK=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def spawn(role: str, limits: Limits, make_group: Any) -> tuple[ForkedProcess, in
 
 
 _joiners: cf.ThreadPoolExecutor | None = None
+_joiners_lock = threading.Lock()
 
 
 def _joiner() -> cf.ThreadPoolExecutor:
@@ -159,7 +161,7 @@ def _joiner() -> cf.ThreadPoolExecutor:
     per folder, no CPU used): done beside the worker, which meanwhile goes on with its run
     (the bwrap jails' launcher moves itself for the same reason)."""
     global _joiners
-    with _zygotes_lock:
+    with _joiners_lock:
         if _joiners is None:
             _joiners = cf.ThreadPoolExecutor(4, thread_name_prefix="faulttune-join")
         return _joiners
@@ -281,6 +283,8 @@ def _start(limits: Limits) -> _Zygote:
         _, err = proc.communicate()
         raise RuntimeError(f"the zygote did not start: {e}: {err.decode(errors='replace')[-500:]}"
                            ) from None
+    if proc.stderr is not None:
+        proc.stderr.close()  # read only when the start fails: nothing writes there after it
     return _Zygote(proc, ours, init, children[0], threading.Lock())
 
 
