@@ -75,7 +75,7 @@ def test_where_forking_does_not_work_every_program_gets_a_fresh_jail(monkeypatch
         with caplog.at_level(logging.WARNING, logger="faulttune.sandbox.jail"):
             probed = isolation()
         assert probed.kind == "bwrap" and not probed.forked and "+fork" not in probed.label()
-        assert "forking them does not work here (OSError: the zygote ended)" in caplog.text
+        assert "forking them does not work here (OSError: the zygote has gone)" in caplog.text
         assert run_program("def f():\n    return 2\n", "assert f() == 2\n", limits=FAST).passed
     finally:
         monkeypatch.undo()

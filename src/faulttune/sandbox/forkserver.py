@@ -37,6 +37,7 @@ from typing import Any
 
 from faulttune.sandbox import bootstrap, bwrap, cgroup, contention, seccomp
 from faulttune.sandbox.results import Limits
+from faulttune.sandbox.zygote import receive_exact
 
 log = logging.getLogger("faulttune.sandbox")
 ROLE_BYTES = {"server": b"S", "judge": b"J"}
@@ -133,7 +134,7 @@ def spawn(role: str, limits: Limits, make_group: Any) -> tuple[ForkedProcess, in
         with zygote.lock:
             zygote.control.sendmsg([ROLE_BYTES[role]], [
                 (socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", given))])
-            ns_pid = int.from_bytes(_receive_exact(zygote.control, 4), "big")
+            ns_pid = int.from_bytes(receive_exact(zygote.control, 4, "the zygote"), "big")
         monitor = _host_pid(zygote.host_pid, ns_pid)
         group = make_group()
         proc = ForkedProcess(monitor, ours, out[0], err[0])
@@ -187,16 +188,6 @@ def _join(pid: int, group: cgroup.Cgroup | None) -> None:
     # time on any of ours, else its own CPU does
     cpus = os.sched_getaffinity(0) if group is not None and group.cpu else {bwrap.next_cpu()}
     os.sched_setaffinity(pid, cpus)
-
-
-def _receive_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise OSError("the zygote ended")
-        data += chunk
-    return data
 
 
 def _host_pid(zygote_pid: int, ns_pid: int) -> int:
@@ -269,7 +260,7 @@ def _start(limits: Limits) -> _Zygote:
         theirs.close()
     try:
         ours.sendall(bootstrap.bundle("zygote"))
-        if _receive_exact(ours, 1) != b"H":
+        if receive_exact(ours, 1, "the zygote") != b"H":
             raise OSError("the zygote's first byte was not its hello")
         init = contention.only_child(proc.pid)
         children = _children(init) if init is not None else []

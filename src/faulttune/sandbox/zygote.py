@@ -120,7 +120,7 @@ def _enter_own_user_namespace(monitor: socket.socket) -> None:
     _check(_libc.unshare(CLONE_NEWUSER), "unshare user")
     _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the monitor must open our map files
     monitor.sendall(b"u")
-    uid = int.from_bytes(_receive_exact(monitor, 4), "big")
+    uid = int.from_bytes(receive_exact(monitor, 4), "big")
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
 
@@ -144,12 +144,14 @@ def _map_user_namespace(channel: socket.socket, random_uid: bool) -> None:
     channel.sendall(uid.to_bytes(4, "big"))
 
 
-def _receive_exact(sock: socket.socket, size: int) -> bytes:
+def receive_exact(sock: socket.socket, size: int, sender: str = "the monitor") -> bytes:
+    """``size`` bytes from ``sock``, or OSError when ``sender`` closes its end first (the scorer's
+    side of the zygote's socket uses it too)."""
     data = b""
     while len(data) < size:
         chunk = sock.recv(size - len(data))
         if not chunk:
-            raise OSError("the other end has gone")
+            raise OSError(f"{sender} has gone")
         data += chunk
     return data
 
