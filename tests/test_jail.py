@@ -365,7 +365,11 @@ def test_killing_the_scorer_ends_every_jail(signum, tmp_path, data_dir):
         time.sleep(0.1)
     assert len(jail_processes(scorer.pid)) >= 2, "the jails never started"
     scorer.send_signal(signum)
-    scorer.wait(timeout=10)
+    try:
+        scorer.wait(timeout=10)
+    finally:  # a scorer that did not end fails the test, and is not left running
+        scorer.kill()
+        scorer.wait()
     left = leftovers(scorer.pid)
     assert not out.exists()  # no half-written RESULTS
     if signum != signal.SIGKILL:
