@@ -83,7 +83,7 @@ class Isolation:
 class Spawned:
     """A started jail: its process, the two ends of its channel, and what to clean up."""
 
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | forkserver.ForkedProcess  # bwrap's, or a forked program's
     to_jail: int  # write end of the request pipe
     from_jail: int  # read end of the reply pipe
     preamble: bytes  # the bootstrap bundle, to be written first
@@ -127,7 +127,7 @@ def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
 def _spawn_forked(role: str, limits: Limits) -> Spawned:
     proc, to_jail, from_jail, group = forkserver.spawn(
         role, limits, lambda: cgroup.make(limits.memory_mb, 2 + limits.max_processes))
-    return Spawned(proc, to_jail, from_jail, b"", group)  # type: ignore[arg-type]
+    return Spawned(proc, to_jail, from_jail, b"", group)
 
 
 def filter_file() -> int | None:

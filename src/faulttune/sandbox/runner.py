@@ -332,7 +332,7 @@ class Session:
 
     def returncode(self, name: str, wait_s: float = 1.0) -> int | None:
         """The jail's exit status once its process has ended (None: still running)."""
-        proc: subprocess.Popen[bytes] = self.jails[name].spawned.proc
+        proc = self.jails[name].spawned.proc
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=wait_s)
         self._drain(name)
