@@ -10,6 +10,8 @@ by its affinity).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -77,3 +79,19 @@ def test_a_process_outside_a_jail_has_no_contention_to_read():
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_children_are_the_processes_a_process_started():
+    """``children`` lists what a process started (the zygote's forks, a jail's init), and
+    nothing once it is gone."""
+    parent = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while len(contention.children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        found = contention.children(parent.pid)
+        assert len(found) == 2 and all(contention._parent(pid) == parent.pid for pid in found)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert contention.children(parent.pid) == []

@@ -120,6 +120,16 @@ def only_child(pid: int) -> int | None:
     return children[0] if len(children) == 1 else None
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid``'s main thread (every process here that has children is
+    single-threaded: bwrap, its init, the zygote); [] when gone or unreadable."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
 def _pids() -> list[int]:
     return [int(e) for e in os.listdir("/proc") if e.isdigit()]
 

@@ -192,20 +192,12 @@ def _join(pid: int, group: cgroup.Cgroup | None) -> None:
 
 def _host_pid(zygote_pid: int, ns_pid: int) -> int:
     """The pid, seen from here, of the zygote's child that is ``ns_pid`` in the zygote's jail."""
-    for child in _children(zygote_pid):
+    for child in contention.children(zygote_pid):
         with contextlib.suppress(OSError), open(f"/proc/{child}/status") as f:
             for line in f:
                 if line.startswith("NSpid:") and line.split()[-1] == str(ns_pid):
                     return child
     raise OSError(f"the zygote's child {ns_pid} is not among its children")
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-            found += [int(c) for c in f.read().split()]
-    return found
 
 
 def _zygote(limits: Limits) -> _Zygote:
@@ -263,7 +255,7 @@ def _start(limits: Limits) -> _Zygote:
         if receive_exact(ours, 1, "the zygote") != b"H":
             raise OSError("the zygote's first byte was not its hello")
         init = contention.only_child(proc.pid)
-        children = _children(init) if init is not None else []
+        children = contention.children(init) if init is not None else []
         if init is None or len(children) != 1:
             raise OSError("the zygote's jail does not hold one zygote")
         # its forks start on one CPU, before the scorer gives each its own (or its cgroup's)

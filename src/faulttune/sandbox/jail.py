@@ -96,13 +96,18 @@ def counts_processes() -> bool:
     return isolation().kind == "bwrap" and (os.geteuid() != 0 or drop_uid_before_bwrap())
 
 
+def _program_group(limits: Limits) -> cgroup.Cgroup | None:
+    """A program's own cgroup (None: none here); 2 for bwrap or the monitor, and the init."""
+    return cgroup.make(limits.memory_mb, 2 + limits.max_processes)
+
+
 def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
-    group = cgroup.make(limits.memory_mb, 2 + limits.max_processes)
+    group = _program_group(limits)
     root = os.geteuid() == 0
     drop = root and drop_uid_before_bwrap()
     uid = random_uid() if root else None
     request, reply = os.pipe(), os.pipe()
-    syscalls = filter_file()
+    syscalls = _filter_file()
     command = bwrap_command(role, limits, (request[0], reply[1]), None if drop else uid, syscalls)
     split = command.index("--")
     arguments = arguments_file(command[1:split])  # the jail's /proc/1/cmdline: no host path
@@ -125,12 +130,12 @@ def _spawn_bwrap(role: str, limits: Limits) -> Spawned:
 
 
 def _spawn_forked(role: str, limits: Limits) -> Spawned:
-    proc, to_jail, from_jail, group = forkserver.spawn(
-        role, limits, lambda: cgroup.make(limits.memory_mb, 2 + limits.max_processes))
+    proc, to_jail, from_jail, group = forkserver.spawn(role, limits,
+                                                       lambda: _program_group(limits))
     return Spawned(proc, to_jail, from_jail, b"", group)
 
 
-def filter_file() -> int | None:
+def _filter_file() -> int | None:
     """An fd holding the system-call filter, for ``bwrap --seccomp`` (None: no filter here)."""
     program = seccomp.program() if isolation().seccomp else None
     return None if program is None else memory_file("bwrap-seccomp", program)
@@ -245,10 +250,12 @@ def _fork_problem() -> str:
         return f"{type(e).__name__}: {e}"
     try:
         ready, _, _ = select.select([spawned.from_jail], [], [], 30)
-        if ready and os.read(spawned.from_jail, 64):
+        if not ready:
+            return "the forked server did not answer"
+        if os.read(spawned.from_jail, 64):
             return ""
-        return "the forked server did not start: " + os.read(spawned.proc.stderr.fileno(), 4000).decode(
-            errors="replace").strip()[-300:] if ready else "the forked server did not answer"
+        stderr = os.read(spawned.proc.stderr.fileno(), 4000).decode(errors="replace")
+        return "the forked server did not start: " + stderr.strip()[-300:]
     finally:
         reaper.kill(spawned)
         reaper.release(spawned)

@@ -9,6 +9,8 @@ import signal
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from faulttune.sandbox import contention
+
 if TYPE_CHECKING:
     from faulttune.sandbox.jail import Spawned
 
@@ -23,7 +25,7 @@ def kill(spawned: Spawned) -> None:
     """
     monitor = spawned.proc.pid
     if spawned.workdir is None:
-        doomed = [int(pid) for pid in _children(monitor)]
+        doomed = contention.children(monitor)
     else:
         doomed = [child.pid for child in _descendants(monitor)]
     spawned.proc.kill()  # a forked program's monitor may not lead its process group yet
@@ -50,14 +52,6 @@ def release(spawned: Spawned) -> None:
             stream.close()
     if not isinstance(spawned.proc, subprocess.Popen):
         spawned.proc.close()
-
-
-def _children(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return f.read().split()
-    except OSError:
-        return []
 
 
 def _descendants(pid: int) -> list[Any]:
