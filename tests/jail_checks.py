@@ -119,6 +119,7 @@ for path in $FT_HIDDEN; do
     mount -t tmpfs -o mode=0755,size=1m tmpfs "$parent"
     mkdir -p "$path"
     mount --move "$stage" "$path"
+    rmdir "$stage"  # the empty staging folder, left on the host's /tmp otherwise
 done
 exec setpriv --reuid="$user" --regid="$user" --init-groups -- env -i HOME=/tmp \
     PATH=/usr/bin:/bin LANG=C.UTF-8 "$@"
